@@ -1,0 +1,90 @@
+/**
+ * A set of patch points for clustering and evaluation: uint8 patch rows [n, D] plus, when a
+ * positional encoding is on, each patch's grid position. Points are materialised as float32 in
+ * bounded chunks only (u8/255 + encoding), so n can be large: memory is n·D bytes, not 4·n·D.
+ */
+import { PosEncoder, isIdentity, type PosEnc } from './posenc.js';
+import { U8_TO_UNIT } from '../patches/patchify.js';
+
+/** Grid position of each patch (struct of arrays, length n). */
+export interface PatchPositions {
+  row: ArrayLike<number>;
+  col: ArrayLike<number>;
+  cols: ArrayLike<number>;
+}
+
+export class PatchPoints {
+  private readonly encoder: PosEncoder | null;
+
+  /**
+   * @param u8  [n, D] patch rows, values 0..255
+   * @param pos grid positions; required when `pe` is not the identity
+   */
+  constructor(
+    readonly u8: Uint8Array,
+    readonly n: number,
+    readonly D: number,
+    readonly pos: PatchPositions | null,
+    readonly pe: PosEnc,
+  ) {
+    if (u8.length < n * D) throw new RangeError(`PatchPoints: ${u8.length} bytes cannot hold ${n} rows of ${D}`);
+    if (!isIdentity(pe) && !pos) throw new RangeError('PatchPoints: positional encoding needs patch positions');
+    this.encoder = isIdentity(pe) ? null : new PosEncoder(pe, D);
+  }
+
+  /** True when assignment space differs from pixel space. */
+  get encoded(): boolean {
+    return this.encoder !== null;
+  }
+
+  /** out[0 .. count·D) = rows [start, start+count) in assignment space (pixels/255 + encoding). */
+  readAssign(start: number, count: number, out: Float32Array): void {
+    this.readPixel(start, count, out);
+    if (this.encoder) {
+      const p = this.pos!;
+      for (let i = 0; i < count; i++) {
+        const v = this.encoder.vector(p.row[start + i]!, p.col[start + i]!, p.cols[start + i]!);
+        const base = i * this.D;
+        for (let d = 0; d < this.D; d++) out[base + d]! += v[d]!;
+      }
+    }
+  }
+
+  /** out[0 .. count·D) = rows [start, start+count) in pixel space (u8/255). */
+  readPixel(start: number, count: number, out: Float32Array): void {
+    const src = this.u8;
+    const D = this.D;
+    for (let i = 0, s = start * D, e = count * D; i < e; i++, s++) out[i] = U8_TO_UNIT[src[s]!]!;
+  }
+
+  /** acc += row i in assignment space (float64 accumulator of length D). */
+  accumulateAssign(i: number, acc: Float64Array): void {
+    this.accumulatePixel(i, acc);
+    if (this.encoder) {
+      const p = this.pos!;
+      const v = this.encoder.vector(p.row[i]!, p.col[i]!, p.cols[i]!);
+      for (let d = 0; d < this.D; d++) acc[d]! += v[d]!;
+    }
+  }
+
+  /** acc += row i in pixel space. */
+  accumulatePixel(i: number, acc: Float64Array): void {
+    const src = this.u8;
+    for (let d = 0, s = i * this.D; d < this.D; d++, s++) acc[d]! += U8_TO_UNIT[src[s]!]!;
+  }
+
+  /** A new point set holding copies of the given rows, in the given order. */
+  subset(indices: ArrayLike<number>): PatchPoints {
+    const m = indices.length;
+    const D = this.D;
+    const u8 = new Uint8Array(m * D);
+    for (let j = 0; j < m; j++) u8.set(this.u8.subarray(indices[j]! * D, (indices[j]! + 1) * D), j * D);
+    let pos: PatchPositions | null = null;
+    if (this.pos) {
+      const p = this.pos;
+      const pick = (a: ArrayLike<number>): Uint16Array => Uint16Array.from({ length: m }, (_, j) => a[indices[j]!]!);
+      pos = { row: pick(p.row), col: pick(p.col), cols: pick(p.cols) };
+    }
+    return new PatchPoints(u8, m, D, pos, this.pe);
+  }
+}

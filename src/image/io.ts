@@ -1,0 +1,192 @@
+/**
+ * Image decoding, resizing and PNG writing (DESIGN §1). Every image is turned into 8-bit
+ * sRGB, 3 channels, [h, w, 3] row-major: EXIF orientation applied, alpha composited onto a
+ * background (mid-grey 128 by default), grayscale / CMYK / 16-bit converted.
+ */
+import { readFileSync } from 'node:fs';
+import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
+import { UvuError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+
+// One image at a time, no decoded-image cache: keeps memory flat while streaming millions of files.
+sharp.cache(false);
+sharp.concurrency(1);
+
+/** Patch side in pixels; the resize policy rounds sides to multiples of it. */
+const GRID = 32;
+
+export interface DecodeOptions {
+  /** Pixel budget w·h after resizing (default 512·512). */
+  maxPixels?: number;
+  /** RGB that transparent pixels are composited onto (default [128, 128, 128]). */
+  background?: [number, number, number];
+}
+
+export interface RgbImage {
+  /** 8-bit sRGB, [height, width, 3] row-major. */
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export interface LoadedImage extends RgbImage {
+  /** Size after EXIF orientation, before resizing. */
+  originalWidth: number;
+  originalHeight: number;
+  /** Source path, or "<buffer>". */
+  path: string;
+}
+
+export const DEFAULT_MAX_PIXELS = 512 * 512;
+export const DEFAULT_BACKGROUND: [number, number, number] = [128, 128, 128];
+
+/**
+ * DESIGN §1 resize policy: keep the aspect ratio, scale down so that w·h ≤ maxPixels (never
+ * up), then round each side to the nearest multiple of 32, at least 32 — so a side < 32 is
+ * the only case that grows. For extreme aspect ratios where that floor of 32 pushes w·h over
+ * the budget, the long side is cut back to the largest multiple of 32 that fits.
+ */
+export function targetSize(width: number, height: number, maxPixels: number): { width: number; height: number } {
+  if (!(width >= 1 && height >= 1)) throw new UvuError(`image has no pixels (${width}×${height})`);
+  if (!(maxPixels >= GRID * GRID)) {
+    throw new UvuError(`maxPixels must be at least ${GRID * GRID} (one 32×32 patch), got ${maxPixels}`, 2);
+  }
+  const scale = Math.min(1, Math.sqrt(maxPixels / (width * height)));
+  const round32 = (v: number) => Math.max(GRID, Math.round(v / GRID) * GRID);
+  let w = round32(width * scale);
+  let h = round32(height * scale);
+  const maxLongSide = Math.floor(maxPixels / GRID / GRID) * GRID;
+  if (w * h > maxPixels && (w === GRID || h === GRID)) {
+    if (w === GRID) h = Math.min(h, maxLongSide);
+    else w = Math.min(w, maxLongSide);
+  }
+  return { width: w, height: h };
+}
+
+function sourceName(input: string | Buffer): string {
+  return typeof input === 'string' ? input : '<buffer>';
+}
+
+/** Turn sharp/libvips' multi-line messages into one short phrase. */
+function shortReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOENT') return 'file not found';
+  if (e?.code === 'EISDIR') return 'is a directory';
+  if (e?.code === 'EACCES') return 'permission denied';
+  const msg = String(e?.message ?? err).split('\n')[0]!.trim();
+  if (/buffer is empty|file is empty/i.test(msg)) return 'empty file (0 bytes)';
+  if (/unsupported image format/i.test(msg)) return 'not a supported image (JPEG, PNG, WebP, GIF, TIFF, ...)';
+  if (/premature end|truncated|unexpected end|read error|not enough data/i.test(msg)) return 'truncated image data';
+  if (/corrupt|invalid|bad |error/i.test(msg)) {
+    const detail = msg.replace(/^Input (file|buffer) (has|is) /i, '').replace(/Vips\w*:\s*/gi, '');
+    return `corrupt image (${detail.length > 80 ? detail.slice(0, 77) + '...' : detail})`;
+  }
+  return msg.length > 100 ? msg.slice(0, 97) + '...' : msg;
+}
+
+function decodeError(input: string | Buffer, err: unknown): UvuError {
+  return new UvuError(`cannot decode image ${sourceName(input)}: ${shortReason(err)}`);
+}
+
+/**
+ * Read the input once into memory (so an empty file is reported as such and sharp sees the
+ * same bytes for metadata and pixels).
+ */
+function readInput(input: string | Buffer): Buffer {
+  if (typeof input !== 'string') return input;
+  try {
+    return readFileSync(input);
+  } catch (err) {
+    throw decodeError(input, err);
+  }
+}
+
+/**
+ * The shared decode pipeline: first frame/page, orientation, alpha flatten, 8-bit sRGB.
+ * `failOn: 'truncated'` makes a JPEG/PNG that ends early an error rather than grey rows.
+ */
+function pipeline(bytes: Buffer, background: [number, number, number]): Sharp {
+  return sharp(bytes, { failOn: 'truncated', pages: 1, limitInputPixels: 1 << 30 })
+    .rotate()
+    .flatten({ background: { r: background[0], g: background[1], b: background[2] } })
+    .toColourspace('srgb')
+    .removeAlpha();
+}
+
+async function orientedSize(bytes: Buffer, input: string | Buffer): Promise<{ width: number; height: number }> {
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { failOn: 'truncated', pages: 1, limitInputPixels: 1 << 30 }).metadata();
+  } catch (err) {
+    throw decodeError(input, err);
+  }
+  const width = meta.autoOrient?.width ?? meta.width;
+  const height = meta.autoOrient?.height ?? meta.height;
+  if (!width || !height) throw new UvuError(`cannot decode image ${sourceName(input)}: image has no pixels`);
+  return { width, height };
+}
+
+async function toRgb(p: Sharp, input: string | Buffer): Promise<RgbImage> {
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await p.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw decodeError(input, err);
+  }
+  const { width, height, channels } = out.info;
+  if (channels !== 3 || out.data.length !== width * height * 3) {
+    throw new UvuError(`cannot decode image ${sourceName(input)}: decoder gave ${channels} channels, expected 3`);
+  }
+  return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
+}
+
+/** Decode to 8-bit sRGB at the DESIGN §1 size (see `targetSize`), lanczos3 resampling. */
+export async function loadImage(pathOrBuffer: string | Buffer, opts: DecodeOptions = {}): Promise<LoadedImage> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const bytes = readInput(pathOrBuffer);
+  const orig = await orientedSize(bytes, pathOrBuffer);
+  const size = targetSize(orig.width, orig.height, maxPixels);
+  let p = pipeline(bytes, opts.background ?? DEFAULT_BACKGROUND);
+  if (size.width !== orig.width || size.height !== orig.height) {
+    // fit 'fill': rounding to multiples of 32 changes the aspect ratio by < 32 px per side.
+    p = p.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
+  }
+  const img = await toRgb(p, pathOrBuffer);
+  return { ...img, originalWidth: orig.width, originalHeight: orig.height, path: sourceName(pathOrBuffer) };
+}
+
+/** Decode to 8-bit sRGB at the image's own (oriented) size; no resizing. */
+export async function decodeRgb(
+  pathOrBuffer: string | Buffer,
+  opts: { background?: [number, number, number] } = {},
+): Promise<LoadedImage> {
+  const bytes = readInput(pathOrBuffer);
+  const img = await toRgb(pipeline(bytes, opts.background ?? DEFAULT_BACKGROUND), pathOrBuffer);
+  return { ...img, originalWidth: img.width, originalHeight: img.height, path: sourceName(pathOrBuffer) };
+}
+
+function rawInput(img: RgbImage): Sharp {
+  if (img.data.length !== img.width * img.height * 3) {
+    throw new UvuError(`RGB image data has ${img.data.length} bytes, expected ${img.width}×${img.height}×3`);
+  }
+  return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
+    raw: { width: img.width, height: img.height, channels: 3 },
+  });
+}
+
+/** Write an RGB image as PNG, atomically (temp file + rename). */
+export async function writePng(path: string, img: RgbImage): Promise<void> {
+  const png = await rawInput(img).png().toBuffer();
+  writeFileAtomic(path, png);
+}
+
+/** Resample to exactly width×height (lanczos3; aspect ratio not preserved). */
+export async function resizeRgb(img: RgbImage, width: number, height: number): Promise<RgbImage> {
+  if (width === img.width && height === img.height) return { data: img.data.slice(), width, height };
+  const out = await rawInput(img)
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
+}
+

@@ -1,0 +1,138 @@
+/**
+ * Input discovery for patch-store builds. An input is
+ *  - a file (taken as is, whatever its extension),
+ *  - a folder (searched recursively for image files; hidden entries skipped),
+ *  - a glob with `*` (within one path segment), `**` (any number of segments) and `?`,
+ *    matched against image files under the glob's fixed leading folder,
+ *  - `@list.txt`: one input per line (blank lines and `#` comments ignored; relative
+ *    paths are relative to the list file's folder; lines may be folders or globs too).
+ * The result is absolute paths, de-duplicated and sorted (by code unit), so a build's
+ * order does not depend on the file system's listing order.
+ */
+import { readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { UvuError } from '../util/errors.js';
+
+/** Extensions picked up when searching folders and globs (case-insensitive). */
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif'];
+
+function isImageName(name: string): boolean {
+  const lower = name.toLowerCase();
+  return IMAGE_EXTENSIONS.some((ext) => lower.endsWith(ext));
+}
+
+function hasMagic(s: string): boolean {
+  return /[*?]/.test(s);
+}
+
+function listDir(dir: string): Dirent[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new UvuError(`cannot read folder ${dir}: ${code === 'EACCES' ? 'permission denied' : code}`);
+  }
+}
+
+/** All image files under `dir`, recursively (symlinks followed; hidden names skipped). */
+function walk(dir: string, out: string[], relPrefix = '', onFile?: (abs: string, rel: string) => void): void {
+  for (const ent of listDir(dir)) {
+    if (ent.name.startsWith('.')) continue;
+    const abs = join(dir, ent.name);
+    const rel = relPrefix ? `${relPrefix}/${ent.name}` : ent.name;
+    let isDir = ent.isDirectory();
+    let isFile = ent.isFile();
+    if (ent.isSymbolicLink()) {
+      try {
+        const st = statSync(abs);
+        isDir = st.isDirectory();
+        isFile = st.isFile();
+      } catch {
+        continue; // dangling link
+      }
+    }
+    if (isDir) walk(abs, out, rel, onFile);
+    else if (isFile && isImageName(ent.name)) {
+      if (onFile) onFile(abs, rel);
+      else out.push(abs);
+    }
+  }
+}
+
+/** Glob pattern (relative part, `/`-separated) → anchored RegExp. */
+export function globToRegExp(pattern: string): RegExp {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === '*' && pattern[i + 1] === '*') {
+      i++;
+      if (pattern[i + 1] === '/') {
+        i++;
+        re += '(?:[^/]+/)*'; // `**/` = zero or more folders
+      } else re += '.*';
+    } else if (ch === '*') re += '[^/]*';
+    else if (ch === '?') re += '[^/]';
+    else re += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+function expandGlob(pattern: string, cwd: string): string[] {
+  const abs = (isAbsolute(pattern) ? pattern : resolve(cwd, pattern)).split(sep).join('/');
+  const segments = abs.split('/');
+  const firstMagic = segments.findIndex(hasMagic);
+  const base = segments.slice(0, firstMagic).join('/') || '/';
+  const regex = globToRegExp(segments.slice(firstMagic).join('/'));
+  const out: string[] = [];
+  try {
+    if (!statSync(base).isDirectory()) return out;
+  } catch {
+    return out;
+  }
+  walk(base, out, '', (file, rel) => {
+    if (regex.test(rel)) out.push(file);
+  });
+  return out;
+}
+
+function expandOne(input: string, cwd: string, out: string[], listDepth: number): void {
+  if (input.startsWith('@')) {
+    if (listDepth > 4) throw new UvuError(`list files nested too deeply at ${input}`);
+    const listPath = resolve(cwd, input.slice(1));
+    let text: string;
+    try {
+      text = readFileSync(listPath, 'utf8');
+    } catch (err) {
+      throw new UvuError(`cannot read list file ${listPath}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    for (const raw of text.split(/\r?\n/)) {
+      const line = raw.trim();
+      if (line && !line.startsWith('#')) expandOne(line, dirname(listPath), out, listDepth + 1);
+    }
+    return;
+  }
+  if (hasMagic(input)) {
+    out.push(...expandGlob(input, cwd));
+    return;
+  }
+  const abs = resolve(cwd, input);
+  let st;
+  try {
+    st = statSync(abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UvuError(`input not found: ${abs}${code && code !== 'ENOENT' ? ` (${code})` : ''}`);
+  }
+  if (st.isDirectory()) walk(abs, out);
+  else out.push(abs);
+}
+
+/** Resolve inputs (files, folders, globs, @lists) to a sorted, de-duplicated list of files. */
+export function resolveInputs(inputs: string[], cwd = process.cwd()): string[] {
+  if (inputs.length === 0) throw new UvuError('no inputs given (expected image files, folders, globs or @list.txt)');
+  const out: string[] = [];
+  for (const input of inputs) expandOne(input, cwd, out, 0);
+  const files = [...new Set(out)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (files.length === 0) throw new UvuError(`no image files found in inputs: ${inputs.join(' ')}`);
+  return files;
+}

@@ -1,0 +1,143 @@
+/**
+ * NumPy .npy (format 1.0) for float32 arrays, little-endian, C order — readable with
+ * `numpy.load`. Used to hand patch samples to Python tools.
+ */
+import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { UvuError } from '../util/errors.js';
+import { tempPathFor } from '../util/atomic.js';
+import { Rng } from '../util/rng.js';
+import { PATCH_DIM, patchesToFloat } from './patchify.js';
+import type { PatchStore } from './store.js';
+
+const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
+
+/** Header bytes (magic, version 1.0, length, dict padded so data starts at a multiple of 64). */
+function npyHeader(shape: number[]): Uint8Array {
+  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  let dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const unpadded = 10 + dict.length + 1;
+  dict += ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
+  if (dict.length > 65535) throw new UvuError(`npy header too long for shape ${shapeText}`);
+  const out = new Uint8Array(10 + dict.length);
+  out.set(MAGIC, 0);
+  out[6] = 1;
+  out[7] = 0;
+  out[8] = dict.length & 0xff;
+  out[9] = dict.length >> 8;
+  out.set(Buffer.from(dict, 'latin1'), 10);
+  return out;
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
+}
+
+function littleEndianBytes(f: Float32Array): Uint8Array {
+  // Float32Array is platform-endian; every platform Node supports in practice is little-endian.
+  return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+}
+
+/**
+ * Stream an .npy file: `fill(write)` calls write() with consecutive float32 blocks totalling
+ * prod(shape) elements. Written to a temp file and renamed, so a crash leaves no partial file.
+ */
+function writeNpyStreaming(path: string, shape: number[], fill: (write: (block: Float32Array) => void) => void): void {
+  const total = shape.reduce((a, b) => a * b, 1);
+  const tmp = tempPathFor(path);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeAll(fd, npyHeader(shape));
+    let written = 0;
+    fill((block) => {
+      written += block.length;
+      if (written > total) throw new Error(`npy: more data than shape [${shape.join(', ')}]`);
+      writeAll(fd, littleEndianBytes(block));
+    });
+    if (written !== total) throw new Error(`npy: wrote ${written} values, shape [${shape.join(', ')}] needs ${total}`);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Write `data` (row-major, prod(shape) values) as a float32 .npy file, atomically. */
+export function writeNpyF32(path: string, data: Float32Array, shape: number[]): void {
+  const total = shape.reduce((a, b) => a * b, 1);
+  if (total !== data.length) throw new UvuError(`writeNpyF32: shape [${shape.join(', ')}] needs ${total} values, got ${data.length}`);
+  writeNpyStreaming(path, shape, (write) => write(data));
+}
+
+/** Read a float32 little-endian C-order .npy file. */
+export function readNpyF32(path: string): { data: Float32Array; shape: number[] } {
+  const fd = openSync(path, 'r');
+  try {
+    const pre = new Uint8Array(10);
+    if (readSync(fd, pre, 0, 10, 0) !== 10 || MAGIC.some((b, i) => pre[i] !== b)) {
+      throw new UvuError(`${path}: not an .npy file`);
+    }
+    const major = pre[6]!;
+    let headerLen: number;
+    let dataStart: number;
+    if (major === 1) {
+      headerLen = pre[8]! | (pre[9]! << 8);
+      dataStart = 10 + headerLen;
+    } else {
+      const pre4 = new Uint8Array(12);
+      readSync(fd, pre4, 0, 12, 0);
+      headerLen = new DataView(pre4.buffer).getUint32(8, true);
+      dataStart = 12 + headerLen;
+    }
+    const headerBytes = new Uint8Array(headerLen);
+    readSync(fd, headerBytes, 0, headerLen, dataStart - headerLen);
+    const header = Buffer.from(headerBytes).toString('latin1');
+    if (!/'descr':\s*'<f4'/.test(header)) throw new UvuError(`${path}: .npy dtype is not little-endian float32 ('<f4')`);
+    if (/'fortran_order':\s*True/.test(header)) throw new UvuError(`${path}: Fortran-order .npy is not supported`);
+    const m = /'shape':\s*\(([^)]*)\)/.exec(header);
+    if (!m) throw new UvuError(`${path}: .npy header has no shape`);
+    const shape = m[1]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0)
+      .map(Number);
+    const total = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(total);
+    const bytes = new Uint8Array(data.buffer);
+    let got = 0;
+    while (got < bytes.length) {
+      const n = readSync(fd, bytes, got, bytes.length - got, dataStart + got);
+      if (n === 0) throw new UvuError(`${path}: .npy data truncated (${got} of ${bytes.length} bytes)`);
+      got += n;
+    }
+    return { data, shape };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Export `count` patches drawn uniformly without replacement (seeded) as float32
+ * [count, 3072] in [0, 1], rows in ascending store order. Reads and converts `blockRows`
+ * rows at a time, so memory is O(count · 4 B) for the indices plus one block.
+ */
+export function exportSample(store: PatchStore, count: number, seed: number, outPath: string, blockRows = 4096): void {
+  if (!(Number.isInteger(count) && count >= 1 && count <= store.count)) {
+    throw new UvuError(`cannot export ${count} patches from a store of ${store.count}`);
+  }
+  const indices = new Rng(seed).sampleIndices(store.count, count).sort();
+  const block = new Float32Array(blockRows * PATCH_DIM);
+  writeNpyStreaming(outPath, [count, PATCH_DIM], (write) => {
+    for (let start = 0; start < count; start += blockRows) {
+      const n = Math.min(blockRows, count - start);
+      const { patches } = store.readIndices(indices.subarray(start, start + n));
+      write(patchesToFloat(patches, block).subarray(0, n * PATCH_DIM));
+    }
+  });
+}

@@ -1,0 +1,62 @@
+/**
+ * Progress bars on stderr for work longer than about a second. Off when stderr is not a
+ * TTY or when the command runs with --quiet / --json (stdout stays one JSON object).
+ */
+import cliProgress from 'cli-progress';
+
+export interface Progress {
+  /** Advance by `n` units (default 1). */
+  tick(n?: number): void;
+  /** Set the absolute position. */
+  set(value: number): void;
+  /** Change the total (when it becomes known late). */
+  setTotal(total: number): void;
+  stop(): void;
+}
+
+let globallyQuiet = false;
+/** Called by the CLI for --quiet / --json. */
+export function setQuiet(quiet: boolean): void {
+  globallyQuiet = quiet;
+}
+
+const noop: Progress = { tick() {}, set() {}, setTotal() {}, stop() {} };
+
+/** A progress bar labelled `label` over `total` units named `unit` (e.g. "images"). */
+export function progress(label: string, total: number, unit = 'items'): Progress {
+  if (globallyQuiet || !process.stderr.isTTY) return noop;
+  const bar = new cliProgress.SingleBar(
+    {
+      format: `${label} |{bar}| {percentage}% {value}/{total} ${unit} | {duration_formatted} elapsed, ETA {eta_formatted}`,
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: false,
+      etaBuffer: 50,
+      fps: 5,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  let value = 0;
+  return {
+    tick(n = 1) {
+      value += n;
+      bar.update(value);
+    },
+    set(v) {
+      value = v;
+      bar.update(v);
+    },
+    setTotal(t) {
+      bar.setTotal(t);
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
+
+/** Informational log line on stderr (suppressed by --quiet/--json). */
+export function info(message: string): void {
+  if (!globallyQuiet) process.stderr.write(`${message}\n`);
+}
