@@ -34,8 +34,11 @@ function listDir(dir: string): Dirent[] {
   }
 }
 
-/** All image files under `dir`, recursively (symlinks followed; hidden names skipped). */
-function walk(dir: string, out: string[], relPrefix = '', onFile?: (abs: string, rel: string) => void): void {
+/**
+ * Calls `onFile(absolutePath, pathRelativeToStart)` for every image file under `dir`,
+ * recursively (symlinks followed; hidden names skipped).
+ */
+function walk(dir: string, onFile: (abs: string, rel: string) => void, relPrefix = ''): void {
   for (const ent of listDir(dir)) {
     if (ent.name.startsWith('.')) continue;
     const abs = join(dir, ent.name);
@@ -51,11 +54,8 @@ function walk(dir: string, out: string[], relPrefix = '', onFile?: (abs: string,
         continue; // dangling link
       }
     }
-    if (isDir) walk(abs, out, rel, onFile);
-    else if (isFile && isImageName(ent.name)) {
-      if (onFile) onFile(abs, rel);
-      else out.push(abs);
-    }
+    if (isDir) walk(abs, onFile, rel);
+    else if (isFile && isImageName(ent.name)) onFile(abs, rel);
   }
 }
 
@@ -89,7 +89,7 @@ function expandGlob(pattern: string, cwd: string): string[] {
   } catch {
     return out;
   }
-  walk(base, out, '', (file, rel) => {
+  walk(base, (file, rel) => {
     if (regex.test(rel)) out.push(file);
   });
   return out;
@@ -123,7 +123,7 @@ function expandOne(input: string, cwd: string, out: string[], listDepth: number)
     const code = (err as NodeJS.ErrnoException).code;
     throw new UvuError(`input not found: ${abs}${code && code !== 'ENOENT' ? ` (${code})` : ''}`);
   }
-  if (st.isDirectory()) walk(abs, out);
+  if (st.isDirectory()) walk(abs, (file) => out.push(file));
   else out.push(abs);
 }
 

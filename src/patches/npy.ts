@@ -122,6 +122,11 @@ export function readNpyF32(path: string): { data: Float32Array; shape: number[] 
   }
 }
 
+/** The ascending patch indices `exportSample(store, count, seed, …)` writes (same as `store.sample(count, new Rng(seed))`). */
+export function sampleExportIndices(storeCount: number, count: number, seed: number): Uint32Array {
+  return new Rng(seed).sampleIndices(storeCount, count).sort();
+}
+
 /**
  * Export `count` patches drawn uniformly without replacement (seeded) as float32
  * [count, 3072] in [0, 1], rows in ascending store order. Reads and converts `blockRows`
@@ -131,7 +136,7 @@ export function exportSample(store: PatchStore, count: number, seed: number, out
   if (!(Number.isInteger(count) && count >= 1 && count <= store.count)) {
     throw new UvuError(`cannot export ${count} patches from a store of ${store.count}`);
   }
-  const indices = new Rng(seed).sampleIndices(store.count, count).sort();
+  const indices = sampleExportIndices(store.count, count, seed);
   const block = new Float32Array(blockRows * PATCH_DIM);
   writeNpyStreaming(outPath, [count, PATCH_DIM], (write) => {
     for (let start = 0; start < count; start += blockRows) {
