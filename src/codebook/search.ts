@@ -3,16 +3,22 @@
  *
  * The bulk of the work is the expanded form ‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖², whose inner
  * products come from one float32 sgemm per (query block × centre chunk). Float32 inner
- * products carry rounding error, and the expanded form cancels badly when the distances
- * are small next to the norms (bright patches, nearby centres), so the float32 argmin
- * alone can pick the wrong centre. We therefore keep, per query, every centre whose
- * approximate distance lies within a proven error bound of the running best, and settle
- * queries with more than one such candidate by exact float64 distances. The result is
- * identical to `bruteForceNearest` (ties go to the lowest id).
+ * products carry rounding error, and the expanded form cancels badly when distances are
+ * small next to the norms (bright patches, nearby centres), so a float32 argmin alone
+ * can pick the wrong centre (Faiss IndexFlatL2 does, on ~1.5% of photo patches). Two
+ * guards make the result exact:
+ *  - queries and centres are shifted by their own means before the sgemm (the shift is
+ *    undone exactly in float64), which shrinks the operands' norms and so the error;
+ *  - every score gets a proven error bound e_k, and each query keeps every centre whose
+ *    lower bound s_k − e_k is below the least upper bound seen; queries left with more
+ *    than one candidate are settled by exact float64 distances.
+ * The result is identical to `bruteForceNearest` (ties go to the lowest id).
  *
- * Memory is bounded for any n and K: one [chunkQueries × chunkCenters] float32 score
- * buffer, one [chunkQueries × D] float32 buffer for uint8 queries, and a small
- * candidate list per query of the current block. Buffers are reused across calls.
+ * Memory for any n: one [chunkQueries × chunkCenters] float32 score buffer, two
+ * [chunkQueries × D] float32 query buffers (uint8 conversion, mean shift), and a
+ * candidate list of ≤ 128 per query of the current block, reused across calls. The index
+ * also keeps a mean-shifted copy of the centres (K·D floats) up to 1 GiB; beyond that it
+ * shifts each chunk on the fly into a [chunkCenters × D] buffer.
  */
 import { UsageError, UvuError } from '../util/errors.js';
 import { sgemmFor, type SgemmFn } from '../linalg/blas.js';
@@ -46,23 +52,86 @@ export interface FlatIndexOptions {
 
 /** Candidates kept per query before the list is compacted; if compaction cannot free space the query gets an exact full scan. */
 const CANDIDATE_CAP = 128;
+/** Above this many floats (1 GiB) the mean-shifted centres are made one chunk at a time instead of kept whole. */
+const MAX_SHIFTED_COPY_FLOATS = 2 ** 28;
 /** Unit roundoff of float32 (round to nearest). */
 const U_F32 = 2 ** -24;
 /** Unit roundoff of float64. */
 const U_F64 = 2 ** -53;
 
 /**
- * Squared L2 distance in float64, summed in index order with one accumulator. Both the
- * reference and the exact re-ranking use this one function, so their results (and tie
- * decisions) agree bit for bit.
+ * Squared L2 distance in float64, with four interleaved accumulators (i mod 4) summed as
+ * (s0 + s1) + (s2 + s3). Both the reference and the exact re-ranking use this one
+ * function, so their results (and tie decisions) agree bit for bit.
  */
 function exactDistSq(q: Float32Array, qOff: number, c: Float32Array, cOff: number, D: number): number {
-  let s = 0;
-  for (let i = 0; i < D; i++) {
-    const d = q[qOff + i]! - c[cOff + i]!;
-    s += d * d;
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let i = 0;
+  for (; i + 4 <= D; i += 4) {
+    const d0 = q[qOff + i]! - c[cOff + i]!;
+    const d1 = q[qOff + i + 1]! - c[cOff + i + 1]!;
+    const d2 = q[qOff + i + 2]! - c[cOff + i + 2]!;
+    const d3 = q[qOff + i + 3]! - c[cOff + i + 3]!;
+    s0 += d0 * d0;
+    s1 += d1 * d1;
+    s2 += d2 * d2;
+    s3 += d3 * d3;
   }
-  return s;
+  for (; i < D; i++) {
+    const d = q[qOff + i]! - c[cOff + i]!;
+    s0 += d * d;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+/** Per-row results of `shiftRowsByMean`, indexed by row number (first + r). */
+interface ShiftedRowStats {
+  /** mean_r (float64). */
+  means: Float64Array;
+  /** ‖fl32(row − mean_r)‖ (float64). */
+  shiftedNorms: Float64Array;
+  /** Σ(row − mean_r) and Σ|row − mean_r| in float64 (optional). */
+  shiftedSums?: Float64Array;
+  shiftedAbsSums?: Float64Array;
+}
+
+/**
+ * dst[r] = fl32(src[first + r] − mean_r·1) for `rows` rows of length D, mean_r the row's
+ * float64 mean; per-row statistics go to `stats` at index first + r. Non-finite rows are
+ * reported as `${what} ${idOffset + first + r}`.
+ */
+function shiftRowsByMean(src: Float32Array, first: number, rows: number, D: number, dst: Float32Array, stats: ShiftedRowStats, what: string, idOffset: number): void {
+  for (let r = 0; r < rows; r++) {
+    const off = (first + r) * D;
+    const out = r * D;
+    // Two accumulators break the add latency chain; the order is fixed, so results are deterministic.
+    let sumEven = 0;
+    let sumOdd = 0;
+    let i = 0;
+    for (; i + 2 <= D; i += 2) {
+      sumEven += src[off + i]!;
+      sumOdd += src[off + i + 1]!;
+    }
+    if (i < D) sumEven += src[off + i]!;
+    const sum = sumEven + sumOdd;
+    if (!Number.isFinite(sum)) throw new UvuError(`${what} ${idOffset + first + r} contains a non-finite value (NaN or ±Infinity)`);
+    const mean = sum / D;
+    let normSq = 0;
+    let shiftedSum = 0;
+    let shiftedAbsSum = 0;
+    for (let i = 0; i < D; i++) {
+      const v = src[off + i]! - mean;
+      dst[out + i] = v; // rounds to float32
+      const w = dst[out + i]!;
+      normSq += w * w;
+      shiftedSum += v;
+      shiftedAbsSum += Math.abs(v);
+    }
+    stats.means[first + r] = mean;
+    stats.shiftedNorms[first + r] = Math.sqrt(normSq);
+    if (stats.shiftedSums) stats.shiftedSums[first + r] = shiftedSum;
+    if (stats.shiftedAbsSums) stats.shiftedAbsSums[first + r] = shiftedAbsSum;
+  }
 }
 
 /** ‖row‖² in float64 for `rows` consecutive rows of length D starting at row `first`. */
@@ -119,40 +188,48 @@ export class FlatIndex {
   private readonly centerNormSq: Float64Array;
   /** Σ_i c_k[i] in float64, [K]. */
   private readonly centerSum: Float64Array;
-  /** max_k ‖c_k‖ (float64). */
-  private readonly maxCenterNorm: number;
-  /** max_k Σ_i |c_k[i]| (float64), for the rounding bound of the m·Σc term. */
+  /** m_k = mean of c_k (float64), [K]. */
+  private readonly centerMean: Float64Array; // only its maximum enters the search (see prepareBlock)
+  /** ‖c̃'_k‖ = ‖fl32(c_k − m_k·1)‖ in float64, [K]. */
+  private readonly shiftedCenterNorm: Float64Array;
+  /** Mean-shifted centres c̃' [K, D], or null when too large to keep (then shifted per chunk into chunkBuffer). */
+  private readonly shiftedCenters: Float32Array | null;
+  private chunkBuffer: Float32Array | null = null;
+  /** Bounds used by the float64 rounding term of the tolerance. */
+  private readonly maxCenterNormSq: number;
   private readonly maxCenterAbsSum: number;
+  private readonly maxAbsCenterMean: number;
+  private readonly maxShiftedCenterNorm: number;
   private readonly chunkQueries: number;
   private readonly chunkCenters: number;
   private readonly gemm: SgemmFn;
   /** γ_D = D·u/(1 − D·u): worst-case relative error factor of a float32 dot product of length D. */
   private readonly gammaD: number;
 
-  // Scratch, allocated on first use and reused.
-  /** −2·x·c for the current block, [chunkQueries, chunkCenters]. */
+  // Per-block scratch, reused across calls.
+  /** −2·x̃'·c̃' for the current block, [chunkQueries, chunkCenters]. */
   private scores: Float32Array | null = null;
   /** Float32 copy of a block of uint8 queries, [chunkQueries, D]. */
   private queryBlock: Float32Array | null = null;
-  /** Query block shifted by each query's mean, [chunkQueries, D]. */
+  /** Mean-shifted query block x̃', [chunkQueries, D]. */
   private shiftedBlock: Float32Array | null = null;
-  /** −2·(mean of the query), per row of the block. */
-  private readonly meanTimesMinus2: Float64Array;
-  private readonly tolerance: Float64Array;
-  private readonly bestScore: Float64Array;
-  private readonly bestId: Int32Array;
+  private readonly queryMean: Float64Array;
+  private readonly queryShiftedSum: Float64Array;
+  private readonly queryShiftedAbsSum: Float64Array;
+  private readonly shiftedQueryNorm: Float64Array;
+  /** Per row: −2·m_x, error slope α (e_k = α·‖c̃'_k‖ + ρ) and absolute term ρ. */
+  private readonly rowMeanTerm: Float64Array;
+  private readonly rowAlpha: Float64Array;
+  private readonly rowRho: Float64Array;
+  /** Per row: U = least upper bound seen so far on the (shifted) true distance of the best centre. */
+  private readonly upperBound: Float64Array;
   private readonly candCount: Int32Array;
   private readonly candId: Int32Array;
-  private readonly candScore: Float64Array;
+  /** Lower bound (score − error) of each listed candidate. */
+  private readonly candLower: Float64Array;
   /** 1 when a query's candidate list overflowed: it is settled by an exact scan over all centres. */
   private readonly overflowed: Uint8Array;
-
   private stats: SearchStats = { queries: 0, reranked: 0, rerankDistances: 0, exactScans: 0 };
-
-  /** Counters of the most recent search / searchU8 call. */
-  lastSearchStats(): SearchStats {
-    return { ...this.stats };
-  }
 
   constructor(centers: Float32Array, K: number, D: number, opts: FlatIndexOptions = {}) {
     checkCount('K', K, 1);
@@ -163,25 +240,21 @@ export class FlatIndex {
     const chunkCenters = opts.chunkCenters ?? 4096;
     checkCount('chunkQueries', chunkQueries, 1);
     checkCount('chunkCenters', chunkCenters, 1);
+    if (D * U_F32 >= 0.1) throw new UsageError(`D = ${D} is too large for float32 inner products`);
     this.K = K;
     this.D = D;
     this.centers = centers;
     this.chunkQueries = chunkQueries;
     this.chunkCenters = Math.min(chunkCenters, K);
     this.gemm = sgemmFor(opts.backend ?? 'auto');
-    if (D * U_F32 >= 0.5) throw new UsageError(`D = ${D} is too large for float32 inner products`);
     this.gammaD = (D * U_F32) / (1 - D * U_F32);
 
     this.centerNormSq = new Float64Array(K);
     rowNormsSq(centers, 0, K, D, this.centerNormSq);
-    let maxNormSq = 0;
-    for (let k = 0; k < K; k++) {
-      const v = this.centerNormSq[k]!;
-      if (!Number.isFinite(v)) throw new UvuError(`centre ${k} contains a non-finite value (NaN or ±Infinity)`);
-      if (v > maxNormSq) maxNormSq = v;
-    }
-    this.maxCenterNorm = Math.sqrt(maxNormSq);
     this.centerSum = new Float64Array(K);
+    this.centerMean = new Float64Array(K);
+    this.shiftedCenterNorm = new Float64Array(K);
+    let maxNormSq = 0;
     let maxAbsSum = 0;
     for (let k = 0; k < K; k++) {
       let sum = 0;
@@ -191,20 +264,50 @@ export class FlatIndex {
         sum += v;
         absSum += Math.abs(v);
       }
+      if (!Number.isFinite(this.centerNormSq[k]!)) throw new UvuError(`centre ${k} contains a non-finite value (NaN or ±Infinity)`);
       this.centerSum[k] = sum;
-      if (absSum > maxAbsSum) maxAbsSum = absSum;
+      maxNormSq = Math.max(maxNormSq, this.centerNormSq[k]!);
+      maxAbsSum = Math.max(maxAbsSum, absSum);
     }
+    this.maxCenterNormSq = maxNormSq;
     this.maxCenterAbsSum = maxAbsSum;
+    if (K * D <= MAX_SHIFTED_COPY_FLOATS) {
+      this.shiftedCenters = new Float32Array(K * D);
+      shiftRowsByMean(centers, 0, K, D, this.shiftedCenters, { means: this.centerMean, shiftedNorms: this.shiftedCenterNorm }, 'centre', 0);
+    } else {
+      // Means and norms now; the shifted rows themselves are remade per chunk during search.
+      this.shiftedCenters = null;
+      const row = new Float32Array(D);
+      const stats = { means: this.centerMean, shiftedNorms: this.shiftedCenterNorm };
+      for (let k = 0; k < K; k++) shiftRowsByMean(centers.subarray(0, (k + 1) * D), k, 1, D, row, stats, 'centre', 0);
+    }
+    let maxAbsMean = 0;
+    let maxShiftedNorm = 0;
+    for (let k = 0; k < K; k++) {
+      maxAbsMean = Math.max(maxAbsMean, Math.abs(this.centerMean[k]!));
+      maxShiftedNorm = Math.max(maxShiftedNorm, this.shiftedCenterNorm[k]!);
+    }
+    this.maxAbsCenterMean = maxAbsMean;
+    this.maxShiftedCenterNorm = maxShiftedNorm;
 
     const cq = chunkQueries;
-    this.meanTimesMinus2 = new Float64Array(cq);
-    this.tolerance = new Float64Array(cq);
-    this.bestScore = new Float64Array(cq);
-    this.bestId = new Int32Array(cq);
+    this.queryMean = new Float64Array(cq);
+    this.queryShiftedSum = new Float64Array(cq);
+    this.queryShiftedAbsSum = new Float64Array(cq);
+    this.shiftedQueryNorm = new Float64Array(cq);
+    this.rowMeanTerm = new Float64Array(cq);
+    this.rowAlpha = new Float64Array(cq);
+    this.rowRho = new Float64Array(cq);
+    this.upperBound = new Float64Array(cq);
     this.candCount = new Int32Array(cq);
     this.candId = new Int32Array(cq * CANDIDATE_CAP);
-    this.candScore = new Float64Array(cq * CANDIDATE_CAP);
+    this.candLower = new Float64Array(cq * CANDIDATE_CAP);
     this.overflowed = new Uint8Array(cq);
+  }
+
+  /** Counters of the most recent search / searchU8 call. */
+  lastSearchStats(): SearchStats {
+    return { ...this.stats };
   }
 
   /** Nearest centre for each of n float32 queries [n, D] (row-major). */
@@ -254,52 +357,66 @@ export class FlatIndex {
   }
 
   /**
-   * Copy the block shifted by each query's own mean, x̃' = fl32(x − m·1) with m = fl32(mean(x)),
-   * and set each row's tolerance. Why the shift: the float32 error of x·c grows with
-   * ‖x‖·‖c‖, and most photo patches are far from the origin (brightness) but close to
-   * their own mean (little texture). Since x·c = (x − m·1)·c + m·Σc, the sgemm only has
-   * to deliver (x − m·1)·c, whose error scales with ‖x − m·1‖ instead of ‖x‖; the term
-   * m·Σc is added back in float64 during the scan.
+   * Shift the query block by each query's own mean and set each row's error terms.
+   *
+   * Why shift: the float32 error of an inner product grows with the norms of its
+   * operands, and photo patches lie far from the origin (brightness) but close to their
+   * own mean (little texture). With x = x' + m_x·1 and c = c' + m_c·1 (x', c' exact reals),
+   *   x·c = x'·c' + m_x·Σc + m_c·Σx',
+   * so the sgemm only has to deliver x'·c' (from the rounded x̃', c̃'), and the other two
+   * terms are added in float64 during the scan.
+   *
+   * Error bound (u = 2^-24, u64 = 2^-53): |x̃'_i − x'_i| ≤ u|x'_i| and likewise for c, so
+   * |x̃'·c̃' − x'·c'| ≤ 3u·‖x̃'‖‖c̃'‖; the sgemm adds ≤ γ_D·Σ|x̃'_i c̃'_i| ≤ γ_D·‖x̃'‖‖c̃'‖ for
+   * any summation order, blocking or FMA use (Higham, Accuracy and Stability, §3.1);
+   * alpha = −2 is exact. The float64 terms (norms, sums, means, three additions) add at
+   * most 8·D·u64 times the magnitudes involved. So the score s_k has
+   *   |s_k − (‖x − c_k‖² − const_x)| ≤ e_k = α·‖c̃'_k‖ + ρ,  α = 2(γ_D + 3u)·‖x̃'‖.
+   * The worst-case factor is D (in γ_D), not sqrt(D), which holds only on average.
    */
   private prepareBlock(block: Float32Array, rows: number, firstQuery: number): Float32Array {
     const D = this.D;
     if (!this.shiftedBlock || this.shiftedBlock.length < rows * D) this.shiftedBlock = new Float32Array(rows * D);
     const shifted = this.shiftedBlock;
-    const cmax = this.maxCenterNorm;
+    shiftRowsByMean(
+      block, 0, rows, D, shifted,
+      { means: this.queryMean, shiftedNorms: this.shiftedQueryNorm, shiftedSums: this.queryShiftedSum, shiftedAbsSums: this.queryShiftedAbsSum },
+      'query', firstQuery,
+    );
     for (let r = 0; r < rows; r++) {
-      const off = r * D;
-      let sum = 0;
-      for (let i = 0; i < D; i++) sum += block[off + i]!;
-      if (!Number.isFinite(sum)) throw new UvuError(`query ${firstQuery + r} contains a non-finite value (NaN or ±Infinity)`);
-      const mean = Math.fround(sum / D);
-      let normSq = 0;
-      for (let i = 0; i < D; i++) {
-        const v = Math.fround(block[off + i]! - mean);
-        shifted[off + i] = v;
-        normSq += v * v;
-      }
-      const xNorm = Math.sqrt(normSq) * (1 + 1e-12); // ‖x̃'‖, padded for its own float64 rounding
-      // Score s_k = ‖c_k‖² − 2m·Σc_k − 2·fl32(x̃'·c_k); the row constant ‖x‖² is dropped.
-      // Error sources, with u = 2^-24, u64 = 2^-53, x' = x − m·1 (exact):
-      //  - sgemm: |fl(x̃'·c) − x̃'·c| ≤ γ_D·Σ|x̃'_i c_i| ≤ γ_D·‖x̃'‖·‖c‖ for any summation
-      //    order, blocking or FMA use (Higham, Accuracy and Stability, §3.1); alpha = −2 is exact.
-      //  - the shift: |x̃'_i − x'_i| ≤ u·|x'_i|, so |(x̃' − x')·c| ≤ u/(1−u)·‖x̃'‖·‖c‖.
-      //  - float64 terms (‖c‖², Σc, the two additions): ≤ 4·D·u64·(cmax² + 2|m|·Σ|c|max + 2‖x̃'‖cmax).
-      // So each score is within e of its true value, and the true nearest centre k* has
-      // s_k* ≤ s_best + 2e: listing every centre with s ≤ s_best + 2e cannot miss it. The
-      // bound uses the worst-case factor D (γ_D), not sqrt(D) (which holds only on average).
-      const e =
-        2 * (this.gammaD + U_F32 / (1 - U_F32)) * xNorm * cmax +
-        4 * D * U_F64 * (cmax * cmax + 2 * Math.abs(mean) * this.maxCenterAbsSum + 2 * xNorm * cmax);
-      // Relative padding, plus an absolute D·2^-126 per score for float32 products that underflow.
-      this.tolerance[r] = 2 * e * (1 + 1e-6) + 4 * D * 2 ** -126;
-      this.meanTimesMinus2[r] = -2 * mean;
-      this.bestScore[r] = Infinity;
-      this.bestId[r] = -1;
+      const mean = this.queryMean[r]!;
+      const shiftedSum = this.queryShiftedSum[r]!;
+      const shiftedAbsSum = this.queryShiftedAbsSum[r]!;
+      const xNorm = this.shiftedQueryNorm[r]! * (1 + 1e-12); // padded for its own float64 rounding
+      this.rowMeanTerm[r] = -2 * mean;
+      // Relative padding 1e-6 covers the float64 rounding of α·‖c̃'‖ and of the comparisons.
+      this.rowAlpha[r] = 2 * (this.gammaD + 3 * U_F32) * xNorm * (1 + 1e-6);
+      const magnitude =
+        this.maxCenterNormSq +
+        2 * Math.abs(mean) * this.maxCenterAbsSum +
+        2 * this.maxAbsCenterMean * shiftedAbsSum +
+        2 * xNorm * this.maxShiftedCenterNorm;
+      // The scan leaves out the term −2·m_k·Σx' (Σx' is the rounding residue of the mean,
+      // ≈ 0), so its bound joins ρ; plus D·2^-126 per score for float32 products that
+      // underflow to subnormals.
+      const droppedTerm = 2 * this.maxAbsCenterMean * (Math.abs(shiftedSum) + 2 * D * U_F64 * shiftedAbsSum);
+      this.rowRho[r] = (8 * D * U_F64 * magnitude + droppedTerm) * (1 + 1e-6) + 4 * D * 2 ** -126;
+      this.upperBound[r] = Infinity;
       this.candCount[r] = 0;
       this.overflowed[r] = 0;
     }
     return shifted.subarray(0, rows * D);
+  }
+
+  /** Mean-shifted centres [c0, c0 + cols), from the stored copy or made into the chunk buffer. */
+  private shiftedChunk(c0: number, cols: number): Float32Array {
+    const D = this.D;
+    if (this.shiftedCenters) return this.shiftedCenters.subarray(c0 * D, (c0 + cols) * D);
+    if (!this.chunkBuffer || this.chunkBuffer.length < cols * D) this.chunkBuffer = new Float32Array(this.chunkCenters * D);
+    // Means and norms are already stored; these scratch copies receive identical values.
+    const stats = { means: new Float64Array(cols), shiftedNorms: new Float64Array(cols) };
+    shiftRowsByMean(this.centers.subarray(c0 * D, (c0 + cols) * D), 0, cols, D, this.chunkBuffer, stats, 'centre', c0);
+    return this.chunkBuffer.subarray(0, cols * D);
   }
 
   /** Search `rows` queries (block [rows, D], original values) and write results at outOffset. */
@@ -311,11 +428,10 @@ export class FlatIndex {
     const scores = this.scores;
     for (let c0 = 0; c0 < K; c0 += chunk) {
       const cols = Math.min(chunk, K - c0);
-      // scores[rows, cols] = −2 · shifted · centers[c0 : c0+cols]ᵀ
-      this.gemm(false, true, rows, cols, D, -2, shifted, D, this.centers.subarray(c0 * D, (c0 + cols) * D), D, 0, scores, cols);
+      // scores[rows, cols] = −2 · x̃'[rows, D] · c̃'[c0 : c0+cols]ᵀ
+      this.gemm(false, true, rows, cols, D, -2, shifted, D, this.shiftedChunk(c0, cols), D, 0, scores, cols);
       this.scanScores(scores, rows, cols, c0);
     }
-
     for (let r = 0; r < rows; r++) {
       const { id, dist } = this.overflowed[r] ? this.exactScan(block, r) : this.settleCandidates(block, r);
       outIds[outOffset + r] = id;
@@ -324,69 +440,115 @@ export class FlatIndex {
   }
 
   /**
-   * The hot loop: for each row, fold the centre norms into the sgemm scores, track the
-   * running best, and list every centre within the row's tolerance of it.
+   * The hot loop. Score s_k = ‖c_k‖² − 2m_x·Σc_k − 2·x̃'·c̃'_k (‖x‖² dropped), with bounds
+   * [s_k − e_k, s_k + e_k]. U = least upper bound so far; a centre is listed when its
+   * lower bound is ≤ U, so the true nearest centre (lower bound ≤ its distance ≤ every
+   * upper bound) is always listed. Rows go four at a time so each centre's terms are
+   * loaded once per four rows; listing is rare and goes through `offer`.
    */
   private scanScores(scores: Float32Array, rows: number, cols: number, c0: number): void {
     const norms = this.centerNormSq;
     const sums = this.centerSum;
-    const candId = this.candId;
-    const candScore = this.candScore;
-    for (let r = 0; r < rows; r++) {
-      const tol = this.tolerance[r]!;
-      const m2 = this.meanTimesMinus2[r]!;
-      let best = this.bestScore[r]!;
-      let bestId = this.bestId[r]!;
-      let threshold = best + tol;
-      let count = this.candCount[r]!;
-      let overflowed = this.overflowed[r]!;
-      const base = r * cols;
-      const candBase = r * CANDIDATE_CAP;
-      for (let j = 0; j < cols; j++) {
-        const s = norms[c0 + j]! + m2 * sums[c0 + j]! + scores[base + j]!;
-        if (s <= threshold) {
-          const k = c0 + j;
-          // Strict <: on equal scores the earlier (lower) id stays best.
-          if (s < best) {
-            best = s;
-            bestId = k;
-            threshold = s + tol;
-          }
-          if (overflowed) continue;
-          if (count === CANDIDATE_CAP) {
-            count = compactCandidates(candId, candScore, candBase, count, threshold);
-            if (count === CANDIDATE_CAP) {
-              overflowed = 1;
-              continue;
-            }
-          }
-          candId[candBase + count] = k;
-          candScore[candBase + count] = s;
-          count++;
+    const shiftedNorms = this.shiftedCenterNorm;
+    const meanTerm = this.rowMeanTerm;
+    const alpha = this.rowAlpha;
+    const rho = this.rowRho;
+    const upper = this.upperBound;
+    const end = c0 + cols;
+    let r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const m0 = meanTerm[r]!, m1 = meanTerm[r + 1]!, m2 = meanTerm[r + 2]!, m3 = meanTerm[r + 3]!;
+      const a0 = alpha[r]!, a1 = alpha[r + 1]!, a2 = alpha[r + 2]!, a3 = alpha[r + 3]!;
+      const p0 = rho[r]!, p1 = rho[r + 1]!, p2 = rho[r + 2]!, p3 = rho[r + 3]!;
+      let u0 = upper[r]!, u1 = upper[r + 1]!, u2 = upper[r + 2]!, u3 = upper[r + 3]!;
+      // Row bases shifted by −c0 so that index k addresses column k − c0.
+      const b0 = r * cols - c0, b1 = b0 + cols, b2 = b1 + cols, b3 = b2 + cols;
+      for (let k = c0; k < end; k++) {
+        const nk = norms[k]!, sk = sums[k]!, ck = shiftedNorms[k]!;
+        let s = nk + m0 * sk + scores[b0 + k]!;
+        let e = a0 * ck + p0;
+        if (s - e <= u0) {
+          if (s + e < u0) u0 = s + e;
+          this.offer(r, k, s - e, u0);
+        }
+        s = nk + m1 * sk + scores[b1 + k]!;
+        e = a1 * ck + p1;
+        if (s - e <= u1) {
+          if (s + e < u1) u1 = s + e;
+          this.offer(r + 1, k, s - e, u1);
+        }
+        s = nk + m2 * sk + scores[b2 + k]!;
+        e = a2 * ck + p2;
+        if (s - e <= u2) {
+          if (s + e < u2) u2 = s + e;
+          this.offer(r + 2, k, s - e, u2);
+        }
+        s = nk + m3 * sk + scores[b3 + k]!;
+        e = a3 * ck + p3;
+        if (s - e <= u3) {
+          if (s + e < u3) u3 = s + e;
+          this.offer(r + 3, k, s - e, u3);
         }
       }
-      this.bestScore[r] = best;
-      this.bestId[r] = bestId;
-      this.candCount[r] = count;
-      this.overflowed[r] = overflowed;
+      upper[r] = u0;
+      upper[r + 1] = u1;
+      upper[r + 2] = u2;
+      upper[r + 3] = u3;
+    }
+    for (; r < rows; r++) {
+      const m = meanTerm[r]!, a = alpha[r]!, p = rho[r]!;
+      let u = upper[r]!;
+      const b = r * cols - c0;
+      for (let k = c0; k < end; k++) {
+        const s = norms[k]! + m * sums[k]! + scores[b + k]!;
+        const e = a * shiftedNorms[k]! + p;
+        if (s - e <= u) {
+          if (s + e < u) u = s + e;
+          this.offer(r, k, s - e, u);
+        }
+      }
+      upper[r] = u;
     }
   }
 
-  /** Pick among the row's surviving candidates by exact distance (ties to the lowest id). */
+  /** List centre k (lower bound `lower`) for row r; compacts a full list against the current bound `upper`, or marks the row overflowed. */
+  private offer(r: number, k: number, lower: number, upper: number): void {
+    if (this.overflowed[r]) return;
+    const base = r * CANDIDATE_CAP;
+    let count = this.candCount[r]!;
+    if (count === CANDIDATE_CAP) {
+      count = compactCandidates(this.candId, this.candLower, base, count, upper);
+      if (count === CANDIDATE_CAP) {
+        this.overflowed[r] = 1;
+        return;
+      }
+    }
+    this.candId[base + count] = k;
+    this.candLower[base + count] = lower;
+    this.candCount[r] = count + 1;
+  }
+
+  /** Pick among the row's surviving candidates (lower bound ≤ U) by exact distance, ties to the lowest id. */
   private settleCandidates(block: Float32Array, r: number): { id: number; dist: number } {
     const D = this.D;
-    const threshold = this.bestScore[r]! + this.tolerance[r]!;
+    const upper = this.upperBound[r]!;
     const candBase = r * CANDIDATE_CAP;
     const count = this.candCount[r]!;
-    let id = this.bestId[r]!;
     let survivors = 0;
-    for (let i = 0; i < count; i++) if (this.candScore[candBase + i]! <= threshold) survivors++;
-    if (survivors <= 1) return { id, dist: exactDistSq(block, r * D, this.centers, id * D, D) };
+    let id = -1;
+    for (let i = 0; i < count; i++) {
+      if (this.candLower[candBase + i]! <= upper) {
+        if (survivors === 0) id = this.candId[candBase + i]!;
+        survivors++;
+      }
+    }
+    if (survivors === 0) throw new Error(`internal error: no candidate survived for query row ${r}`);
+    if (survivors === 1) return { id, dist: exactDistSq(block, r * D, this.centers, id * D, D) };
     this.stats.reranked++;
     this.stats.rerankDistances += survivors;
     let dist = Infinity;
     for (let i = 0; i < count; i++) {
-      if (this.candScore[candBase + i]! > threshold) continue;
+      if (this.candLower[candBase + i]! > upper) continue;
       const k = this.candId[candBase + i]!;
       const d = exactDistSq(block, r * D, this.centers, k * D, D);
       // Candidates were listed in increasing id order, so strict < keeps the lowest id on ties.
@@ -415,14 +577,14 @@ export class FlatIndex {
   }
 }
 
-/** Drop candidates scoring above threshold, keeping order (and so increasing ids); returns the new count. */
-function compactCandidates(ids: Int32Array, scores: Float64Array, base: number, count: number, threshold: number): number {
+/** Drop candidates whose lower bound exceeds `upper`, keeping order (and so increasing ids); returns the new count. */
+function compactCandidates(ids: Int32Array, lower: Float64Array, base: number, count: number, upper: number): number {
   let kept = 0;
   for (let i = 0; i < count; i++) {
-    const s = scores[base + i]!;
-    if (s <= threshold) {
+    const s = lower[base + i]!;
+    if (s <= upper) {
       ids[base + kept] = ids[base + i]!;
-      scores[base + kept] = s;
+      lower[base + kept] = s;
       kept++;
     }
   }

@@ -44,7 +44,7 @@ const CBLAS_NO_TRANS = 111;
 const CBLAS_TRANS = 112;
 
 /** Rough speed ratio of OpenBLAS over the TypeScript kernel on a modern x86 core (measured by bench/search.ts). */
-const FALLBACK_SLOWDOWN = 30;
+const FALLBACK_SLOWDOWN = 40;
 
 interface LoadedBlas {
   info: Omit<BlasInfo, 'threads'>;
