@@ -1,15 +1,19 @@
 /** `uvu codebook build|eval`. */
-import { Command, Option } from 'commander';
-import { existsSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
 import { buildKmeansCodebook } from '../codebook/build.js';
-import { loadCodebook, saveCodebook } from '../codebook/file.js';
+import { loadCodebook, saveCodebook, type Codebook } from '../codebook/file.js';
+import { buildUvuCodebook } from '../codebook/uvu/build.js';
+import { parseUvuConfig, type UvuClusterConfig } from '../codebook/uvu/config.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { Rng } from '../util/rng.js';
 import { MetricsAccumulator, type CodebookMetrics } from '../codebook/metrics.js';
 import { PatchStore } from '../patches/store.js';
 import { loadImage } from '../image/io.js';
 import { patchify } from '../patches/patchify.js';
 import { gridPositions } from '../tokens/tokenize.js';
 import { info, progress } from '../util/progress.js';
-import { UsageError } from '../util/errors.js';
+import { UsageError, UvuError } from '../util/errors.js';
 import { applyOutputOptions, emit, fmt, parseNonNegative, parsePositiveInt, parseSeed, withOutputOptions, type OutputOptions } from './common.js';
 
 /** Evaluation patches per batch (bounds memory: batch·D·4 bytes of float scratch). */
@@ -21,24 +25,40 @@ export function codebookCommand(): Command {
   withOutputOptions(
     cmd
       .command('build')
-      .description('cluster patches of a store into a K-entry codebook (safetensors)')
+      .description('cluster patches of a store into a K-entry codebook (safetensors): baseline k-means or the paper\'s method')
       .requiredOption('--patches <dir>', 'patch store to train on')
-      .requiredOption('--size <K>', 'codebook size K', parsePositiveInt)
-      .addOption(new Option('--method <name>', 'clustering method').choices(['kmeans']).default('kmeans'))
-      .option('--iters <n>', 'k-means iterations', parsePositiveInt, 25)
-      .option('--seed <s>', 'random seed', parseSeed, 1234)
-      .option('--sample <n>', 'training patches to draw from the store (default: all, at most 256·K)', parsePositiveInt)
-      .addOption(new Option('--init <how>', 'centre initialisation').choices(['random', 'kmeans++']).default('random'))
-      .addOption(new Option('--pe <type>', 'positional encoding before clustering').choices(['none', '1d-sincos', '2d-sincos']).default('none'))
-      .option('--pe-scale <lambda>', 'scale λ of the positional encoding', parseNonNegative, 0.1)
+      .option('--size <K>', 'codebook size K (required unless given by --config)', parsePositiveInt)
+      .addOption(new Option('--method <name>', 'kmeans: Faiss-style Lloyd; uvu: PE + dedup + iterative hierarchical clustering').choices(['kmeans', 'uvu']).default('kmeans'))
+      .option('--seed <s>', 'random seed', parseSeed)
+      .addOption(new Option('--pe <type>', 'positional encoding before clustering (default: none for kmeans, 2d-sincos for uvu)').choices(['none', '1d-sincos', '2d-sincos']))
+      .option('--pe-scale <lambda>', 'scale λ of the positional encoding (default 0.1)', parseNonNegative)
+      .option('--iters <n>', 'kmeans: Lloyd iterations', parsePositiveInt, 25)
+      .option('--sample <n>', 'kmeans: training patches to draw from the store (default: all, at most 256·K)', parsePositiveInt)
+      .addOption(new Option('--init <how>', 'kmeans: centre initialisation').choices(['random', 'kmeans++']).default('random'))
+      .option('--config <file>', 'uvu: JSON config file (fields as in README; flags override it)')
+      .option('--round-size <n>', 'uvu: N_round, patches per round (paper: 20M)', parsePositiveInt)
+      .option('--pool-factor <f>', 'uvu: candidate pool = f·N_round patches per round', parseNonNegative)
+      .option('--delta <n>', 'uvu: δ, clusters with fewer members per round go to the long-tail cache', parseSeed)
+      .option('--alpha <n>', 'uvu: α, re-cluster the cache when it holds this many features', parsePositiveInt)
+      .option('--epsilon <e>', 'uvu: ε, stop when the validation objective changes less than this (relative)', parseNonNegative)
+      .option('--max-rounds <n>', 'uvu: maximum rounds', parsePositiveInt)
+      .option('--val-size <n>', 'uvu: fixed validation sample for the convergence test', parsePositiveInt)
+      .option('--workers <n>', 'uvu: worker threads for the assignment (1 = in-process)', parsePositiveInt)
+      .option('--max-memory <size>', 'uvu: refuse to start above this estimated peak (e.g. 8G, 512M)', parseMemory)
+      .option('--checkpoint-dir <dir>', 'uvu: per-round checkpoints (default: OUT.ckpt)')
+      .option('--resume', 'uvu: continue from the newest good checkpoint', false)
+      .option('--log <file>', 'uvu: JSONL log, one line per round (default: OUT.log.jsonl)')
       .requiredOption('--out <file>', 'codebook file to write (.safetensors)'),
-  ).action((o: OutputOptions & { patches: string; size: number; method: 'kmeans'; iters: number; seed: number; sample?: number; init: 'random' | 'kmeans++'; pe: 'none' | '1d-sincos' | '2d-sincos'; peScale: number; out: string }) => {
+  ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
+    if (o.method === 'uvu') return buildUvu(o);
+    if (o.size === undefined) throw new UsageError('codebook build: --size is required');
     const bar = progress('k-means', o.iters, 'iters');
     const t0 = performance.now();
+    const pe = o.pe ?? 'none';
     const cb = buildKmeansCodebook(
       o.patches,
-      { method: o.method, size: o.size, iters: o.iters, seed: o.seed, sample: o.sample, init: o.init, pe: { type: o.pe, scale: o.pe === 'none' ? 0 : o.peScale } },
+      { method: 'kmeans', size: o.size, iters: o.iters, seed: o.seed ?? 1234, sample: o.sample, init: o.init, pe: { type: pe, scale: pe === 'none' ? 0 : (o.peScale ?? 0.1) } },
       (s) => {
         bar.tick();
         if (!process.stderr.isTTY) info(`iter ${s.iter}: objective ${s.objective.toPrecision(7)} mse ${s.mse.toExponential(4)} imbalance ${s.imbalance.toFixed(3)} splits ${s.nsplit} (${s.seconds.toFixed(2)} s)`);
@@ -49,6 +69,32 @@ export function codebookCommand(): Command {
     const seconds = (performance.now() - t0) / 1000;
     const result = { out: o.out, k: cb.K, method: o.method, pe: cb.pe, seconds, build: cb.build, metrics: cb.metrics };
     emit(o, result, () => `wrote ${o.out}: K = ${cb.K}, trained on ${cb.build.trained_on} patches, final mse ${fmt(cb.metrics.train_mse as number, 6)}, ${seconds.toFixed(1)} s`);
+  });
+
+  withOutputOptions(
+    cmd
+      .command('refine')
+      .description('continue the uvu rounds of a codebook on new patches; token ids of unchanged clusters stay put')
+      .argument('<codebook>', 'codebook built with --method uvu')
+      .requiredOption('--patches <dir>', 'patch store with the new data')
+      .requiredOption('--out <file>', 'refined codebook to write')
+      .option('--max-rounds <n>', 'rounds on the new data (default: the original config)', parsePositiveInt)
+      .option('--workers <n>', 'worker threads for the assignment', parsePositiveInt)
+      .option('--checkpoint-dir <dir>', 'per-round checkpoints (default: OUT.ckpt)')
+      .option('--resume', 'continue from the newest good checkpoint', false)
+      .option('--log <file>', 'JSONL log, one line per round (default: OUT.log.jsonl)'),
+  ).action(async (file: string, o: OutputOptions & { patches: string; out: string; maxRounds?: number; workers?: number; checkpointDir?: string; resume: boolean; log?: string }) => {
+    applyOutputOptions(o);
+    const initial = loadCodebook(file);
+    if (initial.build.method !== 'uvu') throw new UsageError(`${file}: refine continues a codebook built with --method uvu (this one: ${String(initial.build.method)})`);
+    const base = parseUvuConfig(initial.build.config, `${file} build config`);
+    const config = parseUvuConfig({ ...base, ...(o.maxRounds ? { maxRounds: o.maxRounds } : {}), ...(o.workers ? { workers: o.workers } : {}) });
+    const t0 = performance.now();
+    const { codebook, state, movedSlots } = await runUvu(o, config, initial);
+    const seconds = (performance.now() - t0) / 1000;
+    const changed = tokenChanges(initial, codebook, o.patches, config.valSize);
+    const result = { out: o.out, k: codebook.K, rounds: state.round, moved_ids: movedSlots, stable_ids: codebook.K - movedSlots, token_changes_on_new_data: changed, seconds, totals: state.totals };
+    emit(o, result, () => `wrote ${o.out}: ${state.round} rounds on ${o.patches}; ${movedSlots} of ${codebook.K} token ids moved (centre replaced), ${(100 * changed).toFixed(1)}% of sampled new patches change token (${seconds.toFixed(1)} s)`);
   });
 
   withOutputOptions(
@@ -108,4 +154,114 @@ export function formatMetrics(m: CodebookMetrics): string {
     `utilization ${fmt(m.utilization)}  (${m.k_active} of ${m.k} codes used)`,
     `radius q10/q50/q90  ${fmt(m.radius_q10)} / ${fmt(m.radius_q50)} / ${fmt(m.radius_q90)}`,
   ].join('\n');
+}
+
+interface BuildFlags extends OutputOptions {
+  patches: string;
+  size?: number;
+  method: 'kmeans' | 'uvu';
+  seed?: number;
+  pe?: 'none' | '1d-sincos' | '2d-sincos';
+  peScale?: number;
+  iters: number;
+  sample?: number;
+  init: 'random' | 'kmeans++';
+  config?: string;
+  roundSize?: number;
+  poolFactor?: number;
+  delta?: number;
+  alpha?: number;
+  epsilon?: number;
+  maxRounds?: number;
+  valSize?: number;
+  workers?: number;
+  maxMemory?: number;
+  checkpointDir?: string;
+  resume: boolean;
+  log?: string;
+  out: string;
+}
+
+/** "8G", "512M", "1.5GiB", or a plain number of MiB → MiB. */
+function parseMemory(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`expected a size such as 8G or 512M, got "${value}"`);
+  const unit = m[2]!.toLowerCase();
+  const mib = Number(m[1]) * ({ '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 } as Record<string, number>)[unit]!;
+  if (!(mib > 0)) throw new InvalidArgumentError(`expected a positive size, got "${value}"`);
+  return mib;
+}
+
+/** Config file (if any) overlaid with the flags that were given. */
+function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
+  let fromFile: Record<string, unknown> = {};
+  if (o.config) {
+    try {
+      fromFile = JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new UvuError(`${o.config}: ${(err as NodeJS.ErrnoException).code ? `cannot read (${(err as NodeJS.ErrnoException).code})` : 'not valid JSON'}`);
+    }
+  }
+  const flags: Record<string, unknown> = {
+    size: o.size,
+    seed: o.seed,
+    roundSize: o.roundSize,
+    poolFactor: o.poolFactor,
+    delta: o.delta,
+    alpha: o.alpha,
+    epsilon: o.epsilon,
+    maxRounds: o.maxRounds,
+    valSize: o.valSize,
+    workers: o.workers,
+    maxMemoryMiB: o.maxMemory,
+  };
+  if (o.pe) flags.pe = { type: o.pe, scale: o.pe === 'none' ? 0 : (o.peScale ?? 0.1) };
+  else if (o.peScale !== undefined) flags.pe = { type: '2d-sincos', scale: o.peScale };
+  for (const k of Object.keys(flags)) if (flags[k] === undefined) delete flags[k];
+  if (fromFile.size === undefined && flags.size === undefined) throw new UsageError('codebook build: --size is required (or "size" in --config)');
+  return parseUvuConfig({ ...fromFile, ...flags }, o.config ?? 'flags');
+}
+
+/** Run the rounds with a progress bar, a JSONL log rewritten after each round, and save the codebook. */
+async function runUvu(o: OutputOptions & { patches: string; out: string; checkpointDir?: string; resume: boolean; log?: string }, config: UvuClusterConfig, initial?: Codebook) {
+  const logPath = o.log ?? `${o.out}.log.jsonl`;
+  const bar = progress('uvu rounds', config.maxRounds, 'rounds');
+  const result = await buildUvuCodebook({
+    storeDir: o.patches,
+    config,
+    checkpointDir: o.checkpointDir ?? `${o.out}.ckpt`,
+    resume: o.resume,
+    initial,
+    onRound: (log, state) => {
+      writeFileAtomic(logPath, state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+      bar.set(log.round);
+      if (!process.stderr.isTTY) info(`round ${log.round}: objective ${log.objective.toPrecision(6)} PRP ${log.prp.toFixed(4)} active ${log.k_active} cached ${log.clusters_cached} cache ${log.cache_size} reclusters ${log.reclusters} dups ${log.duplicates_dropped} splits ${log.splits} (${log.patches_per_s.toFixed(0)} patches/s)`);
+    },
+  });
+  bar.stop();
+  saveCodebook(o.out, result.codebook);
+  return result;
+}
+
+async function buildUvu(o: BuildFlags): Promise<void> {
+  const config = uvuConfigFrom(o);
+  const t0 = performance.now();
+  const { codebook, state } = await runUvu(o, config);
+  const seconds = (performance.now() - t0) / 1000;
+  const last = state.history.at(-1);
+  const result = { out: o.out, k: codebook.K, method: 'uvu', pe: codebook.pe, rounds: state.round, converged: state.converged, seconds, val_objective: last?.objective ?? null, val_prp: last?.prp ?? null, totals: state.totals, config };
+  emit(o, result, () => `wrote ${o.out}: K = ${codebook.K}, ${state.round} rounds (${state.converged ? 'converged' : 'max rounds'}), validation PRP ${last ? fmt(last.prp) : 'n/a'}, ${state.totals.duplicatesDropped} duplicates dropped, ${state.totals.reclusters} re-clusters, ${seconds.toFixed(1)} s`);
+}
+
+/** Fraction of a sample of the store's patches whose token differs between two codebooks. */
+function tokenChanges(a: Codebook, b: Codebook, storeDir: string, sample: number): number {
+  const store = PatchStore.open(storeDir);
+  const n = Math.min(sample, store.count);
+  const { patches, meta } = store.sample(n, new Rng(7));
+  store.close();
+  const ia = new MetricsAccumulator(a).add(patches, n, meta);
+  const ib = new MetricsAccumulator(b).add(patches, n, meta);
+  let changed = 0;
+  for (let i = 0; i < n; i++) if (ia[i] !== ib[i]) changed++;
+  return changed / n;
 }

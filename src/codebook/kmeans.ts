@@ -76,17 +76,12 @@ export function assignPoints(points: PatchPoints, centers: Float32Array, K: numb
 }
 
 /**
- * Means of each cluster's members (Faiss compute_centroids). Clusters with no members keep
- * their previous centre in `out` and are reported by count 0. Members are visited cluster by
- * cluster (counting sort), so the float64 accumulator is D long, not K·D.
+ * Means of each cluster's members (Faiss compute_centroids), written to `outAssign` and, when
+ * given, `outPixel`. Clusters with no members keep their previous centres and are reported by
+ * count 0. Members are visited cluster by cluster (counting sort), summing uint8 values as
+ * exact integers, so the accumulators are D long, not K·D.
  */
-export function computeCentroids(
-  points: PatchPoints,
-  ids: Int32Array,
-  K: number,
-  out: Float32Array,
-  space: 'assign' | 'pixel',
-): Float64Array {
+export function computeCentroids(points: PatchPoints, ids: Int32Array, K: number, outAssign: Float32Array, outPixel: Float32Array | null): Float64Array {
   const { n, D } = points;
   const counts = new Float64Array(K);
   for (let i = 0; i < n; i++) counts[ids[i]!]!++;
@@ -95,17 +90,19 @@ export function computeCentroids(
   const order = new Int32Array(n);
   const fill = start.slice(0, K);
   for (let i = 0; i < n; i++) order[fill[ids[i]!]!++] = i;
-  const acc = new Float64Array(D);
+  const pixelSum = new Float64Array(D);
+  const encSum = points.encoded ? new Float64Array(D) : null;
   for (let k = 0; k < K; k++) {
     const c = counts[k]!;
     if (c === 0) continue;
-    acc.fill(0);
-    for (let j = start[k]!; j < start[k + 1]!; j++) {
-      if (space === 'assign') points.accumulateAssign(order[j]!, acc);
-      else points.accumulatePixel(order[j]!, acc);
-    }
+    points.sumRows(order, start[k]!, start[k + 1]!, pixelSum, encSum);
     const base = k * D;
-    for (let d = 0; d < D; d++) out[base + d] = acc[d]! / c;
+    const toUnit = 1 / (255 * c);
+    for (let d = 0; d < D; d++) {
+      const pixel = pixelSum[d]! * toUnit;
+      if (outPixel) outPixel[base + d] = pixel;
+      outAssign[base + d] = encSum ? pixel + encSum[d]! / c : pixel;
+    }
   }
   return counts;
 }
@@ -114,16 +111,22 @@ export function computeCentroids(
  * Faiss split_clusters: each empty centre ci copies a cluster cj chosen with probability
  * (n_j − 1)/(n − K) (scanning from cj = 0 round-robin), both get a symmetric relative
  * perturbation of ±1/1024 (alternating by dimension), and the members are assumed split evenly.
- * `tables` are perturbed identically (assignment and pixel centres stay in step).
+ * `tables` are perturbed identically (assignment and pixel centres stay in step). With an
+ * `active` mask, inactive slots are neither re-seeded nor split and K counts active slots only.
+ * Returns the (ci, cj) pairs in the order they were made.
  */
-export function splitClusters(counts: Float64Array, n: number, K: number, D: number, tables: Float32Array[], rng: Rng): number {
+export function splitClusters(counts: Float64Array, n: number, D: number, tables: Float32Array[], rng: Rng, active?: Uint8Array): [number, number][] {
   const EPS = 1 / 1024;
-  let nsplit = 0;
+  const K = counts.length;
+  const kActive = active ? active.reduce((s, a) => s + a, 0) : K;
+  const pairs: [number, number][] = [];
+  // With no more points than live centres there is nothing to split (and p would be undefined).
+  if (n <= kActive) return pairs;
   for (let ci = 0; ci < K; ci++) {
-    if (counts[ci] !== 0) continue;
+    if (counts[ci] !== 0 || (active && !active[ci])) continue;
     let cj = 0;
     for (;; cj = (cj + 1) % K) {
-      const p = (counts[cj]! - 1) / (n - K);
+      const p = (counts[cj]! - 1) / (n - kActive);
       if (rng.next() < p) break;
     }
     for (const t of new Set(tables)) {
@@ -136,9 +139,9 @@ export function splitClusters(counts: Float64Array, n: number, K: number, D: num
     }
     counts[ci] = Math.floor(counts[cj]! / 2);
     counts[cj]! -= counts[ci]!;
-    nsplit++;
+    pairs.push([ci, cj]);
   }
-  return nsplit;
+  return pairs;
 }
 
 /** k-means++ seeding (D² sampling) in assignment space; O(n·K·D). */
@@ -215,12 +218,11 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
     const { ids, distSq } = assignPoints(train, centersAssign, K, cfg.chunk);
     let objective = 0;
     for (let i = 0; i < n; i++) objective += distSq[i]!;
-    counts = computeCentroids(train, ids, K, centersAssign, 'assign');
-    if (train.encoded) computeCentroids(train, ids, K, centersPixel, 'pixel');
+    counts = computeCentroids(train, ids, K, centersAssign, train.encoded ? centersPixel : null);
     let sumSq = 0;
     for (let k = 0; k < K; k++) sumSq += counts[k]! * counts[k]!;
     const imbalance = (K * sumSq) / (n * n);
-    const nsplit = splitClusters(counts, n, K, D, [centersAssign, centersPixel], rng);
+    const nsplit = splitClusters(counts, n, D, [centersAssign, centersPixel], rng).length;
     const s: KmeansIterStats = { iter, objective, mse: objective / (n * D), imbalance, nsplit, seconds: (performance.now() - t0) / 1000 };
     stats.push(s);
     onIter?.(s);

@@ -23,6 +23,8 @@ export interface CodebookMetrics {
   k_active: number;
   utilization: number;
   sigma2_max: number;
+  /** Mean squared distance to the chosen centre in assignment space (the clustering objective per patch). */
+  mean_dist_sq: number;
   /** Quantiles of cluster radii max‖p − c_k‖₂ over non-empty clusters (assignment space). */
   radius_q10: number;
   radius_q50: number;
@@ -38,6 +40,7 @@ export class MetricsAccumulator {
   private readonly counts: Float64Array; // [K] members
   private readonly maxDistSq: Float64Array; // [K] max ‖p − c_k‖² in assignment space
   private errSq = 0; // Σ‖p̂ − p‖² in pixel space
+  private assignSq = 0; // Σ‖x − c‖² in assignment space
   private m = 0;
   private buf = new Float32Array(0);
 
@@ -61,6 +64,7 @@ export class MetricsAccumulator {
     for (let i = 0; i < n; i++) {
       const k = ids[i]!;
       this.counts[k]!++;
+      this.assignSq += distSq[i]!;
       if (distSq[i]! > this.maxDistSq[k]!) this.maxDistSq[k] = distSq[i]!;
       const base = i * D;
       const cBase = k * D;
@@ -104,6 +108,7 @@ export class MetricsAccumulator {
       k_active: kActive,
       utilization: kActive / K,
       sigma2_max: sigma2Max,
+      mean_dist_sq: this.assignSq / m,
       radius_q10: quantile(radii, 0.1),
       radius_q50: quantile(radii, 0.5),
       radius_q90: quantile(radii, 0.9),

@@ -57,20 +57,29 @@ export class PatchPoints {
     for (let i = 0, s = start * D, e = count * D; i < e; i++, s++) out[i] = U8_TO_UNIT[src[s]!]!;
   }
 
-  /** acc += row i in assignment space (float64 accumulator of length D). */
-  accumulateAssign(i: number, acc: Float64Array): void {
-    this.accumulatePixel(i, acc);
-    if (this.encoder) {
-      const p = this.pos!;
-      const v = this.encoder.vector(p.row[i]!, p.col[i]!, p.cols[i]!);
-      for (let d = 0; d < this.D; d++) acc[d]! += v[d]!;
-    }
-  }
-
-  /** acc += row i in pixel space. */
-  accumulatePixel(i: number, acc: Float64Array): void {
+  /**
+   * Sums of rows `members` (indices) in both spaces: `pixelSum` gets Σ u8 values (integers, exact),
+   * `encSum`, when the encoding is on, Σ encoding vectors. The pixel-space mean is
+   * pixelSum/(255·m); the assignment-space mean adds encSum/m.
+   */
+  sumRows(members: ArrayLike<number>, from: number, to: number, pixelSum: Float64Array, encSum: Float64Array | null): void {
+    const D = this.D;
     const src = this.u8;
-    for (let d = 0, s = i * this.D; d < this.D; d++, s++) acc[d]! += U8_TO_UNIT[src[s]!]!;
+    pixelSum.fill(0);
+    for (let j = from; j < to; j++) {
+      for (let d = 0, s = members[j]! * D; d < D; d++, s++) pixelSum[d]! += src[s]!;
+    }
+    if (encSum) {
+      encSum.fill(0);
+      if (this.encoder) {
+        const p = this.pos!;
+        for (let j = from; j < to; j++) {
+          const i = members[j]!;
+          const v = this.encoder.vector(p.row[i]!, p.col[i]!, p.cols[i]!);
+          for (let d = 0; d < D; d++) encSum[d]! += v[d]!;
+        }
+      }
+    }
   }
 
   /** A new point set holding copies of the given rows, in the given order. */
