@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Time faiss.Kmeans on the same .npy as bench/kmeans.ts.
 
-usage: faiss_kmeans.py POINTS.npy K NITER SEED
+usage: faiss_kmeans.py POINTS.npy K NITER SEED [CENTROIDS_OUT.npy]
 Prints one JSON line: {"faiss", "seconds", "per_iter_s", "search_s_per_iter", "obj": [...], "omp_threads"}.
 Exits with status 3 when faiss or numpy is not importable (the caller reports "skipped").
 """
@@ -24,6 +24,8 @@ def main() -> None:
     t0 = time.perf_counter()
     km.train(x)
     seconds = time.perf_counter() - t0
+    if len(sys.argv) > 5:
+        np.save(sys.argv[5], km.centroids.astype(np.float32))
     stats = km.iteration_stats
     # iteration_stats[i]["time"] is cumulative; "time_search" is per iteration.
     print(json.dumps({

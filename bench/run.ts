@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only search,kmeans,store] [--size small|full] [--no-write]`
+ * `npm run bench -- [--only search,kmeans,store,ablation] [--size small|full] [--no-write]`
  *
  * Runs the selected benchmark modules one after another (never in parallel: the machine is
  * small and shared) and replaces each one's section of BENCHMARKS.md with the rows it measured,
@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<{ run: (o: { size: BenchSize }) => P
   search: () => import('./search.js'),
   kmeans: () => import('./kmeans.js'),
   store: () => import('./store.js'),
+  ablation: () => import('./ablation.js'),
 };
 const FILE = 'BENCHMARKS.md';
 

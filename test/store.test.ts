@@ -179,6 +179,23 @@ test('offsets: deterministic for a seed, different across seeds, and equal to th
   }
 });
 
+test('passes: every image is cut again with new offsets; passes without offsets is refused', async () => {
+  const one = join(root, 'pass-1');
+  const two = join(root, 'pass-2');
+  await buildPatchStore([photos], { out: one, offsets: true, seed: 4, maxPixels: MAX_PIXELS, progress: false });
+  await buildPatchStore([photos], { out: two, offsets: true, seed: 4, passes: 2, maxPixels: MAX_PIXELS, progress: false });
+  const s1 = PatchStore.open(one);
+  const s2 = PatchStore.open(two);
+  assert.equal(s2.imageCount, 2 * s1.imageCount);
+  // Pass 1 is the single-pass build; pass 2 repeats the images with other offsets.
+  const firstPass = s1.count;
+  sameBytes(s2.readRange(0, firstPass).patches, s1.readRange(0, firstPass).patches, 'pass 1 equals the single-pass store');
+  const images = s2.images();
+  const n = s1.imageCount;
+  assert.ok(images.slice(0, n).some((e, j) => e.path === images[n + j]!.path && (e.offsetX !== images[n + j]!.offsetX || e.offsetY !== images[n + j]!.offsetY)));
+  await assert.rejects(buildPatchStore([photos], { out: join(root, 'pass-bad'), passes: 2, progress: false }), /passes > 1 needs offsets/);
+});
+
 function shardBytes(dir: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   for (const f of readdirSync(dir).filter((n) => n.startsWith('shard-')).sort()) out.set(f, readFileSync(join(dir, f)));

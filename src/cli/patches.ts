@@ -18,12 +18,13 @@ export function patchesCommand(): Command {
       .option('--offsets', 'random grid offset per image (0..31 px, augmentation)', false)
       .option('--dedup', 'drop exact duplicate patches (64-bit hash)', false)
       .option('--seed <s>', 'seed for --offsets', parseSeed, 0)
+      .option('--passes <n>', 'cut every image n times, each with new random offsets (needs --offsets)', parsePositiveInt, 1)
       .option('--shard-size <n>', 'patches per shard', parsePositiveInt, 65536)
       .option('--resume', 'continue an interrupted build in --out', false),
-  ).action(async (inputs: string[], o: OutputOptions & { out: string; maxPixels: number; offsets: boolean; dedup: boolean; seed: number; shardSize: number; resume: boolean }) => {
+  ).action(async (inputs: string[], o: OutputOptions & { out: string; maxPixels: number; offsets: boolean; dedup: boolean; seed: number; passes: number; shardSize: number; resume: boolean }) => {
     applyOutputOptions(o);
     const t0 = performance.now();
-    const { manifest } = await buildPatchStore(inputs, { out: o.out, maxPixels: o.maxPixels, offsets: o.offsets, dedup: o.dedup, seed: o.seed, shardSize: o.shardSize, resume: o.resume });
+    const { manifest } = await buildPatchStore(inputs, { out: o.out, maxPixels: o.maxPixels, offsets: o.offsets, dedup: o.dedup, seed: o.seed, passes: o.passes, shardSize: o.shardSize, resume: o.resume });
     const m = manifest!;
     const seconds = (performance.now() - t0) / 1000;
     emit(o, { out: o.out, ...m.totals, shards: m.shards.length, fingerprint: m.fingerprint, seconds }, () =>

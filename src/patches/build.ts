@@ -60,6 +60,8 @@ export interface BuildOptions {
   dedup?: boolean;
   /** Seed for the offsets (default 0). */
   seed?: number;
+  /** Cut every input this many times, each pass with new random grid offsets (needs `offsets`). */
+  passes?: number;
   /** Continue an interrupted build in `out`. */
   resume?: boolean;
   /** Patches per shard (default 65,536 = 192 MiB). */
@@ -109,7 +111,10 @@ function storeOptions(opts: BuildOptions): StoreOptions {
     seed: opts.seed ?? 0,
     shardSize: opts.shardSize ?? DEFAULT_SHARD_SIZE,
     background: opts.background ?? DEFAULT_BACKGROUND,
+    passes: opts.passes ?? 1,
   };
+  if (!(Number.isInteger(o.passes) && o.passes >= 1)) throw new UsageError(`passes must be a positive integer, got ${o.passes}`);
+  if (o.passes > 1 && !o.offsets) throw new UsageError('passes > 1 needs offsets: without random grid offsets every pass would cut the same patches');
   if (!(Number.isInteger(o.maxPixels) && o.maxPixels >= PATCH * PATCH)) {
     throw new UsageError(`maxPixels must be an integer ≥ ${PATCH * PATCH}, got ${o.maxPixels}`);
   }
@@ -275,7 +280,9 @@ function cleanForResume(dir: string, committedShards: number): void {
 export async function buildPatchStore(inputs: string[], opts: BuildOptions): Promise<BuildResult> {
   const options = storeOptions(opts);
   const dir = opts.out;
-  const files = resolveInputs(inputs);
+  // Pass-major order: pass p of input j is job p·n + j; its offsets come from the job index.
+  const resolved = resolveInputs(inputs);
+  const files = Array.from({ length: options.passes }, () => resolved).flat();
   const inputsSha256 = inputsHash(files);
 
   if (opts.resume && statSafe(join(dir, MANIFEST_FILE))) {

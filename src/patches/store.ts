@@ -57,6 +57,8 @@ export const StoreOptionsSchema = z.object({
   seed: z.number().int(),
   shardSize: z.number().int().positive(),
   background: z.tuple([z.number().int(), z.number().int(), z.number().int()]),
+  /** Times every input is cut (each pass with its own random grid offsets). */
+  passes: z.number().int().positive().default(1),
 });
 export type StoreOptions = z.infer<typeof StoreOptionsSchema>;
 
