@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only search,kmeans,store,ablation] [--size small|full] [--no-write]`
+ * `npm run bench -- [--only search,kmeans,store,ablation,uvu] [--size small|full] [--no-write]`
  *
  * Runs the selected benchmark modules one after another (never in parallel: the machine is
  * small and shared) and replaces each one's section of BENCHMARKS.md with the rows it measured,
@@ -17,6 +17,7 @@ const BENCHES: Record<string, () => Promise<{ run: (o: { size: BenchSize }) => P
   kmeans: () => import('./kmeans.js'),
   store: () => import('./store.js'),
   ablation: () => import('./ablation.js'),
+  uvu: () => import('./uvu.js'),
 };
 const FILE = 'BENCHMARKS.md';
 

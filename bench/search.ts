@@ -10,14 +10,16 @@
  * Standalone: node dist/bench/search.js [--size small|full]
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
+import { decodeRgb } from '../src/image/io.js';
+import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { FlatIndex } from '../src/codebook/search.js';
 import { blasInfo, sgemm, sgemmTs } from '../src/linalg/blas.js';
 import { Rng } from '../src/util/rng.js';
+import { readNpyI32, writeNpyF32 } from '../src/patches/npy.js';
 import { formatRows, type BenchRow, type BenchSize } from './rows.js';
 
 const P = 32;
@@ -27,23 +29,18 @@ const FAISS_PYTHON = '/usr/bin/python3';
 const FAISS_SCRIPT = fileURLToPath(new URL('../../bench/faiss_search.py', import.meta.url));
 
 interface Photo {
-  data: Buffer;
+  data: Uint8Array;
   width: number;
   height: number;
 }
 
+/** The bundled photos at native size (decoded by the library's own loader). */
 async function loadPhotos(): Promise<Photo[]> {
-  const root = fileURLToPath(new URL('../../node_modules/@stdlib/', import.meta.url));
-  const dirs = readdirSync(root).filter((d) => d.startsWith('datasets-img-')).sort();
   const photos: Photo[] = [];
-  for (const dir of dirs) {
-    const path = join(root, dir, 'data', 'image.jpg');
-    if (!existsSync(path)) continue;
-    const { data, info } = await sharp(path).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width < P || info.height < P) continue;
-    photos.push({ data, width: info.width, height: info.height });
+  for (const name of BUNDLED_PHOTOS) {
+    const img = await decodeRgb(bundledPhotoPath(name));
+    if (img.width >= P && img.height >= P) photos.push({ data: img.data, width: img.width, height: img.height });
   }
-  if (photos.length === 0) throw new Error(`no photos found under ${root}datasets-img-*/data/image.jpg`);
   return photos;
 }
 
@@ -77,29 +74,6 @@ function bestOf(repeats: number, fn: () => void): number {
   return best;
 }
 
-/** Minimal .npy (v1.0) writer for a C-order float32 matrix. */
-function writeNpyF32(path: string, data: Float32Array, rows: number, cols: number): void {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
-  const preamble = 10; // magic (6) + version (2) + header length (2)
-  header += ' '.repeat(64 - ((preamble + header.length + 1) % 64)) + '\n';
-  const head = Buffer.alloc(preamble);
-  head.write('\x93NUMPY', 0, 'latin1');
-  head[6] = 1;
-  head[7] = 0;
-  head.writeUInt16LE(header.length, 8);
-  writeFileSync(path, Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
-}
-
-/** Reads the int32 vector written by faiss_search.py. */
-function readNpyI32(path: string): Int32Array {
-  const buf = readFileSync(path);
-  const headerLen = buf.readUInt16LE(8);
-  const header = buf.toString('latin1', 10, 10 + headerLen);
-  if (!header.includes("'<i4'")) throw new Error(`${path}: expected int32 .npy, header ${header.trim()}`);
-  const body = buf.subarray(10 + headerLen);
-  return new Int32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
-}
-
 interface FaissResult {
   seconds: number;
   ids: Int32Array;
@@ -111,8 +85,8 @@ function runFaiss(queries: Float32Array, n: number, centers: Float32Array, K: nu
   if (!existsSync(FAISS_PYTHON)) return `${FAISS_PYTHON} not found`;
   const dir = mkdtempSync(join(tmpdir(), 'uvu-bench-search-'));
   try {
-    writeNpyF32(join(dir, 'q.npy'), queries, n, D);
-    writeNpyF32(join(dir, 'c.npy'), centers, K, D);
+    writeNpyF32(join(dir, 'q.npy'), queries, [n, D]);
+    writeNpyF32(join(dir, 'c.npy'), centers, [K, D]);
     let stdout: string;
     try {
       stdout = execFileSync(FAISS_PYTHON, [FAISS_SCRIPT, join(dir, 'q.npy'), join(dir, 'c.npy'), join(dir, 'ids.npy'), String(REPEATS)], {
@@ -125,7 +99,7 @@ function runFaiss(queries: Float32Array, n: number, centers: Float32Array, K: nu
       return e.status === 3 ? `faiss not installed for ${FAISS_PYTHON}` : `faiss run failed: ${String(e.stdout ?? err).trim()}`;
     }
     const parsed = JSON.parse(stdout.trim().split('\n').pop()!) as { best_s: number; faiss: string; omp_threads: number };
-    return { seconds: parsed.best_s, ids: readNpyI32(join(dir, 'ids.npy')), version: parsed.faiss, ompThreads: parsed.omp_threads };
+    return { seconds: parsed.best_s, ids: readNpyI32(join(dir, 'ids.npy')).data, version: parsed.faiss, ompThreads: parsed.omp_threads };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

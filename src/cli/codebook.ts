@@ -1,9 +1,9 @@
-/** `uvu codebook build|eval`. */
+/** `uvu codebook build|refine|eval`. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { buildKmeansCodebook } from '../codebook/build.js';
 import { loadCodebook, saveCodebook, type Codebook } from '../codebook/file.js';
-import { buildUvuCodebook } from '../codebook/uvu/build.js';
+import { buildUvuCodebook, estimateMemory } from '../codebook/uvu/build.js';
 import { parseUvuConfig, type UvuClusterConfig } from '../codebook/uvu/config.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { Rng } from '../util/rng.js';
@@ -14,7 +14,7 @@ import { patchify } from '../patches/patchify.js';
 import { gridPositions } from '../tokens/tokenize.js';
 import { info, progress } from '../util/progress.js';
 import { UsageError, UvuError } from '../util/errors.js';
-import { applyOutputOptions, emit, fmt, parseNonNegative, parsePositiveInt, parseSeed, withOutputOptions, type OutputOptions } from './common.js';
+import { applyOutputOptions, emit, fmt, parseNonNegative, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
 
 /** Evaluation patches per batch (bounds memory: batch·D·4 bytes of float scratch). */
 const EVAL_BATCH = 4096;
@@ -29,7 +29,7 @@ export function codebookCommand(): Command {
       .requiredOption('--patches <dir>', 'patch store to train on')
       .option('--size <K>', 'codebook size K (required unless given by --config)', parsePositiveInt)
       .addOption(new Option('--method <name>', 'kmeans: Faiss-style Lloyd; uvu: PE + dedup + iterative hierarchical clustering').choices(['kmeans', 'uvu']).default('kmeans'))
-      .option('--seed <s>', 'random seed', parseSeed)
+      .option('--seed <s>', 'random seed', parseNonNegativeInt)
       .addOption(new Option('--pe <type>', 'positional encoding before clustering (default: none for kmeans, 2d-sincos for uvu)').choices(['none', '1d-sincos', '2d-sincos']))
       .option('--pe-scale <lambda>', 'scale λ of the positional encoding (default 0.1)', parseNonNegative)
       .option('--iters <n>', 'kmeans: Lloyd iterations', parsePositiveInt, 25)
@@ -38,7 +38,7 @@ export function codebookCommand(): Command {
       .option('--config <file>', 'uvu: JSON config file (fields as in README; flags override it)')
       .option('--round-size <n>', 'uvu: N_round, patches per round (paper: 20M)', parsePositiveInt)
       .option('--pool-factor <f>', 'uvu: candidate pool = f·N_round patches per round', parseNonNegative)
-      .option('--delta <n>', 'uvu: δ, clusters with fewer members per round go to the long-tail cache', parseSeed)
+      .option('--delta <n>', 'uvu: δ, clusters with fewer members per round go to the long-tail cache', parseNonNegativeInt)
       .option('--alpha <n>', 'uvu: α, re-cluster the cache when it holds this many features', parsePositiveInt)
       .option('--epsilon <e>', 'uvu: ε, stop when the validation objective changes less than this (relative)', parseNonNegative)
       .option('--max-rounds <n>', 'uvu: maximum rounds', parsePositiveInt)
@@ -249,7 +249,23 @@ async function buildUvu(o: BuildFlags): Promise<void> {
   const { codebook, state } = await runUvu(o, config);
   const seconds = (performance.now() - t0) / 1000;
   const last = state.history.at(-1);
-  const result = { out: o.out, k: codebook.K, method: 'uvu', pe: codebook.pe, rounds: state.round, converged: state.converged, seconds, val_objective: last?.objective ?? null, val_prp: last?.prp ?? null, totals: state.totals, config };
+  const estimated = Object.values(estimateMemory(config)).reduce((a, b) => a + b, 0);
+  const result = {
+    out: o.out,
+    k: codebook.K,
+    method: 'uvu',
+    pe: codebook.pe,
+    rounds: state.round,
+    converged: state.converged,
+    seconds,
+    val_objective: last?.objective ?? null,
+    val_prp: last?.prp ?? null,
+    patches_per_s: state.history.length ? state.history.reduce((a, h) => a + h.patches_per_s, 0) / state.history.length : null,
+    estimated_peak_mib: estimated / 2 ** 20,
+    peak_rss_mib: process.resourceUsage().maxRSS / 1024,
+    totals: state.totals,
+    config,
+  };
   emit(o, result, () => `wrote ${o.out}: K = ${codebook.K}, ${state.round} rounds (${state.converged ? 'converged' : 'max rounds'}), validation PRP ${last ? fmt(last.prp) : 'n/a'}, ${state.totals.duplicatesDropped} duplicates dropped, ${state.totals.reclusters} re-clusters, ${seconds.toFixed(1)} s`);
 }
 

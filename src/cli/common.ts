@@ -17,8 +17,8 @@ export function parsePositiveInt(value: string): number {
   return v;
 }
 
-/** Parse a non-negative integer (seeds). */
-export function parseSeed(value: string): number {
+/** Parse a non-negative integer (seeds, δ). */
+export function parseNonNegativeInt(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
   return Number(value);
 }

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { buildPatchStore } from '../patches/build.js';
 import { PatchStore } from '../patches/store.js';
 import { exportSample } from '../patches/npy.js';
-import { applyOutputOptions, emit, parsePositiveInt, parseSeed, withOutputOptions, type OutputOptions } from './common.js';
+import { applyOutputOptions, emit, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
 
 export function patchesCommand(): Command {
   const cmd = new Command('patches').description('cut photos into 32×32×3 patches and store them on disk');
@@ -17,7 +17,7 @@ export function patchesCommand(): Command {
       .option('--max-pixels <n>', 'resize so that w·h ≤ n (DESIGN §1)', parsePositiveInt, 512 * 512)
       .option('--offsets', 'random grid offset per image (0..31 px, augmentation)', false)
       .option('--dedup', 'drop exact duplicate patches (64-bit hash)', false)
-      .option('--seed <s>', 'seed for --offsets', parseSeed, 0)
+      .option('--seed <s>', 'seed for --offsets', parseNonNegativeInt, 0)
       .option('--passes <n>', 'cut every image n times, each with new random offsets (needs --offsets)', parsePositiveInt, 1)
       .option('--shard-size <n>', 'patches per shard', parsePositiveInt, 65536)
       .option('--resume', 'continue an interrupted build in --out', false),
@@ -80,7 +80,7 @@ export function patchesCommand(): Command {
       .addOption(new Option('--format <fmt>', 'file format').choices(['npy']).default('npy'))
       .requiredOption('--count <n>', 'patches to export', parsePositiveInt)
       .requiredOption('--out <file>', '.npy file to write')
-      .option('--seed <s>', 'sampling seed', parseSeed, 0),
+      .option('--seed <s>', 'sampling seed', parseNonNegativeInt, 0),
   ).action((dir: string, o: OutputOptions & { format: 'npy'; count: number; out: string; seed: number }) => {
     applyOutputOptions(o);
     const store = PatchStore.open(dir);

@@ -29,7 +29,7 @@ export class PatchPoints {
   ) {
     if (u8.length < n * D) throw new RangeError(`PatchPoints: ${u8.length} bytes cannot hold ${n} rows of ${D}`);
     if (!isIdentity(pe) && !pos) throw new RangeError('PatchPoints: positional encoding needs patch positions');
-    this.encoder = isIdentity(pe) ? null : new PosEncoder(pe, D);
+    this.encoder = isIdentity(pe) ? null : PosEncoder.shared(pe, D);
   }
 
   /** True when assignment space differs from pixel space. */
@@ -39,14 +39,17 @@ export class PatchPoints {
 
   /** out[0 .. count·D) = rows [start, start+count) in assignment space (pixels/255 + encoding). */
   readAssign(start: number, count: number, out: Float32Array): void {
-    this.readPixel(start, count, out);
-    if (this.encoder) {
-      const p = this.pos!;
-      for (let i = 0; i < count; i++) {
-        const v = this.encoder.vector(p.row[start + i]!, p.col[start + i]!, p.cols[start + i]!);
-        const base = i * this.D;
-        for (let d = 0; d < this.D; d++) out[base + d]! += v[d]!;
-      }
+    if (!this.encoder) {
+      this.readPixel(start, count, out);
+      return;
+    }
+    const { D, u8 } = this;
+    const p = this.pos!;
+    for (let i = 0; i < count; i++) {
+      const v = this.encoder.vector(p.row[start + i]!, p.col[start + i]!, p.cols[start + i]!);
+      const o = i * D;
+      const s = (start + i) * D;
+      for (let d = 0; d < D; d++) out[o + d] = U8_TO_UNIT[u8[s + d]!]! + v[d]!;
     }
   }
 
@@ -72,12 +75,15 @@ export class PatchPoints {
     if (encSum) {
       encSum.fill(0);
       if (this.encoder) {
+        // Σ encodings = Σ over distinct positions of count·vector: members share few positions.
         const p = this.pos!;
+        const perVector = new Map<Float32Array, number>();
         for (let j = from; j < to; j++) {
           const i = members[j]!;
           const v = this.encoder.vector(p.row[i]!, p.col[i]!, p.cols[i]!);
-          for (let d = 0; d < D; d++) encSum[d]! += v[d]!;
+          perVector.set(v, (perVector.get(v) ?? 0) + 1);
         }
+        for (const [v, c] of perVector) for (let d = 0; d < D; d++) encSum[d]! += c * v[d]!;
       }
     }
   }

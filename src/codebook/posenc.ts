@@ -48,31 +48,32 @@ export function encodingVector(pe: PosEnc, D: number, row: number, col: number, 
 
 /**
  * Cache of encoding vectors keyed by grid position, so encoding a batch costs one add per element.
- * Memory: D floats per distinct (row, col[, cols]) key, e.g. 16×16 grid → 256 × 12 KiB = 3 MiB.
+ * One encoder per (encoding, D) is shared process-wide (`PosEncoder.shared`), so batches, shards
+ * and evaluations never recompute a vector. Memory: D floats per distinct position, e.g. a
+ * 128×128 grid (a 16 MP photo) → 16,384 × 12 KiB = 192 MiB at most.
  */
 export class PosEncoder {
-  private cache = new Map<string, Float32Array>();
-  constructor(readonly pe: PosEnc, readonly D: number) {}
+  private static readonly instances = new Map<string, PosEncoder>();
+  private readonly cache = new Map<number, Float32Array>();
+
+  private constructor(readonly pe: PosEnc, readonly D: number) {}
+
+  /** The process-wide encoder for this encoding and dimension. */
+  static shared(pe: PosEnc, D: number): PosEncoder {
+    const key = `${pe.type}:${pe.scale}:${D}`;
+    let enc = PosEncoder.instances.get(key);
+    if (!enc) PosEncoder.instances.set(key, (enc = new PosEncoder(pe, D)));
+    return enc;
+  }
 
   vector(row: number, col: number, cols: number): Float32Array {
-    // 2d depends on (row, col) only; 1d on the raster index, which depends on cols too.
-    const key = this.pe.type === '1d-sincos' ? `${row * cols + col}` : `${row},${col}`;
+    // 2d depends on (row, col) only (both < 2^16); 1d on the raster index, which depends on cols too.
+    const key = this.pe.type === '1d-sincos' ? row * cols + col : row * 65536 + col;
     let v = this.cache.get(key);
     if (!v) {
       v = encodingVector(this.pe, this.D, row, col, cols);
       this.cache.set(key, v);
     }
     return v;
-  }
-
-  /** In place: rows[i] += encoding(row[i], col[i]) for a batch [n, D]. No-op for 'none'. */
-  addTo(rows: Float32Array, n: number, row: ArrayLike<number>, col: ArrayLike<number>, cols: ArrayLike<number>): void {
-    if (isIdentity(this.pe)) return;
-    const D = this.D;
-    for (let i = 0; i < n; i++) {
-      const v = this.vector(row[i]!, col[i]!, cols[i]!);
-      const base = i * D;
-      for (let d = 0; d < D; d++) rows[base + d]! += v[d]!;
-    }
   }
 }

@@ -174,21 +174,7 @@ function checkArgs(
  * op(X) = Xᵀ when the trans flag is set. To start at an offset, pass a subarray view.
  * Bounds are checked before the call (native code must never read past an array).
  */
-export function sgemm(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  ldc: number,
-): void {
+export const sgemm: SgemmFn = (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
   checkArgs(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   if (M === 0 || N === 0) return;
   const l = load();
@@ -217,27 +203,13 @@ export function sgemm(
     C,
     ldc,
   );
-}
+};
 
 /** The fallback kernel behind the same bounds checks (for tests, benchmarks, and `backend: 'fallback'`). */
-export function sgemmTs(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  ldc: number,
-): void {
+export const sgemmTs: SgemmFn = (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
   checkArgs(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   sgemmFallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
+};
 
 /** The sgemm for a requested backend: 'auto' = native BLAS when available, 'fallback' = TypeScript kernel. */
 export function sgemmFor(backend: 'auto' | 'fallback'): SgemmFn {

@@ -77,6 +77,15 @@ export function writeNpyF32(path: string, data: Float32Array, shape: number[]): 
 
 /** Read a float32 little-endian C-order .npy file. */
 export function readNpyF32(path: string): { data: Float32Array; shape: number[] } {
+  return readNpy(path, '<f4', (n) => new Float32Array(n));
+}
+
+/** Read an int32 little-endian C-order .npy file (e.g. ids written by numpy/Faiss). */
+export function readNpyI32(path: string): { data: Int32Array; shape: number[] } {
+  return readNpy(path, '<i4', (n) => new Int32Array(n));
+}
+
+function readNpy<T extends Float32Array | Int32Array>(path: string, descr: '<f4' | '<i4', make: (n: number) => T): { data: T; shape: number[] } {
   const fd = openSync(path, 'r');
   try {
     const pre = new Uint8Array(10);
@@ -98,7 +107,7 @@ export function readNpyF32(path: string): { data: Float32Array; shape: number[] 
     const headerBytes = new Uint8Array(headerLen);
     readSync(fd, headerBytes, 0, headerLen, dataStart - headerLen);
     const header = Buffer.from(headerBytes).toString('latin1');
-    if (!/'descr':\s*'<f4'/.test(header)) throw new UvuError(`${path}: .npy dtype is not little-endian float32 ('<f4')`);
+    if (!new RegExp(`'descr':\\s*'${descr}'`).test(header)) throw new UvuError(`${path}: .npy dtype is not '${descr}'`);
     if (/'fortran_order':\s*True/.test(header)) throw new UvuError(`${path}: Fortran-order .npy is not supported`);
     const m = /'shape':\s*\(([^)]*)\)/.exec(header);
     if (!m) throw new UvuError(`${path}: .npy header has no shape`);
@@ -108,7 +117,7 @@ export function readNpyF32(path: string): { data: Float32Array; shape: number[] 
       .filter((s) => s.length > 0)
       .map(Number);
     const total = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(total);
+    const data = make(total);
     const bytes = new Uint8Array(data.buffer);
     let got = 0;
     while (got < bytes.length) {

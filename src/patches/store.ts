@@ -164,7 +164,12 @@ export function sha256File(path: string): string {
 
 /** Content fingerprint: the options (keys sorted) and each shard's data and meta hashes. */
 export function storeFingerprint(options: StoreOptions, shards: ShardEntry[]): string {
-  const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => (a < b ? -1 : 1)));
+  // passes = 1 is left out so that stores built before the option existed keep their fingerprint.
+  const opts = Object.fromEntries(
+    Object.entries(options)
+      .filter(([k, v]) => !(k === 'passes' && v === 1))
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
   const h = createHash('sha256');
   h.update(`${STORE_FORMAT}/${STORE_VERSION}\n${JSON.stringify(opts)}\n`);
   for (const s of shards) h.update(`${s.patches} ${s.sha256} ${s.metaSha256}\n`);

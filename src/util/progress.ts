@@ -1,6 +1,6 @@
 /**
  * Progress bars on stderr for work longer than about a second. Off when stderr is not a
- * TTY or when the command runs with --quiet / --json (stdout stays one JSON object).
+ * TTY or when the command runs with --quiet (with --json, stdout stays one JSON object either way).
  */
 import cliProgress from 'cli-progress';
 
@@ -15,7 +15,7 @@ export interface Progress {
 }
 
 let globallyQuiet = false;
-/** Called by the CLI for --quiet / --json. */
+/** Called by the CLI for --quiet. */
 export function setQuiet(quiet: boolean): void {
   globallyQuiet = quiet;
 }
@@ -56,7 +56,7 @@ export function progress(label: string, total: number, unit = 'items'): Progress
   };
 }
 
-/** Informational log line on stderr (suppressed by --quiet/--json). */
+/** Informational log line on stderr (suppressed by --quiet). */
 export function info(message: string): void {
   if (!globallyQuiet) process.stderr.write(`${message}\n`);
 }
