@@ -7,7 +7,8 @@
  *
  * Data: the photos of `npm run data:photos` at native resolution; training patches from
  * data/photos/train cut in `passes` passes with random grid offsets, validation patches from
- * data/photos/val. full: K ∈ {256, 1024}, ~1.1M training patches; small: K = 64, bundled photos.
+ * data/photos/val. full: K ∈ {256, 1024}, ~1.1M training patches; large: K = 4096 on the
+ * same data (`--only ablation-large`); small: K = 64, bundled photos.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -38,24 +39,30 @@ const NATIVE = 16 * 2 ** 20; // max pixels: native size for every photo we have
 const GRID_DIR = 'docs/bench';
 
 interface Setting {
-  ks: number[];
+  /** Codebook sizes, each with its Lloyd iteration budget and training points per centre for (a), (b) and (d). */
+  ks: { k: number; iters: number; perCentre: number }[];
   trainInputs: string[];
   valInputs: string[];
   passes: number;
-  iters: number;
   rounds: number;
   roundSize: number;
   label: string;
 }
 
-function setting(size: BenchSize): Setting {
+/**
+ * full: K = 256 and 1024 with Faiss's default 25 iterations on 256 points per centre; large:
+ * K = 4096, where 25 Lloyd iterations on 1M patches take about an hour per method here, so
+ * (a), (b) and (d) get 4 iterations on 128 points per centre (the .npy for Faiss is then 6 GiB):
+ * about the wall time of the full method, a comparable time budget.
+ */
+function setting(size: BenchSize | 'large'): Setting {
   const photos = existsSync('data/photos/train') && existsSync('data/photos/val');
-  if (size === 'full' && !photos) throw new Error('the full ablation needs `npm run data:photos` first');
-  if (size === 'full') {
-    return { ks: [256, 1024], trainInputs: ['data/photos/train'], valInputs: ['data/photos/val'], passes: 4, iters: 25, rounds: 20, roundSize: 65_536, label: 'data:photos' };
-  }
+  if (size !== 'small' && !photos) throw new Error('the full ablation needs `npm run data:photos` first');
+  const real = { trainInputs: ['data/photos/train'], valInputs: ['data/photos/val'], passes: 4, rounds: 20, roundSize: 65_536, label: 'data:photos' };
+  if (size === 'full') return { ...real, ks: [{ k: 256, iters: 25, perCentre: 256 }, { k: 1024, iters: 25, perCentre: 256 }] };
+  if (size === 'large') return { ...real, ks: [{ k: 4096, iters: 4, perCentre: 128 }] };
   const bundled = BUNDLED_PHOTOS.map(bundledPhotoPath);
-  return { ks: [64], trainInputs: bundled.slice(0, 7), valInputs: bundled.slice(7), passes: 2, iters: 10, rounds: 6, roundSize: 4096, label: 'bundled photos' };
+  return { ks: [{ k: 64, iters: 10, perCentre: 256 }], trainInputs: bundled.slice(0, 7), valInputs: bundled.slice(7), passes: 2, rounds: 6, roundSize: 4096, label: 'bundled photos' };
 }
 
 async function store(dir: string, inputs: string[], passes: number): Promise<PatchStore> {
@@ -111,18 +118,28 @@ async function grid(path: string, photos: string[], codebooks: { name: string; c
   await writePng(path, { data, width, height });
 }
 
+/** K = 4096 at a comparable time budget (section "ablation-large" of BENCHMARKS.md). */
+export async function runLarge(): Promise<BenchRow[]> {
+  return ablation('large');
+}
+
 export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
-  const s = setting(opts.size);
-  const train = await store(`data/bench/ablation-${opts.size}-train`, s.trainInputs, s.passes);
-  const val = await store(`data/bench/ablation-${opts.size}-val`, s.valInputs, 1);
+  return ablation(opts.size);
+}
+
+async function ablation(size: BenchSize | 'large'): Promise<BenchRow[]> {
+  const s = setting(size);
+  const data = size === 'small' ? 'small' : 'full';
+  const train = await store(`data/bench/ablation-${data}-train`, s.trainInputs, s.passes);
+  const val = await store(`data/bench/ablation-${data}-val`, s.valInputs, 1);
   const valPhotos = s.valInputs.flatMap((p) => (p.startsWith('data/') ? readdirSync(p).sort().map((f) => join(p, f)) : [p])).slice(0, 2);
   const rows: BenchRow[] = [];
   const tmp = mkdtempSync(join(tmpdir(), 'uvu-ablation-'));
   const env = `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`;
   try {
-    for (const k of s.ks) {
-      // Every method sees the same training sample budget: 256 points per centre, as Faiss uses.
-      const sample = Math.min(train.count, 256 * k);
+    for (const { k, iters, perCentre } of s.ks) {
+      // (a), (b) and (d) see the same training sample.
+      const sample = Math.min(train.count, perCentre * k);
       const config = `K=${k}, ${train.count} train patches (${s.label}, ${s.passes} offset passes), ${val.count} val patches`;
       const add = (method: string, cb: Codebook, seconds: number, note: string) => {
         const m = evaluate(cb, val);
@@ -134,10 +151,10 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
       };
       const books: { name: string; cb: Codebook }[] = [];
       let t0 = performance.now();
-      const a = buildKmeansCodebook(train.dir, { method: 'kmeans', size: k, iters: s.iters, seed: SEED, sample });
-      books.push(add('(a) k-means', a, (performance.now() - t0) / 1000, `${s.iters} iters on ${sample} patches`));
+      const a = buildKmeansCodebook(train.dir, { method: 'kmeans', size: k, iters, seed: SEED, sample });
+      books.push(add('(a) k-means', a, (performance.now() - t0) / 1000, `${iters} iters on ${sample} patches`));
       t0 = performance.now();
-      const b = buildKmeansCodebook(train.dir, { method: 'kmeans', size: k, iters: s.iters, seed: SEED, sample, pe: PE });
+      const b = buildKmeansCodebook(train.dir, { method: 'kmeans', size: k, iters, seed: SEED, sample, pe: PE });
       books.push(add('(b) + PE', b, (performance.now() - t0) / 1000, `2d-sincos λ=${PE.scale}`));
       t0 = performance.now();
       const cfg = parseUvuConfig({ size: k, roundSize: Math.max(s.roundSize, 4 * k), maxRounds: s.rounds, pe: PE, seed: SEED, valSize: Math.min(8192, train.count), alpha: Math.max(4096, k) });
@@ -145,11 +162,11 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
       books.push(add('(c) full method', c.codebook, (performance.now() - t0) / 1000, `${c.state.round} rounds of ${cfg.roundSize} (${c.state.converged ? 'converged' : 'max rounds'}), ${c.state.totals.duplicatesDropped} dups, ${c.state.totals.clustersCached} cached, ${c.state.totals.reclusters} re-clusters`));
       const npy = join(tmp, `sample-${k}.npy`);
       exportSample(train, sample, SEED, npy);
-      const f = faissCodebook(npy, k, s.iters, tmp);
-      if (f) books.push(add('(d) faiss.Kmeans', f.cb, f.seconds, `${s.iters} iters on the same ${sample} patches (Faiss time excludes loading)`));
+      const f = faissCodebook(npy, k, iters, tmp);
+      if (f) books.push(add('(d) faiss.Kmeans', f.cb, f.seconds, `${iters} iters on the same ${sample} patches (Faiss time excludes loading)`));
       else rows.push({ bench: 'ablation', config, metric: '(d) faiss.Kmeans', value: NaN, unit: '', note: 'skipped: python3-faiss not available' });
       rmSync(npy, { force: true });
-      if (opts.size === 'full') await grid(join(GRID_DIR, `ablation-k${k}.png`), valPhotos, books);
+      if (size !== 'small') await grid(join(GRID_DIR, `ablation-k${k}.png`), valPhotos, books);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -14,6 +14,8 @@
  * registers (float64 locals). Packing makes all four trans combinations equally fast.
  */
 
+import type { SgemmFn } from './blas.js';
+
 /** Register tile: 4 rows of op(A) × 4 columns of op(B) per micro-kernel call. */
 const MR = 4;
 const NR = 4;
@@ -88,21 +90,7 @@ function packB(transB: boolean, B: Float32Array, ldb: number, p0: number, kc: nu
  * float64 accumulation inside each KC block. Arguments as cblas_sgemm (RowMajor);
  * validation of sizes is the caller's job (see `sgemm` in blas.ts).
  */
-export function sgemmFallback(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  ldc: number,
-): void {
+export const sgemmFallback: SgemmFn = (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
   if (M <= 0 || N <= 0) return;
   // Apply beta once up front; every K block then accumulates alpha·(partial product).
   if (beta !== 1) {
@@ -126,7 +114,7 @@ export function sgemmFallback(
       }
     }
   }
-}
+};
 
 /** Multiply the packed mc×kc block of A by the packed kc×nc block of B and add alpha·result into C. */
 function macroKernel(mc: number, nc: number, kc: number, alpha: number, C: Float32Array, cBase: number, ldc: number): void {
