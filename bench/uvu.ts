@@ -15,12 +15,20 @@ import { FlatIndex } from '../src/codebook/search.js';
 import { PATCH_DIM } from '../src/patches/patchify.js';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { formatRows, type BenchRow, type BenchSize } from './rows.js';
+import { benchStore } from './data.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 async function storeOf(dir: string, inputs: string[], passes: number): Promise<string> {
   if (!existsSync(join(dir, 'manifest.json'))) await buildPatchStore(inputs, { out: dir, maxPixels: 16 * 2 ** 20, offsets: passes > 1, passes, seed: 7, resume: existsSync(dir) });
   return dir;
+}
+
+/** The kmeans benchmark's store (train photos, one pass at native size), building it if needed. */
+async function benchStoreDir(): Promise<string> {
+  const { store } = await benchStore();
+  store.close();
+  return store.dir;
 }
 
 /** Patches per second of the bare exact search at K centres (store patches as queries). */
@@ -45,7 +53,7 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
   const k = full ? 1024 : 64;
   const stores = full
     ? [
-        { name: '1 pass', dir: await storeOf('data/bench/ablation-full-train-1pass', ['data/photos/train'], 1) },
+        { name: '1 pass', dir: await benchStoreDir() },
         { name: '4 offset passes', dir: await storeOf('data/bench/ablation-full-train', ['data/photos/train'], 4) },
       ]
     : [

@@ -269,11 +269,14 @@ async function buildUvu(o: BuildFlags): Promise<void> {
   emit(o, result, () => `wrote ${o.out}: K = ${codebook.K}, ${state.round} rounds (${state.converged ? 'converged' : 'max rounds'}), validation PRP ${last ? fmt(last.prp) : 'n/a'}, ${state.totals.duplicatesDropped} duplicates dropped, ${state.totals.reclusters} re-clusters, ${seconds.toFixed(1)} s`);
 }
 
+/** Seed of the sample `refine` re-tokenizes to count token changes (fixed so reports compare). */
+const TOKEN_CHANGE_SEED = 7;
+
 /** Fraction of a sample of the store's patches whose token differs between two codebooks. */
 function tokenChanges(a: Codebook, b: Codebook, storeDir: string, sample: number): number {
   const store = PatchStore.open(storeDir);
   const n = Math.min(sample, store.count);
-  const { patches, meta } = store.sample(n, new Rng(7));
+  const { patches, meta } = store.sample(n, new Rng(TOKEN_CHANGE_SEED));
   store.close();
   const ia = new MetricsAccumulator(a).add(patches, n, meta);
   const ib = new MetricsAccumulator(b).add(patches, n, meta);
