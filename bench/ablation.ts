@@ -15,7 +15,6 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildPatchStore } from '../src/patches/build.js';
 import { PatchStore } from '../src/patches/store.js';
 import { exportSample, readNpyF32 } from '../src/patches/npy.js';
 import { PATCH, PATCH_DIM } from '../src/patches/patchify.js';
@@ -30,12 +29,12 @@ import { resizeRgb, writePng, type RgbImage } from '../src/image/io.js';
 import { sideBySide } from '../src/tokens/roundtrip.js';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { formatRows, type BenchRow, type BenchSize } from './rows.js';
+import { openOrBuildStore } from './data.js';
 
 const FAISS_PYTHON = '/usr/bin/python3';
 const FAISS_SCRIPT = fileURLToPath(new URL('../../bench/faiss_kmeans.py', import.meta.url));
 const SEED = 1234;
 const PE: PosEnc = { type: '2d-sincos', scale: 0.1 };
-const NATIVE = 16 * 2 ** 20; // max pixels: native size for every photo we have
 const GRID_DIR = 'docs/bench';
 
 interface Setting {
@@ -63,13 +62,6 @@ function setting(size: BenchSize | 'large'): Setting {
   if (size === 'large') return { ...real, ks: [{ k: 4096, iters: 4, perCentre: 128 }] };
   const bundled = BUNDLED_PHOTOS.map(bundledPhotoPath);
   return { ks: [{ k: 64, iters: 10, perCentre: 256 }], trainInputs: bundled.slice(0, 7), valInputs: bundled.slice(7), passes: 2, rounds: 6, roundSize: 4096, label: 'bundled photos' };
-}
-
-async function store(dir: string, inputs: string[], passes: number): Promise<PatchStore> {
-  if (!existsSync(join(dir, 'manifest.json'))) {
-    await buildPatchStore(inputs, { out: dir, maxPixels: NATIVE, offsets: passes > 1, passes, seed: 7, resume: existsSync(dir) });
-  }
-  return PatchStore.open(dir);
 }
 
 function evaluate(cb: Codebook, val: PatchStore): CodebookMetrics {
@@ -130,8 +122,8 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
 async function ablation(size: BenchSize | 'large'): Promise<BenchRow[]> {
   const s = setting(size);
   const data = size === 'small' ? 'small' : 'full';
-  const train = await store(`data/bench/ablation-${data}-train`, s.trainInputs, s.passes);
-  const val = await store(`data/bench/ablation-${data}-val`, s.valInputs, 1);
+  const train = await openOrBuildStore(`data/bench/ablation-${data}-train`, s.trainInputs, s.passes);
+  const val = await openOrBuildStore(`data/bench/ablation-${data}-val`, s.valInputs);
   const valPhotos = s.valInputs.flatMap((p) => (p.startsWith('data/') ? readdirSync(p).sort().map((f) => join(p, f)) : [p])).slice(0, 2);
   const rows: BenchRow[] = [];
   const tmp = mkdtempSync(join(tmpdir(), 'uvu-ablation-'));

@@ -18,14 +18,24 @@ export interface BenchStore {
   source: string;
 }
 
+/** Max pixels that keeps every photo we have at its native size. */
+const NATIVE = 16 * 2 ** 20;
+
+/**
+ * Open the store in `dir`, first building it (or resuming an interrupted build) from `inputs`
+ * at native size, cut `passes` times with random grid offsets when passes > 1.
+ */
+export async function openOrBuildStore(dir: string, inputs: string[], passes = 1): Promise<PatchStore> {
+  if (!existsSync(join(dir, 'manifest.json'))) {
+    await buildPatchStore(inputs, { out: dir, maxPixels: NATIVE, offsets: passes > 1, passes, seed: 7, resume: existsSync(dir) });
+  }
+  return PatchStore.open(dir);
+}
+
 /** Open (building or resuming it when needed) the benchmark patch store. */
 export async function benchStore(): Promise<BenchStore> {
   const fromDebian = existsSync(PHOTOS_TRAIN);
   const dir = join(STORE_DIR, fromDebian ? 'photos-native' : 'bundled-native');
-  const inputs = fromDebian ? [PHOTOS_TRAIN] : BUNDLED_PHOTOS.map(bundledPhotoPath);
-  if (!existsSync(join(dir, 'manifest.json'))) {
-    await buildPatchStore(inputs, { out: dir, maxPixels: 16 * 2 ** 20, resume: existsSync(dir) });
-  }
-  const store = PatchStore.open(dir);
+  const store = await openOrBuildStore(dir, fromDebian ? [PHOTOS_TRAIN] : BUNDLED_PHOTOS.map(bundledPhotoPath));
   return { store, source: fromDebian ? `${store.imageCount} photos of data/photos/train (npm run data:photos), native size` : `${store.imageCount} bundled @stdlib photos, native size` };
 }
