@@ -76,20 +76,30 @@ export function assignPoints(points: PatchPoints, centers: Float32Array, K: numb
 }
 
 /**
+ * Stable counting sort of positions by cluster id: the members of cluster k are
+ * order[start[k] .. start[k+1]), in increasing position.
+ */
+export function groupByCluster(ids: ArrayLike<number>, K: number): { order: Int32Array; start: Int32Array } {
+  const n = ids.length;
+  const start = new Int32Array(K + 1);
+  for (let i = 0; i < n; i++) start[ids[i]! + 1]!++;
+  for (let k = 0; k < K; k++) start[k + 1]! += start[k]!;
+  const order = new Int32Array(n);
+  const fill = start.slice(0, K);
+  for (let i = 0; i < n; i++) order[fill[ids[i]!]!++] = i;
+  return { order, start };
+}
+
+/**
  * Means of each cluster's members (Faiss compute_centroids), written to `outAssign` and, when
  * given, `outPixel`. Clusters with no members keep their previous centres and are reported by
  * count 0. Members are visited cluster by cluster (counting sort), summing uint8 values as
  * exact integers, so the accumulators are D long, not K·D.
  */
 export function computeCentroids(points: PatchPoints, ids: Int32Array, K: number, outAssign: Float32Array, outPixel: Float32Array | null): Float64Array {
-  const { n, D } = points;
-  const counts = new Float64Array(K);
-  for (let i = 0; i < n; i++) counts[ids[i]!]!++;
-  const start = new Int32Array(K + 1);
-  for (let k = 0; k < K; k++) start[k + 1] = start[k]! + counts[k]!;
-  const order = new Int32Array(n);
-  const fill = start.slice(0, K);
-  for (let i = 0; i < n; i++) order[fill[ids[i]!]!++] = i;
+  const { D } = points;
+  const { order, start } = groupByCluster(ids, K);
+  const counts = Float64Array.from({ length: K }, (_, k) => start[k + 1]! - start[k]!);
   const pixelSum = new Float64Array(D);
   const encSum = points.encoded ? new Float64Array(D) : null;
   for (let k = 0; k < K; k++) {

@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { PatchStore, type PatchMetaArrays } from '../../patches/store.js';
 import { PATCH, PATCH_DIM } from '../../patches/patchify.js';
 import { PatchPoints } from '../points.js';
-import { assignPoints, kmeans, splitClusters } from '../kmeans.js';
+import { assignPoints, groupByCluster, kmeans, splitClusters } from '../kmeans.js';
 import { MetricsAccumulator } from '../metrics.js';
 import type { Codebook } from '../file.js';
 import { Rng } from '../../util/rng.js';
@@ -113,13 +113,7 @@ export function balancedSample(ids: Int32Array, K: number, kActive: number, targ
   const n = ids.length;
   if (target >= n) return Uint32Array.from({ length: n }, (_, i) => i);
   const cap = Math.ceil(target / kActive);
-  // Counting sort of pool positions by cluster.
-  const start = new Int32Array(K + 1);
-  for (let i = 0; i < n; i++) start[ids[i]! + 1]!++;
-  for (let k = 0; k < K; k++) start[k + 1]! += start[k]!;
-  const byCluster = new Uint32Array(n);
-  const fill = start.slice(0, K);
-  for (let i = 0; i < n; i++) byCluster[fill[ids[i]!]!++] = i;
+  const { order: byCluster, start } = groupByCluster(ids, K);
   const chosen = new Uint8Array(n);
   let taken = 0;
   for (let k = 0; k < K; k++) {
@@ -276,23 +270,21 @@ async function runRound(state: ClusterState, cfg: UvuClusterConfig, store: Patch
   }
 
   // 6. Streaming centre update of the remaining active clusters, cluster by cluster.
-  const order = Array.from(memberIds.keys()).filter((i) => state.active[memberIds[i]!]).sort((a, b) => memberIds[a]! - memberIds[b]! || a - b);
+  const { order, start } = groupByCluster(memberIds, K);
   const pixelSum = new Float64Array(D);
   const encSum = members.encoded ? new Float64Array(D) : null;
-  for (let s = 0; s < order.length; ) {
-    const k = memberIds[order[s]!]!;
-    let e = s;
-    while (e < order.length && memberIds[order[e]!] === k) e++;
-    members.sumRows(order, s, e, pixelSum, encSum);
+  for (let k = 0; k < K; k++) {
+    const count = start[k + 1]! - start[k]!;
+    if (count === 0 || !state.active[k]) continue;
+    members.sumRows(order, start[k]!, start[k + 1]!, pixelSum, encSum);
     const w = state.weight[k]!;
-    const total = w + (e - s);
+    const total = w + count;
     for (let d = 0; d < D; d++) {
       const pixel = pixelSum[d]! / 255;
       state.centersPixel[k * D + d] = (w * state.centersPixel[k * D + d]! + pixel) / total;
       state.centersAssign[k * D + d] = (w * state.centersAssign[k * D + d]! + pixel + (encSum ? encSum[d]! : 0)) / total;
     }
     state.weight[k] = total;
-    s = e;
   }
 
   // 7. Re-cluster the cache once it is full.
