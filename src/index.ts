@@ -1,5 +1,6 @@
 /**
- * uvu library API. The pipeline, in order: image → patches → patch store → codebook → tokens.
+ * uvu library API. The pipeline, in order: image → patches → patch store → codebook → tokens →
+ * sequences (data) → model → train → inference → perception benchmark.
  */
 export { loadImage, decodeRgb, targetSize, resizeRgb, writePng, type RgbImage, type LoadedImage, type DecodeOptions } from './image/io.js';
 export { PATCH, PATCH_DIM, patchify, unpatchify, patchesToFloat, floatToPatchesU8, U8_TO_UNIT } from './patches/patchify.js';
@@ -20,3 +21,26 @@ export { readSafetensors, writeSafetensors, type Tensor } from './io/safetensors
 export { BUNDLED_PHOTOS, bundledPhotoPath } from './data/bundled.js';
 export { UvuError, UsageError } from './util/errors.js';
 export { Rng } from './util/rng.js';
+export { CodebookCoder, loadImageCoder, type ImageCoder } from './tokens/coder.js';
+export { VqCoder, loadVqCoder } from './vq/coder.js';
+export { trainVq } from './vq/train.js';
+export { ByteBpeTokenizer } from './text/bpe.js';
+export { publicDomainTexts } from './text/corpus.js';
+export { buildSequence, questionPrompt, FLAG_VISUAL, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, type Sequence } from './data/sequence.js';
+export { buildDataset, type DataBuildOptions } from './data/build.js';
+export { SeqDataset, type Batch } from './data/dataset.js';
+export { buildTargets } from './data/targets.js';
+export { balanceImageTargets, codeProbabilities } from './data/balance.js';
+export { describePhoto } from './data/captions.js';
+export { tf, useEngine, profileKernels, type EngineName } from './engine/tf.js';
+export { Vocab, SPECIAL_TOKENS, LOC_BINS } from './model/vocab.js';
+export { ModelConfigSchema, type ModelConfig } from './model/config.js';
+export { UvuModel, type ModelInputs, type ImageInput } from './model/model.js';
+export { generate } from './model/generate.js';
+export { ModelSession } from './model/inference.js';
+export { TrainConfigSchema, loadTrainConfig, parseTrainConfig, type TrainConfig } from './train/config.js';
+export { train, type TrainSummary, type StepLog } from './train/train.js';
+export { loadCheckpoint, saveCheckpoint } from './train/checkpoint.js';
+export { gradientAngle } from './train/grads.js';
+export { buildBench } from './perception/build.js';
+export { evaluateBench } from './perception/eval.js';

@@ -67,17 +67,17 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-/** Read a whole safetensors file, validating the header against the file size. Errors name the file. */
-export function readSafetensors(path: string): SafetensorsFile {
+/** Open a safetensors file and parse its JSON header (validated against the file size). */
+function openHeader(path: string): { fd: number; fileSize: number; headerLen: number; header: Record<string, unknown>; bad: (what: string) => UvuError } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (err) {
     throw new UvuError(`${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
+  const bad = (what: string): UvuError => new UvuError(`${path}: not a valid safetensors file: ${what}`);
   try {
     const fileSize = fstatSync(fd).size;
-    const bad = (what: string): UvuError => new UvuError(`${path}: not a valid safetensors file: ${what}`);
     if (fileSize < 8) throw bad(`file is ${fileSize} bytes, shorter than the 8-byte header length`);
     const lenBuf = Buffer.alloc(8);
     readSync(fd, lenBuf, 0, 8, 0);
@@ -92,6 +92,25 @@ export function readSafetensors(path: string): SafetensorsFile {
       throw bad('header is not JSON');
     }
     if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('header is not a JSON object');
+    return { fd, fileSize, headerLen, header, bad };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** The "__metadata__" map of a safetensors file, reading only its header (codebooks can be GBs). */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  const { fd, header } = openHeader(path);
+  closeSync(fd);
+  const meta = header.__metadata__;
+  return meta && typeof meta === 'object' ? (meta as Record<string, string>) : {};
+}
+
+/** Read a whole safetensors file, validating the header against the file size. Errors name the file. */
+export function readSafetensors(path: string): SafetensorsFile {
+  const { fd, fileSize, headerLen, header, bad } = openHeader(path);
+  try {
     const dataStart = 8 + headerLen;
     const dataLen = fileSize - dataStart;
     const metadata: Record<string, string> = {};

@@ -5,10 +5,10 @@
 import cliProgress from 'cli-progress';
 
 export interface Progress {
-  /** Advance by `n` units (default 1). */
-  tick(n?: number): void;
+  /** Advance by `n` units (default 1); `status` (e.g. "loss 2.31 | 900 tok/s") is shown after the bar. */
+  tick(n?: number, status?: string): void;
   /** Set the absolute position. */
-  set(value: number): void;
+  set(value: number, status?: string): void;
   /** Change the total (when it becomes known late). */
   setTotal(total: number): void;
   stop(): void;
@@ -27,7 +27,7 @@ export function progress(label: string, total: number, unit = 'items'): Progress
   if (globallyQuiet || !process.stderr.isTTY) return noop;
   const bar = new cliProgress.SingleBar(
     {
-      format: `${label} |{bar}| {percentage}% {value}/{total} ${unit} | {duration_formatted} elapsed, ETA {eta_formatted}`,
+      format: `${label} |{bar}| {percentage}% {value}/{total} ${unit} | {duration_formatted} elapsed, ETA {eta_formatted}{status}`,
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: false,
@@ -36,16 +36,17 @@ export function progress(label: string, total: number, unit = 'items'): Progress
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0);
+  bar.start(total, 0, { status: '' });
   let value = 0;
+  const payload = (status?: string): { status: string } | undefined => (status === undefined ? undefined : { status: ` | ${status}` });
   return {
-    tick(n = 1) {
+    tick(n = 1, status) {
       value += n;
-      bar.update(value);
+      bar.update(value, payload(status));
     },
-    set(v) {
+    set(v, status) {
       value = v;
-      bar.update(v);
+      bar.update(v, payload(status));
     },
     setTotal(t) {
       bar.setTotal(t);

@@ -41,6 +41,12 @@ export class Rng {
     return this.nextU32() / 4294967296;
   }
 
+  /** Standard normal deviate (Box–Muller; one of the pair is discarded so the state stays simple). */
+  normal(): number {
+    const u = 1 - this.next(); // (0, 1]: log stays finite
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
+  }
+
   /** Uniform integer in [0, n), n ≤ 2^32, without modulo bias. */
   int(n: number): number {
     if (!(n >= 1 && n <= 4294967296)) throw new RangeError(`Rng.int: n must be in [1, 2^32], got ${n}`);

@@ -1,0 +1,49 @@
+/** `uvu eval --checkpoint DIR --bench DIR`: per-task accuracy with 95 % bootstrap intervals. */
+import { Command } from 'commander';
+import { join } from 'node:path';
+import { ModelSession } from '../model/inference.js';
+import { evaluateBench } from '../perception/eval.js';
+import { progress } from '../util/progress.js';
+import { UsageError } from '../util/errors.js';
+import { applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+
+export function evalCommand(): Command {
+  return withOutputOptions(
+    new Command('eval')
+      .description('answer a perception benchmark split with a checkpoint (greedy) and score it per task, with 95% bootstrap intervals')
+      .requiredOption('--checkpoint <dir>', 'checkpoint directory (<run>/checkpoint)')
+      .requiredOption('--bench <dir>', 'benchmark made by `uvu bench-data build`')
+      .option('--split <name>', 'test or train', 'test')
+      .option('--limit <n>', 'score only the first n items (scene by scene, tasks interleaved)', parsePositiveInt)
+      .option('--sheet <png>', 'PNG sheet of example predictions (default <checkpoint>/../eval-<split>.png)')
+      .option('--seed <n>', 'seed of the bootstrap resampling', parseNonNegativeInt, 0),
+  ).action(async (o: OutputOptions & { checkpoint: string; bench: string; split: string; limit?: number; sheet?: string; seed: number }) => {
+    applyOutputOptions(o);
+    if (o.split !== 'test' && o.split !== 'train') throw new UsageError(`--split must be test or train, got "${o.split}"`);
+    const session = ModelSession.load(o.checkpoint);
+    const sheetPath = o.sheet ?? join(o.checkpoint, '..', `eval-${o.split}.png`);
+    let bar: ReturnType<typeof progress> | null = null;
+    const report = await evaluateBench(o.bench, {
+      split: o.split,
+      limit: o.limit,
+      seed: o.seed,
+      sheetPath,
+      answer: (item) => session.ask(join(o.bench, item.image), item.prompt, { maxNewTokens: 8 }),
+      onItem: (done, total) => {
+        bar ??= progress('eval', total, 'items');
+        bar.set(done);
+      },
+    });
+    (bar as ReturnType<typeof progress> | null)?.stop();
+    session.dispose();
+    const { items, ...summary } = report;
+    emit(o, { ...summary, checkpoint: o.checkpoint, items: o.json ? items : undefined }, () =>
+      [
+        `${report.n} ${report.split} items in ${fmt(report.seconds, 1)} s (bootstrap seed ${report.seed})`,
+        ...Object.entries(report.tasks).map(([task, s]) => `  ${task.padEnd(10)} ${fmt(100 * s!.accuracy, 1)}%  [${fmt(100 * s!.ci95[0], 1)}, ${fmt(100 * s!.ci95[1], 1)}]  n=${s!.n}`),
+        `  ${'overall'.padEnd(10)} ${fmt(100 * report.overall.accuracy, 1)}%  [${fmt(100 * report.overall.ci95[0], 1)}, ${fmt(100 * report.overall.ci95[1], 1)}]`,
+        `sheet ${report.sheet ?? '(none)'}`,
+      ].join('\n'),
+    );
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * Training samples before tokenization: the sample JSONL format (one JSON object per line, image
+ * paths relative to the JSONL file), photos with simple generated captions, and text documents.
+ *   caption: {"image": "img/0001.png", "text": "a frog at the lower left"}
+ *   qa:      {"image": "...", "prompt": "How many apples?", "answer": "2", "task": "counting", "id": "..."}
+ *   text:    {"text": "..."}
+ * Other fields are allowed and ignored. Every sample remembers where it came from (file, line),
+ * so later errors (image too large for the context, unreadable image) can name it.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { loadImage } from '../image/io.js';
+import { describePhoto, subjectFromName } from './captions.js';
+import { UvuError } from '../util/errors.js';
+
+/** Where a sample was defined: a JSONL file and 1-based line, or a generator and an item. */
+export interface SampleSource {
+  file: string;
+  line: number;
+}
+
+export type Sample =
+  | { kind: 'caption'; image: string; text: string; source: SampleSource }
+  | { kind: 'qa'; image: string; prompt: string; answer: string; task?: string; id?: string; source: SampleSource }
+  | { kind: 'text'; text: string; source: SampleSource };
+
+const nonEmpty = z.string().min(1);
+const QaLine = z.object({ image: nonEmpty, prompt: nonEmpty, answer: nonEmpty, task: z.string().optional(), id: z.string().optional() });
+const CaptionLine = z.object({ image: nonEmpty, text: nonEmpty });
+const TextLine = z.object({ text: nonEmpty });
+
+/** `file:line` for messages. */
+export function where(s: { source: SampleSource }): string {
+  return `${s.source.file}:${s.source.line}`;
+}
+
+/** Parse one JSONL line into a sample (image paths resolved against `baseDir`). */
+export function parseSampleLine(raw: unknown, source: SampleSource, baseDir: string): Sample {
+  const fail = (what: string): never => {
+    throw new UvuError(`${source.file}:${source.line}: ${what}`);
+  };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return fail('expected a JSON object');
+  const o = raw as Record<string, unknown>;
+  const issues = (r: z.ZodSafeParseError<unknown>): string => r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+  if ('prompt' in o || 'answer' in o) {
+    const r = QaLine.safeParse(o);
+    if (!r.success) return fail(`not a question/answer sample: ${issues(r)}`);
+    return { kind: 'qa', image: resolve(baseDir, r.data.image), prompt: r.data.prompt, answer: r.data.answer, task: r.data.task, id: r.data.id, source };
+  }
+  if ('image' in o) {
+    const r = CaptionLine.safeParse(o);
+    if (!r.success) return fail(`not a caption sample: ${issues(r)}`);
+    return { kind: 'caption', image: resolve(baseDir, r.data.image), text: r.data.text, source };
+  }
+  const r = TextLine.safeParse(o);
+  if (!r.success) return fail(`not a sample (expected {"image","text"}, {"image","prompt","answer"} or {"text"}): ${issues(r)}`);
+  return { kind: 'text', text: r.data.text, source };
+}
+
+/** Read a sample JSONL file. Blank lines are skipped; any bad line is an error naming file:line. */
+export function readSamples(path: string): Sample[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UvuError(`${path}: cannot read samples (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  const baseDir = dirname(resolve(path));
+  const out: Sample[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch {
+      throw new UvuError(`${path}:${i + 1}: not valid JSON`);
+    }
+    out.push(parseSampleLine(raw, { file: path, line: i + 1 }, baseDir));
+  });
+  if (out.length === 0) throw new UvuError(`${path}: no samples`);
+  return out;
+}
+
+/** Text documents as samples (one per document; long ones are cut into pieces when packed). */
+export function textSamples(docs: { name: string; text: string }[]): Sample[] {
+  return docs.filter((d) => d.text.trim() !== '').map((d, i) => ({ kind: 'text' as const, text: d.text, source: { file: d.name, line: i + 1 } }));
+}
+
+/**
+ * Caption samples for photos, with simple generated captions (src/data/captions.ts) computed on
+ * the image as the model sees it (after the resize policy). `subjects` default to the file names.
+ */
+export async function photoSamples(paths: string[], opts: { maxPixels: number; subjects?: string[] }): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for (let i = 0; i < paths.length; i++) {
+    const image = resolve(paths[i]!);
+    const img = await loadImage(image, { maxPixels: opts.maxPixels });
+    out.push({ kind: 'caption', image, text: describePhoto(img, opts.subjects?.[i] ?? subjectFromName(image)), source: { file: image, line: 1 } });
+  }
+  return out;
+}

@@ -1,0 +1,161 @@
+/**
+ * Fused transformer ops with hand-written backward passes (llm.c style: forward and backward
+ * side by side), as tf.customGrad functions so they compose with tfjs autograd. Each replaces
+ * a chain of tfjs kernels that would each stream the whole tensor through memory:
+ *
+ *   scaledSoftmax  y = softmax(scale·s [+ causal mask])   attention probabilities, (…, R, T)
+ *   swiglu         y = silu(g) ⊙ u                         decoder MLP, (N, I)
+ *   gelu           y = GELU_tanh(x)                        ViT MLP, (N, I)
+ *   rmsNorm        y = x / rms(x) ⊙ w                      decoder norms, (N, C)
+ *
+ * Values are computed in JS on the tensors' Float32Arrays (the engine is a CPU backend).
+ */
+import { tf } from '../engine/tf.js';
+
+const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array;
+
+/**
+ * softmax(scale·s) over the last axis of s (…, R, T). With `causal`, row r of each (R, T) block
+ * is query position r mod T and keys after it get probability 0 (R = g·T when g query heads are
+ * stacked along the rows, see model.ts).
+ *   forward:  y_k = exp(scale·s_k − m) / Σ_j exp(scale·s_j − m) over visible keys
+ *   backward: ∂s_k = scale · y_k · (dy_k − Σ_j dy_j y_j)
+ */
+export function scaledSoftmax(s: tf.Tensor, scale: number, causal: boolean): tf.Tensor {
+  const T = s.shape[s.shape.length - 1]!;
+  const op = tf.customGrad((x) => {
+    const z = f32(x as tf.Tensor);
+    const y = new Float32Array(z.length);
+    for (let o = 0, r = 0; o < z.length; o += T, r++) {
+      const visible = causal ? (r % T) + 1 : T;
+      let max = -Infinity;
+      for (let k = 0; k < visible; k++) if (z[o + k]! > max) max = z[o + k]!;
+      let sum = 0;
+      for (let k = 0; k < visible; k++) sum += y[o + k] = Math.exp(scale * (z[o + k]! - max));
+      const inv = 1 / sum;
+      for (let k = 0; k < visible; k++) y[o + k]! *= inv;
+    }
+    return {
+      value: tf.tensor(y, (x as tf.Tensor).shape),
+      gradFunc: (dy: tf.Tensor) => {
+        const d = f32(dy);
+        const g = new Float32Array(y.length);
+        for (let o = 0, r = 0; o < y.length; o += T, r++) {
+          const visible = causal ? (r % T) + 1 : T;
+          let dot = 0;
+          for (let k = 0; k < visible; k++) dot += d[o + k]! * y[o + k]!;
+          for (let k = 0; k < visible; k++) g[o + k] = scale * y[o + k]! * (d[o + k]! - dot);
+        }
+        return tf.tensor(g, dy.shape);
+      },
+    };
+  });
+  return op(s) as tf.Tensor;
+}
+
+/**
+ * SwiGLU gate: y = silu(g) ⊙ u, silu(g) = g·σ(g).
+ *   backward: ∂g = dy · u · σ(g)(1 + g(1 − σ(g))),  ∂u = dy · silu(g)
+ */
+export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((g, u) => {
+    const gv = f32(g as tf.Tensor);
+    const uv = f32(u as tf.Tensor);
+    const sig = new Float32Array(gv.length);
+    const y = new Float32Array(gv.length);
+    for (let i = 0; i < gv.length; i++) {
+      sig[i] = 1 / (1 + Math.exp(-gv[i]!));
+      y[i] = gv[i]! * sig[i]! * uv[i]!;
+    }
+    return {
+      value: tf.tensor2d(y, gate.shape),
+      gradFunc: (dy: tf.Tensor) => {
+        const d = f32(dy);
+        const dg = new Float32Array(gv.length);
+        const du = new Float32Array(gv.length);
+        for (let i = 0; i < gv.length; i++) {
+          const s = sig[i]!;
+          dg[i] = d[i]! * uv[i]! * s * (1 + gv[i]! * (1 - s));
+          du[i] = d[i]! * gv[i]! * s;
+        }
+        return [tf.tensor2d(dg, gate.shape), tf.tensor2d(du, gate.shape)];
+      },
+    };
+  });
+  return op(gate, up) as tf.Tensor2D;
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/**
+ * GELU, tanh approximation (SigLIP's gelu_pytorch_tanh): y = ½x(1 + tanh(c(x + 0.044715x³))).
+ *   backward: ∂x = dy · (½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²)),  t = tanh(…)
+ */
+export function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((xin) => {
+    const xv = f32(xin as tf.Tensor);
+    const t = new Float32Array(xv.length);
+    const y = new Float32Array(xv.length);
+    for (let i = 0; i < xv.length; i++) {
+      const v = xv[i]!;
+      t[i] = Math.tanh(GELU_C * (v + 0.044715 * v * v * v));
+      y[i] = 0.5 * v * (1 + t[i]!);
+    }
+    return {
+      value: tf.tensor2d(y, x.shape),
+      gradFunc: (dy: tf.Tensor) => {
+        const d = f32(dy);
+        const g = new Float32Array(xv.length);
+        for (let i = 0; i < xv.length; i++) {
+          const v = xv[i]!;
+          const th = t[i]!;
+          g[i] = d[i]! * (0.5 * (1 + th) + 0.5 * v * (1 - th * th) * GELU_C * (1 + 3 * 0.044715 * v * v));
+        }
+        return tf.tensor2d(g, x.shape);
+      },
+    };
+  });
+  return op(x) as tf.Tensor2D;
+}
+
+/**
+ * RMSNorm over rows of x (N, C) with weight w (C): y = x·r ⊙ w, r = 1/√(mean(x²) + eps).
+ *   backward: ∂w = Σ_rows dy ⊙ x·r,  ∂x = r·(dy⊙w − x·r² · mean(dy⊙w⊙x))
+ */
+export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const [N, C] = x.shape;
+  const op = tf.customGrad((xin, win) => {
+    const xv = f32(xin as tf.Tensor);
+    const wv = f32(win as tf.Tensor);
+    const rstd = new Float32Array(N);
+    const y = new Float32Array(xv.length);
+    for (let n = 0; n < N; n++) {
+      const o = n * C;
+      let ss = 0;
+      for (let c = 0; c < C; c++) ss += xv[o + c]! * xv[o + c]!;
+      const r = (rstd[n] = 1 / Math.sqrt(ss / C + eps));
+      for (let c = 0; c < C; c++) y[o + c] = xv[o + c]! * r * wv[c]!;
+    }
+    return {
+      value: tf.tensor2d(y, [N, C]),
+      gradFunc: (dy: tf.Tensor) => {
+        const d = f32(dy);
+        const dx = new Float32Array(xv.length);
+        const dw = new Float32Array(C);
+        for (let n = 0; n < N; n++) {
+          const o = n * C;
+          const r = rstd[n]!;
+          let dot = 0; // Σ_c dy·w·x
+          for (let c = 0; c < C; c++) {
+            dot += d[o + c]! * wv[c]! * xv[o + c]!;
+            dw[c]! += d[o + c]! * xv[o + c]! * r;
+          }
+          const k = (r * r * dot) / C;
+          for (let c = 0; c < C; c++) dx[o + c] = r * (d[o + c]! * wv[c]! - xv[o + c]! * k);
+        }
+        return [tf.tensor2d(dx, [N, C]), tf.tensor1d(dw)];
+      },
+    };
+  });
+  return op(x, w) as tf.Tensor2D;
+}

@@ -1,0 +1,170 @@
+/**
+ * `uvu bench-data build`: writes a perception benchmark folder
+ *
+ *   DIR/scenes/<split>-NNNNNN.png   the scenes (size×size RGB)
+ *   DIR/scenes.jsonl                one layout per scene (background, objects, exact boxes)
+ *   DIR/train.jsonl, DIR/test.jsonl QA items (sample JSONL format + metadata, see tasks.ts)
+ *   DIR/pretrain.jsonl              captions of the train scenes ({image, text})
+ *   DIR/manifest.json               seed, sources, classes and instance splits, counts
+ *
+ * Every file is written atomically and manifest.json last, so a folder with a manifest is a
+ * complete build. The output is a pure function of (sources, seed, size, scene counts): no
+ * timestamps, so two builds with the same arguments are byte-identical.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { writePng } from '../image/io.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { UsageError, UvuError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
+import { backgroundsFrom, defaultBackgrounds, hashSeed, makeScene, prepareSplit, splitBackgrounds, splitInstances, ALPHA_MIN, MAX_IOU, MIN_VISIBLE, SCALE_RANGE, TEST_FRACTION, type BackgroundSource, type Scene, type Split } from './scenes.js';
+import { DEFAULT_STAMPS_DIR, folderLibrary, tuxpaintLibrary, type ObjectLibrary } from './stamps.js';
+import { caption, makeItems, TASKS, HARD_NEGATIVE_P, SPATIAL_MARGIN, COUNT_ZERO_P, type CaptionSample, type QaItem, type Task, type TaskState } from './tasks.js';
+
+export const BENCH_FORMAT = 'uvu-perception-bench';
+export const BENCH_VERSION = 1;
+export const DEFAULT_TRAIN_SCENES = 2000;
+export const DEFAULT_TEST_SCENES = 500;
+export const DEFAULT_SCENE_SIZE = 192;
+export const DEFAULT_BENCH_SEED = 0;
+
+export interface BenchBuildOptions {
+  out: string;
+  /** Background folders/files/globs; default: the bundled photos plus data/photos/{train,val}. */
+  backgrounds?: string[];
+  /** Backgrounds given directly (library use and tests); overrides `backgrounds`. */
+  backgroundSources?: BackgroundSource[];
+  /** Cut-out folder DIR/<class>/*.png; default: the reviewed tuxpaint photo stamps. */
+  objects?: string;
+  /** Root of the tuxpaint stamps (default /usr/share/tuxpaint/stamps). */
+  stampsDir?: string;
+  trainScenes?: number;
+  testScenes?: number;
+  size?: number;
+  seed?: number;
+  /** Called after each scene (for progress reporting). */
+  onScene?: (done: number, total: number) => void;
+}
+
+export interface BenchManifest {
+  format: typeof BENCH_FORMAT;
+  version: number;
+  seed: number;
+  size: number;
+  objects: { source: string; selection: string; classes: { name: string; plural: string; category: string; train: string[]; test: string[] }[] };
+  backgrounds: Record<Split, string[]>;
+  scenes: Record<Split, number>;
+  items: Record<Split, Record<Task, number>>;
+  /** Answer histograms per task (counts, yes/no); empty for grounding. */
+  answers: Record<Split, Record<Task, Record<string, number>>>;
+  pretrain: number;
+  params: Record<string, unknown>;
+}
+
+export interface BenchBuildResult {
+  out: string;
+  manifest: BenchManifest;
+  seconds: number;
+}
+
+/** A scene side must be a multiple of the 32-px patch, at least two patches. */
+export function checkSceneSize(size: number): void {
+  if (!Number.isInteger(size) || size < 64 || size % 32 !== 0 || size > 1024) throw new UsageError(`scene size must be a multiple of 32 in [64, 1024], got ${size}`);
+}
+
+/** Refuse to write into a non-empty folder that is not a previous benchmark build; clear a previous build. */
+function prepareOut(out: string): void {
+  if (existsSync(out)) {
+    if (!statSync(out).isDirectory()) throw new UvuError(`${out}: exists and is not a folder`);
+    const entries = readdirSync(out);
+    if (entries.length > 0 && !entries.includes('manifest.json')) throw new UvuError(`${out}: folder is not empty and holds no benchmark (manifest.json); choose an empty or new folder`);
+    for (const f of ['manifest.json', 'scenes', 'scenes.jsonl', 'train.jsonl', 'test.jsonl', 'pretrain.jsonl']) rmSync(join(out, f), { recursive: true, force: true });
+  }
+  mkdirSync(join(out, 'scenes'), { recursive: true });
+}
+
+const jsonl = (rows: object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
+
+export async function buildBench(opts: BenchBuildOptions): Promise<BenchBuildResult> {
+  const t0 = performance.now();
+  const size = opts.size ?? DEFAULT_SCENE_SIZE;
+  checkSceneSize(size);
+  const seed = opts.seed ?? DEFAULT_BENCH_SEED;
+  const counts: Record<Split, number> = { train: opts.trainScenes ?? DEFAULT_TRAIN_SCENES, test: opts.testScenes ?? DEFAULT_TEST_SCENES };
+  for (const s of ['train', 'test'] as const) if (!Number.isInteger(counts[s]) || counts[s] < 1) throw new UsageError(`${s} scene count must be a positive integer, got ${counts[s]}`);
+
+  const lib: ObjectLibrary = opts.objects ? folderLibrary(opts.objects) : tuxpaintLibrary(opts.stampsDir ?? DEFAULT_STAMPS_DIR);
+  const bgs = opts.backgroundSources ?? (opts.backgrounds?.length ? backgroundsFrom(opts.backgrounds) : defaultBackgrounds());
+  if (bgs.length === 0) throw new UvuError('no background photos found (give --backgrounds DIR)');
+  const bgSplit = splitBackgrounds(bgs, seed);
+  const instSplit = splitInstances(lib, seed);
+  prepareOut(opts.out);
+
+  const total = counts.train + counts.test;
+  let done = 0;
+  const scenes: Scene[] = [];
+  const items: Record<Split, QaItem[]> = { train: [], test: [] };
+  const captions: CaptionSample[] = [];
+  for (const split of ['train', 'test'] as const) {
+    const ctx = await prepareSplit(lib, split, instSplit[split], bgSplit[split], size, seed);
+    const state: TaskState = { spatial: 0, existence: 0 };
+    for (let i = 0; i < counts[split]; i++) {
+      const { scene, image } = await makeScene(ctx, i);
+      const rel = `scenes/${scene.id}.png`;
+      await writePng(join(opts.out, rel), image);
+      scenes.push(scene);
+      const rng = new Rng(hashSeed(seed, `items/${scene.id}`));
+      items[split].push(...makeItems(scene, rel, lib.classes, state, rng));
+      if (split === 'train') captions.push({ image: rel, text: caption(scene, lib.classes) });
+      opts.onScene?.(++done, total);
+    }
+  }
+
+  writeFileAtomic(join(opts.out, 'scenes.jsonl'), jsonl(scenes));
+  writeFileAtomic(join(opts.out, 'train.jsonl'), jsonl(items.train));
+  writeFileAtomic(join(opts.out, 'test.jsonl'), jsonl(items.test));
+  writeFileAtomic(join(opts.out, 'pretrain.jsonl'), jsonl(captions));
+  const tally = (split: Split) => {
+    const n = Object.fromEntries(TASKS.map((t) => [t, 0])) as Record<Task, number>;
+    const answers = Object.fromEntries(TASKS.map((t) => [t, {} as Record<string, number>])) as Record<Task, Record<string, number>>;
+    for (const it of items[split]) {
+      n[it.task]++;
+      // Grounding answers are boxes, nothing to tally.
+      if (it.task !== 'grounding') answers[it.task][it.answer] = (answers[it.task][it.answer] ?? 0) + 1;
+    }
+    return { n, answers };
+  };
+  const tr = tally('train'), te = tally('test');
+  const manifest: BenchManifest = {
+    format: BENCH_FORMAT,
+    version: BENCH_VERSION,
+    seed,
+    size,
+    objects: {
+      source: lib.root,
+      selection: lib.selection,
+      classes: lib.classes.map((c) => ({ name: c.name, plural: c.plural, category: c.category, train: (instSplit.train.get(c.name) ?? []).map((i) => i.id), test: (instSplit.test.get(c.name) ?? []).map((i) => i.id) })),
+    },
+    backgrounds: { train: bgSplit.train.map((b) => b.id), test: bgSplit.test.map((b) => b.id) },
+    scenes: counts,
+    items: { train: tr.n, test: te.n },
+    answers: { train: tr.answers, test: te.answers },
+    pretrain: captions.length,
+    params: { testFraction: TEST_FRACTION, maxIou: MAX_IOU, minVisible: MIN_VISIBLE, alphaMin: ALPHA_MIN, scaleRange: SCALE_RANGE, spatialMargin: SPATIAL_MARGIN, hardNegativeP: HARD_NEGATIVE_P, countZeroP: COUNT_ZERO_P },
+  };
+  writeFileAtomic(join(opts.out, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
+  return { out: opts.out, manifest, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Read a benchmark's manifest, checking its format. */
+export function readBenchManifest(dir: string): BenchManifest {
+  const path = join(dir, 'manifest.json');
+  let m: BenchManifest;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8')) as BenchManifest;
+  } catch (err) {
+    throw new UvuError(`${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found (is this a benchmark folder built by `uvu bench-data build`?)' : 'not valid JSON'}`);
+  }
+  if (m.format !== BENCH_FORMAT) throw new UvuError(`${path}: not a perception benchmark (format ${String(m.format)})`);
+  return m;
+}

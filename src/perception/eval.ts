@@ -1,0 +1,126 @@
+/**
+ * Evaluate an answer function on a benchmark split: per-task accuracy with 95% percentile-
+ * bootstrap intervals (seeded), per-item results, and optionally a contact sheet of examples.
+ * The model side (turning an item into a generated string) is the caller's `answer`.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UvuError } from '../util/errors.js';
+import { readBenchManifest } from './build.js';
+import { hashSeed, type Box, type Split } from './scenes.js';
+import { bootstrapInterval, scoreItem } from './score.js';
+import { drawSheet } from './sheet.js';
+import { TASKS, type QaItem, type Task } from './tasks.js';
+
+export interface TaskScore {
+  n: number;
+  accuracy: number;
+  ci95: [number, number];
+}
+
+export interface EvalItemResult {
+  id: string;
+  task: Task;
+  image: string;
+  prompt: string;
+  answer: string;
+  prediction: string;
+  correct: boolean;
+  /** Grounding: IoU of the predicted box with the true box. */
+  iou?: number;
+  predictedBox?: Box | null;
+}
+
+export interface EvalReport {
+  bench: string;
+  split: Split;
+  n: number;
+  seed: number;
+  tasks: Partial<Record<Task, TaskScore>>;
+  /** All items pooled (tasks weighted by their item counts). */
+  overall: TaskScore;
+  items: EvalItemResult[];
+  sheet?: string;
+  seconds: number;
+}
+
+export interface EvalOptions {
+  split: 'test' | 'train';
+  /** The model: the generated answer text for one item. */
+  answer: (item: QaItem) => Promise<string>;
+  /** Evaluate only the first `limit` items (items come scene by scene, tasks interleaved). */
+  limit?: number;
+  /** Seed of the bootstrap resampling (default 0). */
+  seed?: number;
+  /** Write a PNG contact sheet of example predictions here. */
+  sheetPath?: string;
+  /** Called after each item. */
+  onItem?: (done: number, total: number) => void;
+}
+
+/** The QA items of a benchmark split. */
+export function readBenchItems(benchDir: string, split: Split): QaItem[] {
+  readBenchManifest(benchDir);
+  const path = join(benchDir, `${split}.jsonl`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new UvuError(`${path}: cannot read benchmark items`);
+  }
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as QaItem;
+      } catch {
+        throw new UvuError(`${path}: line ${i + 1} is not valid JSON`);
+      }
+    });
+}
+
+export function taskScore(correct: boolean[], seed: number): TaskScore {
+  const n = correct.length;
+  const k = correct.filter(Boolean).length;
+  return { n, accuracy: n ? k / n : NaN, ci95: bootstrapInterval(correct, { seed }) };
+}
+
+export async function evaluateBench(benchDir: string, opts: EvalOptions): Promise<EvalReport> {
+  const t0 = performance.now();
+  const seed = opts.seed ?? 0;
+  let items = readBenchItems(benchDir, opts.split);
+  if (opts.limit !== undefined) items = items.slice(0, opts.limit);
+  if (items.length === 0) throw new UvuError(`${join(benchDir, `${opts.split}.jsonl`)}: no items to evaluate`);
+  const results: EvalItemResult[] = [];
+  for (const item of items) {
+    const prediction = await opts.answer(item);
+    const s = scoreItem(item, prediction);
+    results.push({
+      id: item.id, task: item.task, image: item.image, prompt: item.prompt, answer: item.answer, prediction, correct: s.correct,
+      ...(item.task === 'grounding' ? { iou: s.iou!, predictedBox: s.parsed as Box | null } : {}),
+    });
+    opts.onItem?.(results.length, items.length);
+  }
+  const tasks: Partial<Record<Task, TaskScore>> = {};
+  for (const t of TASKS) {
+    const c = results.filter((r) => r.task === t).map((r) => r.correct);
+    if (c.length > 0) tasks[t] = taskScore(c, hashSeed(seed, `bootstrap/${t}`));
+  }
+  const report: EvalReport = {
+    bench: benchDir,
+    split: opts.split,
+    n: results.length,
+    seed,
+    tasks,
+    overall: taskScore(results.map((r) => r.correct), hashSeed(seed, 'bootstrap/overall')),
+    items: results,
+    seconds: 0,
+  };
+  if (opts.sheetPath) {
+    const entries = results.map((r, i) => ({ item: items[i]!, prediction: r.prediction, correct: r.correct, predictedBox: r.predictedBox ?? null }));
+    report.sheet = (await drawSheet(benchDir, entries, opts.sheetPath)).path;
+  }
+  report.seconds = (performance.now() - t0) / 1000;
+  return report;
+}

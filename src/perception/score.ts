@@ -1,0 +1,114 @@
+/**
+ * Scoring of benchmark answers: parsing (tolerant of extra text around the answer), per-item
+ * correctness, and per-task accuracy with percentile-bootstrap 95% intervals.
+ *
+ * Grounding is correct when the predicted box (decoded from its loc bins, v = bin/31·size) has
+ * IoU ≥ 0.5 with the exact pixel box, as RefCOCO's Acc@0.5. The quantization alone costs at
+ * most size/62 px per side, so a perfect answer keeps IoU well above 0.5 for every object the
+ * scenes contain (≥ 0.18·size on the long side).
+ */
+import { LOC_BINS } from '../model/vocab.js';
+import { Rng } from '../util/rng.js';
+import type { Box } from './scenes.js';
+import type { QaItem } from './tasks.js';
+
+export const IOU_THRESHOLD = 0.5;
+export const BOOTSTRAP_RESAMPLES = 1000;
+
+/** IoU of two boxes [x0, y0, x1, y1] (continuous coordinates); 0 for empty boxes. */
+export function iou(a: Box, b: Box): number {
+  const iw = Math.min(a[2], b[2]) - Math.max(a[0], b[0]);
+  const ih = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
+  if (iw <= 0 || ih <= 0) return 0;
+  const inter = iw * ih;
+  const area = (r: Box) => Math.max(0, r[2] - r[0]) * Math.max(0, r[3] - r[1]);
+  return inter / (area(a) + area(b) - inter);
+}
+
+/**
+ * The first four `<loc_N>` tokens of a text as a pixel box (bin/31·size), corners sorted so
+ * x0 ≤ x1 and y0 ≤ y1; null when there are fewer than four or a bin is out of range.
+ */
+export function parseBox(text: string, size: number): Box | null {
+  const bins = [...text.matchAll(/<loc_(\d+)>/g)].slice(0, 4).map((m) => Number(m[1]));
+  if (bins.length < 4 || bins.some((b) => b >= LOC_BINS)) return null;
+  const v = bins.map((b) => (b / (LOC_BINS - 1)) * size);
+  return [Math.min(v[0]!, v[2]!), Math.min(v[1]!, v[3]!), Math.max(v[0]!, v[2]!), Math.max(v[1]!, v[3]!)];
+}
+
+const NUMBER_WORDS: Record<string, number> = {
+  zero: 0, no: 0, none: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
+  eleven: 11, twelve: 12,
+};
+
+/** The first count in a text: a digit string or a number word ("three", "none"); null if none. */
+export function parseCount(text: string): number | null {
+  const m = /\b(\d+)\b|\b(zero|none|no|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b/i.exec(text);
+  if (!m) return null;
+  return m[1] !== undefined ? Number(m[1]) : NUMBER_WORDS[m[2]!.toLowerCase()]!;
+}
+
+/** The first "yes" or "no" word of a text (case-insensitive); null if neither occurs. */
+export function parseYesNo(text: string): 'yes' | 'no' | null {
+  const m = /\b(yes|no)\b/i.exec(text);
+  return m ? (m[1]!.toLowerCase() as 'yes' | 'no') : null;
+}
+
+export interface Scored {
+  correct: boolean;
+  /** Parsed prediction: the box, the count or the yes/no word; null when unparseable. */
+  parsed: Box | number | string | null;
+  /** Grounding only: IoU of the predicted box with the true box (0 when unparseable). */
+  iou?: number;
+}
+
+/** Is a prediction right for an item? */
+export function scoreItem(item: Pick<QaItem, 'task' | 'answer' | 'boxes' | 'size'>, prediction: string): Scored {
+  switch (item.task) {
+    case 'grounding': {
+      const box = parseBox(prediction, item.size);
+      const truth = item.boxes[0]!;
+      const v = box ? iou(box, truth) : 0;
+      return { correct: v >= IOU_THRESHOLD, parsed: box, iou: v };
+    }
+    case 'counting': {
+      const n = parseCount(prediction);
+      return { correct: n !== null && n === Number(item.answer), parsed: n };
+    }
+    case 'spatial':
+    case 'existence': {
+      const a = parseYesNo(prediction);
+      return { correct: a !== null && a === item.answer, parsed: a };
+    }
+  }
+}
+
+/** Fraction of true entries (NaN for none). */
+export function accuracy(correct: ArrayLike<boolean | number>): number {
+  let k = 0;
+  for (let i = 0; i < correct.length; i++) k += correct[i] ? 1 : 0;
+  return correct.length ? k / correct.length : NaN;
+}
+
+/**
+ * Percentile bootstrap interval of the accuracy: `resamples` resamples of n items with
+ * replacement (seeded), the (α/2, 1 − α/2) quantiles of their accuracies, taken as the order
+ * statistics at floor(q·(R − 1)) after sorting.
+ */
+export function bootstrapInterval(correct: ArrayLike<boolean | number>, opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
+  const n = correct.length;
+  if (n === 0) return [NaN, NaN];
+  const R = opts.resamples ?? BOOTSTRAP_RESAMPLES;
+  const alpha = 1 - (opts.level ?? 0.95);
+  const rng = new Rng(opts.seed ?? 0);
+  const hits = Uint8Array.from({ length: n }, (_, i) => (correct[i] ? 1 : 0));
+  const acc = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    let k = 0;
+    for (let i = 0; i < n; i++) k += hits[rng.int(n)]!;
+    acc[r] = k / n;
+  }
+  acc.sort();
+  const at = (q: number) => acc[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
+  return [at(alpha / 2), at(1 - alpha / 2)];
+}

@@ -1,0 +1,193 @@
+/**
+ * Questions and captions from a scene layout. Four tasks, at most one item of each per scene:
+ *
+ *   grounding  "Where is the frog?"              → "<loc_x0><loc_y0><loc_x1><loc_y1>" (bin = round(v/size·31))
+ *   counting   "How many apples are there?"       → "2"  (the scene's group class; 0 for an absent class)
+ *   spatial    "Is the frog left of the apple?"   → "yes" | "no"  (box centres ≥ SPATIAL_MARGIN·size apart)
+ *   existence  "Is there an owl in the image?"    → "yes" | "no"  ("no" mostly a hard negative: an absent
+ *                                                   class of the same category as a present one)
+ *
+ * Grounding and spatial questions only name classes with exactly one instance in the scene,
+ * so the referring expression is unambiguous. Yes/no answers alternate over the items of a
+ * split (`TaskState`), so both are balanced to within one item.
+ */
+import { LOC_BINS } from '../model/vocab.js';
+import type { Rng } from '../util/rng.js';
+import type { Box, Scene, Split } from './scenes.js';
+import type { ObjectClass } from './stamps.js';
+
+export const TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const;
+export type Task = (typeof TASKS)[number];
+export type Relation = 'left' | 'right' | 'above' | 'below';
+
+/** Box centres must differ by at least this fraction of the scene side along the asked axis. */
+export const SPATIAL_MARGIN = 0.15;
+/** Probability that a "no" existence question names a same-category absent class. */
+export const HARD_NEGATIVE_P = 0.75;
+/** Probability that a counting question names an absent class (answer 0). */
+export const COUNT_ZERO_P = 0.1;
+
+/** One line of train.jsonl / test.jsonl: the sample JSONL Q/A format plus metadata. */
+export interface QaItem {
+  id: string;
+  /** Scene PNG, relative to the JSONL file. */
+  image: string;
+  prompt: string;
+  answer: string;
+  task: Task;
+  split: Split;
+  scene: string;
+  size: number;
+  /** Exact boxes of the objects asked about: grounding [target], counting every instance, spatial [a, b], existence the instances (none for "no"). */
+  boxes: Box[];
+  /** Class names used in the prompt. */
+  classes: string[];
+  relation?: Relation;
+}
+
+/** One line of pretrain.jsonl. */
+export interface CaptionSample {
+  image: string;
+  text: string;
+}
+
+/** Items made so far per task in a split; drives the yes/no alternation. */
+export type TaskState = Record<'spatial' | 'existence', number>;
+
+// ---------------------------------------------------------------- formats
+
+/** Quantize a coordinate v ∈ [0, size] to a loc bin 0..LOC_BINS−1. */
+export function locBin(v: number, size: number): number {
+  return Math.min(LOC_BINS - 1, Math.max(0, Math.round((v / size) * (LOC_BINS - 1))));
+}
+
+/** "<loc_x0><loc_y0><loc_x1><loc_y1>" for a pixel box. */
+export function formatBox(box: Box, size: number): string {
+  return box.map((v) => `<loc_${locBin(v, size)}>`).join('');
+}
+
+const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
+
+function article(name: string): string {
+  return /^[aeiou]/.test(name) ? 'an' : 'a';
+}
+
+export function centre(b: Box): [number, number] {
+  return [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2];
+}
+
+/** "at the upper left", "on the right", "in the middle", … from a point in a 3×3 grid. */
+export function regionPhrase(x: number, y: number, size: number): string {
+  const col = x < size / 3 ? 0 : x < (2 * size) / 3 ? 1 : 2;
+  const row = y < size / 3 ? 0 : y < (2 * size) / 3 ? 1 : 2;
+  const table = [
+    ['at the upper left', 'at the top', 'at the upper right'],
+    ['on the left', 'in the middle', 'on the right'],
+    ['at the lower left', 'at the bottom', 'at the lower right'],
+  ];
+  return table[row]![col]!;
+}
+
+// ---------------------------------------------------------------- items
+
+function countsOf(scene: Scene): Map<string, Box[]> {
+  const m = new Map<string, Box[]>();
+  for (const o of scene.objects) m.set(o.className, [...(m.get(o.className) ?? []), o.box]);
+  return m;
+}
+
+/**
+ * The QA items of one scene. `known` are all class names the benchmark uses (for absent-class
+ * questions); `state` is updated as items are made.
+ */
+export function makeItems(scene: Scene, image: string, known: ObjectClass[], state: TaskState, rng: Rng): QaItem[] {
+  const { size } = scene;
+  const groups = countsOf(scene);
+  const present = [...groups.keys()];
+  const absent = known.filter((c) => !groups.has(c.name));
+  const byName = new Map(known.map((c) => [c.name, c]));
+  const singles = present.filter((n) => groups.get(n)!.length === 1);
+  const items: QaItem[] = [];
+  const item = (task: Task, prompt: string, answer: string, boxes: Box[], classes: string[], relation?: Relation): void => {
+    items.push({ id: `${scene.id}-${task}`, image, prompt, answer, task, split: scene.split, scene: scene.id, size, boxes, classes, ...(relation ? { relation } : {}) });
+  };
+
+  if (singles.length > 0) {
+    const name = singles[rng.int(singles.length)]!;
+    const box = groups.get(name)![0]!;
+    item('grounding', `Where is the ${name}?`, formatBox(box, size), [box], [name]);
+  }
+
+  {
+    // The group (largest count; ties broken at random), or an absent class for a 0 answer.
+    const max = Math.max(...present.map((n) => groups.get(n)!.length));
+    const top = present.filter((n) => groups.get(n)!.length === max);
+    if (absent.length > 0 && rng.next() < COUNT_ZERO_P) {
+      const c = absent[rng.int(absent.length)]!;
+      item('counting', `How many ${c.plural} are there?`, '0', [], [c.name]);
+    } else {
+      const name = top[rng.int(top.length)]!;
+      item('counting', `How many ${byName.get(name)!.plural} are there?`, String(groups.get(name)!.length), groups.get(name)!, [name]);
+    }
+  }
+
+  {
+    const wantYes = state.spatial % 2 === 0;
+    const options: { a: string; b: string; rel: Relation; yes: boolean }[] = [];
+    for (const a of singles) {
+      for (const b of singles) {
+        if (a === b) continue;
+        const [ax, ay] = centre(groups.get(a)![0]!);
+        const [bx, by] = centre(groups.get(b)![0]!);
+        const m = SPATIAL_MARGIN * size;
+        if (Math.abs(ax - bx) >= m) {
+          options.push({ a, b, rel: 'left', yes: ax < bx }, { a, b, rel: 'right', yes: ax > bx });
+        }
+        if (Math.abs(ay - by) >= m) {
+          options.push({ a, b, rel: 'above', yes: ay < by }, { a, b, rel: 'below', yes: ay > by });
+        }
+      }
+    }
+    const fit = options.filter((o) => o.yes === wantYes);
+    if (fit.length > 0) {
+      const o = fit[rng.int(fit.length)]!;
+      const phrase = o.rel === 'left' || o.rel === 'right' ? `${o.rel} of` : o.rel;
+      item('spatial', `Is the ${o.a} ${phrase} the ${o.b}?`, o.yes ? 'yes' : 'no', [groups.get(o.a)![0]!, groups.get(o.b)![0]!], [o.a, o.b], o.rel);
+      state.spatial++;
+    }
+  }
+
+  {
+    const wantYes = state.existence % 2 === 0;
+    let name: string | undefined;
+    if (wantYes) name = present[rng.int(present.length)];
+    else if (absent.length > 0) {
+      const categories = new Set(present.map((n) => byName.get(n)!.category));
+      const hard = absent.filter((c) => categories.has(c.category));
+      const pool = hard.length > 0 && rng.next() < HARD_NEGATIVE_P ? hard : absent;
+      name = pool[rng.int(pool.length)]!.name;
+    }
+    if (name !== undefined) {
+      item('existence', `Is there ${article(name)} ${name} in the image?`, wantYes ? 'yes' : 'no', groups.get(name) ?? [], [name]);
+      state.existence++;
+    }
+  }
+  return items;
+}
+
+/** "a frog at the lower left and two apples on the right" (groups left to right). */
+export function caption(scene: Scene, known: ObjectClass[]): string {
+  const { size } = scene;
+  const byName = new Map(known.map((c) => [c.name, c]));
+  const parts = [...countsOf(scene)].map(([name, boxes]) => {
+    const centres = boxes.map(centre);
+    const meanX = centres.reduce((s, c) => s + c[0], 0) / centres.length;
+    const regions = new Set(centres.map(([x, y]) => regionPhrase(x, y, size)));
+    const noun = boxes.length === 1 ? `${article(name)} ${name}` : `${NUMBER_WORDS[boxes.length] ?? boxes.length} ${byName.get(name)?.plural ?? name}`;
+    const where = regions.size === 1 ? ` ${[...regions][0]}` : '';
+    return { meanX, text: noun + where };
+  });
+  parts.sort((a, b) => a.meanX - b.meanX);
+  const texts = parts.map((p) => p.text);
+  return texts.length === 1 ? texts[0]! : `${texts.slice(0, -1).join(', ')} and ${texts[texts.length - 1]}`;
+}

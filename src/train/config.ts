@@ -1,0 +1,137 @@
+/**
+ * A training run's configuration: one JSON file per run (configs/*.json), every field validated
+ * (unknown fields are errors) and overridable from the command line with `--set path=value`.
+ * Relative paths are resolved against the current directory.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ModelConfigSchema } from '../model/config.js';
+import { UvuError, UsageError } from '../util/errors.js';
+
+export const TrainConfigSchema = z
+  .object({
+    /**
+     * Which of the three comparable models this run trains: `uvu` (pixel-codebook image targets),
+     * `text-only` (no visual supervision: w_img = 0 in every stage), `ar-vq` (VQ-VAE code targets).
+     * The dataset's image coder must agree (codebook for uvu, VQ for ar-vq).
+     */
+    variant: z.enum(['uvu', 'text-only', 'ar-vq']).default('uvu'),
+    /** `pretrain`: joint loss on all targets. `sft`: image loss off, loss on answer tokens only. */
+    stage: z.enum(['pretrain', 'sft']).default('pretrain'),
+    /** Dataset directory made by `uvu data build`. */
+    data: z.string().min(1),
+    /** Checkpoint directory whose weights start this run (e.g. the pretrain run for SFT); optimizer state is not taken. */
+    init: z.string().min(1).optional(),
+    /** Run directory: checkpoint/, log.jsonl, curves.png, summary.json. */
+    out: z.string().min(1),
+    /** Architecture (ignored when `init` is given: the checkpoint's architecture is used). */
+    model: ModelConfigSchema.default(ModelConfigSchema.parse({})),
+    /** Optimizer steps. */
+    steps: z.number().int().positive().default(200),
+    /** Rows of `context` tokens per step. */
+    batch_size: z.number().int().positive().default(4),
+    /** Seed of initialisation, data order and balanced sampling. */
+    seed: z.number().int().nonnegative().default(0),
+    loss: z
+      .object({
+        /** Weight of L_image (the paper: 0.5). Forced to 0 in SFT and for text-only. */
+        w_img: z.number().nonnegative().default(0.5),
+        /** Weight of L_text (the paper: 1.0). */
+        w_text: z.number().positive().default(1.0),
+      })
+      .strict()
+      .default({ w_img: 0.5, w_text: 1.0 }),
+    /** Long-tail balanced sampling of image targets (DESIGN §7). */
+    balance: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** q_b ~ Uniform(q_lo, q_hi) is the quantile of p over the batch that sets the threshold τ_b. */
+        q_lo: z.number().min(0).max(1).default(0.2),
+        q_hi: z.number().min(0).max(1).default(0.6),
+        /** Fraction of the batch's image targets that may be kept. */
+        budget_fraction: z.number().gt(0).max(1).default(0.5),
+      })
+      .strict()
+      .refine((b) => b.q_lo <= b.q_hi, { message: 'q_lo must be ≤ q_hi' })
+      .default({ enabled: true, q_lo: 0.2, q_hi: 0.6, budget_fraction: 0.5 }),
+    optim: z
+      .object({
+        /** Peak learning rate. */
+        lr: z.number().positive().default(1e-3),
+        /** Fraction of steps of linear warmup (the paper: 0.01). */
+        warmup_frac: z.number().min(0).max(1).default(0.01),
+        /** Cosine decay ends at min_lr_ratio·lr. */
+        min_lr_ratio: z.number().min(0).max(1).default(0.1),
+        weight_decay: z.number().min(0).default(0.1),
+        beta1: z.number().min(0).lt(1).default(0.9),
+        beta2: z.number().min(0).lt(1).default(0.95),
+        eps: z.number().positive().default(1e-8),
+        /** Clip the global gradient norm to this (0: off). */
+        grad_clip: z.number().min(0).default(1.0),
+      })
+      .strict()
+      .default({ lr: 1e-3, warmup_frac: 0.01, min_lr_ratio: 0.1, weight_decay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, grad_clip: 1.0 }),
+    /** Measure the image/text gradient angle every N steps (0: never). Costs one extra backward pass. */
+    angle_every: z.number().int().nonnegative().default(10),
+    /** Write a checkpoint every N steps (and always at the end). */
+    checkpoint_every: z.number().int().positive().default(100),
+    /** Validation loss over this many batches every `eval_every` steps and at the end (0: off). */
+    eval_batches: z.number().int().nonnegative().default(4),
+    eval_every: z.number().int().nonnegative().default(0),
+    /** Tensor engine: TensorFlow.js with BLAS matrix products (`blas`), or the stock `cpu` / `wasm` backends. */
+    engine: z.enum(['blas', 'cpu', 'wasm']).default('blas'),
+  })
+  .strict();
+
+export type TrainConfig = z.infer<typeof TrainConfigSchema>;
+
+/** Effective loss weights of a run (DESIGN §6): SFT and text-only switch the image loss off. */
+export function effectiveWeights(c: TrainConfig): { image: number; text: number } {
+  const imageOff = c.stage === 'sft' || c.variant === 'text-only';
+  return { image: imageOff ? 0 : c.loss.w_img, text: c.loss.w_text };
+}
+
+/** Parse `a.b.c=value` overrides into the raw object (value parsed as JSON when it is valid JSON). */
+export function applyOverrides(raw: Record<string, unknown>, overrides: string[]): Record<string, unknown> {
+  for (const o of overrides) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--set expects path=value, got "${o}"`);
+    const path = o.slice(0, eq).split('.');
+    const text = o.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = text;
+    }
+    let node = raw as Record<string, unknown>;
+    for (const key of path.slice(0, -1)) {
+      if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1]!] = value;
+  }
+  return raw;
+}
+
+/** Validate a raw config object; errors name the source and every offending field. */
+export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
+  const r = TrainConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new UvuError(`${source}: invalid training config: ${issues}`);
+  }
+  return r.data;
+}
+
+/** Read, override and validate a config file. */
+export function loadTrainConfig(path: string, overrides: string[] = []): TrainConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UvuError(`${path}: cannot read training config: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UvuError(`${path}: training config must be a JSON object`);
+  return parseTrainConfig(applyOverrides(raw as Record<string, unknown>, overrides), path);
+}

@@ -1,0 +1,102 @@
+/**
+ * AdamW (decoupled weight decay, Loshchilov & Hutter) with global-norm gradient clipping and a
+ * linear-warmup + cosine learning-rate schedule. The update runs on plain Float32Arrays (llm.c
+ * style), so optimizer state is exactly what the checkpoint stores.
+ */
+import { tf } from '../engine/tf.js';
+import { UvuError } from '../util/errors.js';
+
+export interface AdamWConfig {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weight_decay: number;
+}
+
+export interface ScheduleConfig {
+  /** Peak learning rate. */
+  lr: number;
+  /** Fraction of steps of linear warmup (the paper: 0.01). */
+  warmup_frac: number;
+  /** Final learning rate as a fraction of the peak. */
+  min_lr_ratio: number;
+}
+
+/** Learning rate at `step` (0-based) of `total`: linear warmup, then cosine decay to min_lr_ratio·lr. */
+export function learningRate(step: number, total: number, c: ScheduleConfig): number {
+  const warmup = Math.max(1, Math.round(c.warmup_frac * total));
+  if (step < warmup) return (c.lr * (step + 1)) / warmup;
+  const progress = Math.min(1, (step - warmup) / Math.max(1, total - warmup));
+  const min = c.lr * c.min_lr_ratio;
+  return min + 0.5 * (c.lr - min) * (1 + Math.cos(Math.PI * progress));
+}
+
+/** Gradients by parameter name, as flat Float32Arrays. */
+export type GradMap = Map<string, Float32Array>;
+
+/** L2 norm of all gradients together. */
+export function globalNorm(grads: GradMap): number {
+  let sumSq = 0;
+  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sumSq += g[i]! * g[i]!;
+  return Math.sqrt(sumSq);
+}
+
+/** Scale gradients in place so their global norm is at most maxNorm; returns the norm before clipping. */
+export function clipGradients(grads: GradMap, maxNorm: number): number {
+  const norm = globalNorm(grads);
+  if (maxNorm > 0 && norm > maxNorm) {
+    const s = maxNorm / (norm + 1e-6);
+    for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i]! *= s;
+  }
+  return norm;
+}
+
+export class AdamW {
+  /** First and second moments per parameter name. */
+  readonly m = new Map<string, Float32Array>();
+  readonly v = new Map<string, Float32Array>();
+  /** Number of updates applied so far (bias correction uses it). */
+  t = 0;
+
+  constructor(
+    private readonly params: Map<string, tf.Variable>,
+    private readonly c: AdamWConfig,
+  ) {
+    for (const [name, p] of params) {
+      this.m.set(name, new Float32Array(p.size));
+      this.v.set(name, new Float32Array(p.size));
+    }
+  }
+
+  /** Decay matrices (linear weights, embeddings) but not norms or biases, as is standard. */
+  static decays(name: string, rank: number): boolean {
+    return rank >= 2 && !name.includes('norm');
+  }
+
+  /** One update with learning rate lr. Parameters without a gradient are left untouched. */
+  step(grads: GradMap, lr: number): void {
+    this.t++;
+    const { beta1, beta2, eps, weight_decay } = this.c;
+    const bc1 = 1 - Math.pow(beta1, this.t);
+    const bc2 = 1 - Math.pow(beta2, this.t);
+    for (const [name, p] of this.params) {
+      const g = grads.get(name);
+      if (!g) continue;
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const w = p.dataSync() as Float32Array;
+      if (g.length !== w.length) throw new UvuError(`AdamW: gradient of ${name} has ${g.length} values, parameter has ${w.length}`);
+      const decay = AdamW.decays(name, p.rank) ? weight_decay : 0;
+      const out = new Float32Array(w.length);
+      for (let i = 0; i < w.length; i++) {
+        const gi = g[i]!;
+        const mi = (m[i] = beta1 * m[i]! + (1 - beta1) * gi);
+        const vi = (v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi);
+        out[i] = w[i]! - lr * (mi / bc1 / (Math.sqrt(vi / bc2) + eps) + decay * w[i]!);
+      }
+      const next = tf.tensor(out, p.shape);
+      p.assign(next);
+      next.dispose();
+    }
+  }
+}

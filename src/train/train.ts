@@ -1,0 +1,323 @@
+/**
+ * The training loop, top to bottom:
+ *
+ *   for step in [start, steps):
+ *     batch      ← dataset.batch(train, step)            deterministic in (seed, step): resumable
+ *     targets    ← DESIGN §6 targets and masks for the stage
+ *     imageMask  ← long-tail balanced sampling (DESIGN §7), pretrain only
+ *     grads      ← ∇(w_img·L_image + w_text·L_text); every `angle_every` steps the two losses are
+ *                  differentiated separately and their angle over shared weights logged (DESIGN §8)
+ *     clip, AdamW with warmup + cosine learning rate
+ *     log.jsonl, progress bar; checkpoint every `checkpoint_every` steps and at the end
+ *
+ * At the end: validation loss, curves.png (losses and gradient angle) and summary.json.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tf } from '../engine/tf.js';
+import { useEngine } from '../engine/tf.js';
+import { balanceImageTargets, codeProbabilities } from '../data/balance.js';
+import { SeqDataset, type Batch } from '../data/dataset.js';
+import { buildTargets } from '../data/targets.js';
+import { UvuModel } from '../model/model.js';
+import { UvuError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { info, progress } from '../util/progress.js';
+import { Rng } from '../util/rng.js';
+import { writeLinePlotPng } from '../util/plot.js';
+import { loadCheckpoint, saveCheckpoint, type DataFacts } from './checkpoint.js';
+import { effectiveWeights, type TrainConfig } from './config.js';
+import { combineGrads, gradientAngle, lossGrads } from './grads.js';
+import { supervisedCounts, unifiedLoss, type LossTargets, type LossWeights } from './loss.js';
+import { AdamW, clipGradients, learningRate } from './optim.js';
+
+/** One line of log.jsonl. */
+export interface StepLog {
+  step: number;
+  lr: number;
+  loss: number;
+  loss_image: number | null;
+  loss_text: number;
+  grad_norm: number;
+  /** Supervised positions this step. */
+  n_image: number;
+  n_text: number;
+  tokens: number;
+  tokens_per_s: number;
+  /** Balanced sampling (DESIGN §7): share of image targets kept, supervised-id entropy in bits before/after. */
+  kept_fraction: number | null;
+  entropy_before: number | null;
+  entropy_after: number | null;
+  /** Gradient angle in degrees between ∇L_image and ∇L_text over shared weights (DESIGN §8). */
+  angle_deg: number | null;
+}
+
+export interface TrainSummary {
+  out: string;
+  variant: TrainConfig['variant'];
+  stage: TrainConfig['stage'];
+  steps: number;
+  resumedFrom: number;
+  parameters: number;
+  seconds: number;
+  tokensPerSecond: number;
+  finalLoss: { total: number; image: number | null; text: number };
+  val: { total: number; image: number | null; text: number } | null;
+  angle: { n: number; meanDeg: number; firstDeg: number; lastDeg: number } | null;
+  balance: { meanKeptFraction: number; meanEntropyBefore: number; meanEntropyAfter: number } | null;
+  checkpoint: string;
+  log: string;
+  plot: string;
+}
+
+export interface TrainOptions {
+  resume?: boolean;
+  /** Called after every step (tests, the demo). */
+  onStep?: (log: StepLog) => void;
+  /** Stop after this many steps of this invocation (simulates an interruption in tests). */
+  stopAfter?: number;
+}
+
+/** Check the dataset against the run before any work: coder kind, vocabulary, context. */
+function checkData(c: TrainConfig, ds: SeqDataset, model: UvuModel, source: string): void {
+  const kind = ds.manifest.imageCoder.kind;
+  if (c.variant === 'uvu' && kind !== 'codebook') throw new UvuError(`${c.data}: variant uvu needs a dataset built with a pixel codebook, this one uses a ${kind} image coder`);
+  if (c.variant === 'ar-vq' && kind !== 'vq') throw new UvuError(`${c.data}: variant ar-vq needs a dataset built with a VQ-VAE, this one uses a ${kind} image coder`);
+  const v = ds.vocab();
+  if (v.K !== model.vocab.K || v.textSize !== model.vocab.textSize) {
+    throw new UvuError(`${source}: vocabulary (text ${model.vocab.textSize}, K ${model.vocab.K}) does not match dataset ${c.data} (text ${v.textSize}, K ${v.K})`);
+  }
+  if (ds.manifest.contextLength > model.config.text_config.max_position_embeddings) {
+    throw new UvuError(`${c.data}: context length ${ds.manifest.contextLength} exceeds the model's max_position_embeddings ${model.config.text_config.max_position_embeddings}`);
+  }
+}
+
+/** Targets of one batch for the run's stage, balanced when the run asks for it. */
+function batchTargets(c: TrainConfig, ds: SeqDataset, batch: Batch, step: number, p: Float64Array | null, w: LossWeights): { t: LossTargets; balance: ReturnType<typeof balanceImageTargets>['stats'] | null } {
+  const vocab = ds.vocab();
+  const t = buildTargets(batch, vocab, c.stage);
+  if (!p || w.image === 0 || !c.balance.enabled || supervisedCounts(t).image === 0) return { t, balance: null };
+  // A fresh generator per step keeps balanced sampling reproducible across --resume.
+  const rng = new Rng((c.seed * 1_000_003 + step * 7919 + 17) >>> 0);
+  const b = balanceImageTargets(t.targets, t.imageMask, p, vocab.imageOffset, rng, { qLo: c.balance.q_lo, qHi: c.balance.q_hi, budgetFraction: c.balance.budget_fraction });
+  return { t: { ...t, imageMask: b.imageMask }, balance: b.stats };
+}
+
+/** Mean losses over the first `batches` validation batches (no gradients). */
+export function evaluateLoss(model: UvuModel, ds: SeqDataset, c: TrainConfig, batches: number): { total: number; image: number | null; text: number } | null {
+  const split = ds.rows('val') > 0 ? 'val' : null;
+  if (!split || batches === 0) return null;
+  const w = effectiveWeights(c);
+  let sumI = 0;
+  let sumT = 0;
+  let nI = 0;
+  let nT = 0;
+  for (let i = 0; i < batches; i++) {
+    const batch = ds.batch('val', i, c.batch_size, c.seed);
+    const t = buildTargets(batch, ds.vocab(), c.stage);
+    const counts = supervisedCounts(t);
+    const [li, lt] = tf.tidy(() => {
+      const parts = unifiedLoss(model, batch, t, { image: w.image > 0 ? 1 : 0, text: 1 });
+      return [parts.image.dataSync()[0]!, parts.text.dataSync()[0]!];
+    });
+    if (w.image > 0 && counts.image > 0) {
+      sumI += li * counts.image;
+      nI += counts.image;
+    }
+    if (counts.text > 0) {
+      sumT += lt * counts.text;
+      nT += counts.text;
+    }
+  }
+  const image = nI > 0 ? sumI / nI : null;
+  const text = nT > 0 ? sumT / nT : 0;
+  return { total: w.text * text + w.image * (image ?? 0), image, text };
+}
+
+export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
+  await useEngine(c.engine);
+  const out = resolve(c.out);
+  const ckptDir = join(out, 'checkpoint');
+  const logPath = join(out, 'log.jsonl');
+  const ds = SeqDataset.open(c.data);
+  const w = effectiveWeights(c);
+
+  // Model and optimizer: resumed, initialised from another run, or fresh.
+  let model: UvuModel;
+  let optimizer: AdamW;
+  let start = 0;
+  let tokenizerJson: string;
+  if (opts.resume && existsSync(join(ckptDir, 'state.json'))) {
+    const ck = loadCheckpoint(ckptDir, { withOptimizer: true });
+    model = ck.model;
+    checkData(c, ds, model, ckptDir);
+    optimizer = new AdamW(model.params, c.optim);
+    optimizer.t = ck.optimizer!.t;
+    for (const [name, m] of ck.optimizer!.m) optimizer.m.get(name)!.set(m);
+    for (const [name, v] of ck.optimizer!.v) optimizer.v.get(name)!.set(v);
+    start = ck.state.step;
+    tokenizerJson = ck.tokenizerJson;
+    info(`resuming ${out} at step ${start}`);
+  } else {
+    if (c.init) {
+      model = loadCheckpoint(c.init).model;
+      checkData(c, ds, model, c.init);
+    } else {
+      model = UvuModel.init(c.model, ds.vocab(), c.seed);
+      checkData(c, ds, model, 'config');
+    }
+    optimizer = new AdamW(model.params, c.optim);
+    tokenizerJson = readFileSync(join(c.data, 'tokenizer.json'), 'utf8');
+  }
+  const data: DataFacts = { imageCoder: ds.manifest.imageCoder, maxPixels: ds.manifest.images.maxPixels, contextLength: ds.manifest.contextLength };
+  mkdirSync(out, { recursive: true });
+
+  // The log keeps only steps before the resume point, so a resumed run's log has no duplicates.
+  const logs: StepLog[] = [];
+  if (start > 0 && existsSync(logPath)) {
+    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const l = JSON.parse(line) as StepLog;
+      if (l.step < start) logs.push(l);
+    }
+  }
+  const writeLog = (): void => writeFileAtomic(logPath, logs.map((l) => JSON.stringify(l)).join('\n') + (logs.length ? '\n' : ''));
+
+  const p = w.image > 0 && c.balance.enabled ? codeProbabilities(ds.codeCounts()) : null;
+  const shared = model.sharedParamNames();
+  const bar = progress(`train ${c.variant}/${c.stage}`, c.steps, 'steps');
+  bar.set(start);
+  const t0 = Date.now();
+  let tokensDone = 0;
+  const end = opts.stopAfter !== undefined ? Math.min(c.steps, start + opts.stopAfter) : c.steps;
+  const checkpoint = (step: number): void => saveCheckpoint(ckptDir, { model, optimizer, tokenizerJson, step, trainConfig: c, data });
+
+  for (let step = start; step < end; step++) {
+    const ts = Date.now();
+    const batch = ds.batch('train', step, c.batch_size, c.seed);
+    const { t, balance } = batchTargets(c, ds, batch, step, p, w);
+    const counts = supervisedCounts(t);
+    const lr = learningRate(step, c.steps, c.optim);
+    let lossImage: number | null = null;
+    let lossText = 0;
+    let angle: number | null = null;
+    let grads;
+    const measureAngle = c.angle_every > 0 && step % c.angle_every === 0 && w.image > 0 && counts.image > 0 && counts.text > 0;
+    if (measureAngle) {
+      // Same batch, two backward passes; their weighted sum is exactly ∇L, so the update is unchanged.
+      const gi = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 1, text: 0 }).image);
+      const gt = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 0, text: 1 }).text);
+      angle = gradientAngle(gi.grads, gt.grads, shared).degrees;
+      lossImage = gi.value;
+      lossText = gt.value;
+      grads = combineGrads(gi.grads, w.image, gt.grads, w.text);
+    } else {
+      let li = 0;
+      let lt = 0;
+      const g = lossGrads(model, () => {
+        const parts = unifiedLoss(model, batch, t, w);
+        li = parts.image.dataSync()[0]!;
+        lt = parts.text.dataSync()[0]!;
+        return parts.total;
+      });
+      grads = g.grads;
+      lossImage = w.image > 0 && counts.image > 0 ? li : null;
+      lossText = lt;
+    }
+    const gradNorm = clipGradients(grads, c.optim.grad_clip);
+    optimizer.step(grads, lr);
+    const loss = w.text * lossText + w.image * (lossImage ?? 0);
+    if (!Number.isFinite(loss)) throw new UvuError(`${out}: loss became ${loss} at step ${step}; lower optim.lr (the last checkpoint is intact)`);
+    const tokens = batch.B * batch.T;
+    tokensDone += tokens;
+    const log: StepLog = {
+      step,
+      lr,
+      loss,
+      loss_image: lossImage,
+      loss_text: lossText,
+      grad_norm: gradNorm,
+      n_image: counts.image,
+      n_text: counts.text,
+      tokens,
+      tokens_per_s: tokens / Math.max(1e-3, (Date.now() - ts) / 1000),
+      kept_fraction: balance?.keptFraction ?? null,
+      entropy_before: balance?.entropyBefore ?? null,
+      entropy_after: balance?.entropyAfter ?? null,
+      angle_deg: angle,
+    };
+    logs.push(log);
+    opts.onStep?.(log);
+    bar.tick(1, `loss ${loss.toFixed(3)} | ${Math.round((tokensDone / Math.max(1, Date.now() - t0)) * 1000)} tok/s`);
+    if ((step + 1) % c.checkpoint_every === 0 && step + 1 < end) {
+      checkpoint(step + 1);
+      writeLog();
+    }
+  }
+  bar.stop();
+  checkpoint(end);
+  writeLog();
+
+  const seconds = (Date.now() - t0) / 1000;
+  const val = end === c.steps ? evaluateLoss(model, ds, c, c.eval_batches) : null;
+  const plotPath = join(out, 'curves.png');
+  await plotCurves(plotPath, logs, c);
+  const last = logs.slice(-Math.max(1, Math.min(10, logs.length)));
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const angles = logs.filter((l) => l.angle_deg !== null).map((l) => l.angle_deg!);
+  const balanced = logs.filter((l) => l.kept_fraction !== null);
+  const lastImage = last.filter((l) => l.loss_image !== null).map((l) => l.loss_image!);
+  const summary: TrainSummary = {
+    out,
+    variant: c.variant,
+    stage: c.stage,
+    steps: end,
+    resumedFrom: start,
+    parameters: model.parameterCount(),
+    seconds,
+    tokensPerSecond: tokensDone / Math.max(1e-3, seconds),
+    finalLoss: { total: mean(last.map((l) => l.loss)), image: lastImage.length ? mean(lastImage) : null, text: mean(last.map((l) => l.loss_text)) },
+    val,
+    angle: angles.length ? { n: angles.length, meanDeg: mean(angles), firstDeg: angles[0]!, lastDeg: angles[angles.length - 1]! } : null,
+    balance: balanced.length
+      ? {
+          meanKeptFraction: mean(balanced.map((l) => l.kept_fraction!)),
+          meanEntropyBefore: mean(balanced.map((l) => l.entropy_before!)),
+          meanEntropyAfter: mean(balanced.map((l) => l.entropy_after!)),
+        }
+      : null,
+    checkpoint: ckptDir,
+    log: logPath,
+    plot: plotPath,
+  };
+  writeFileAtomic(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  model.dispose();
+  return summary;
+}
+
+/** curves.png: loss (total, image, text) per step, and the gradient angle when measured. */
+async function plotCurves(path: string, logs: StepLog[], c: TrainConfig): Promise<void> {
+  const steps = logs.map((l) => l.step);
+  const panels = [
+    {
+      title: `${c.variant} ${c.stage}: loss`,
+      xLabel: 'step',
+      yLabel: 'cross-entropy (nats)',
+      series: [
+        { name: 'total', x: steps, y: logs.map((l) => l.loss) },
+        { name: 'L_text', x: steps, y: logs.map((l) => l.loss_text) },
+        ...(logs.some((l) => l.loss_image !== null) ? [{ name: 'L_image', x: steps, y: logs.map((l) => l.loss_image ?? NaN) }] : []),
+      ],
+    },
+  ];
+  const withAngle = logs.filter((l) => l.angle_deg !== null);
+  if (withAngle.length) {
+    panels.push({
+      title: 'gradient angle between L_image and L_text (shared weights)',
+      xLabel: 'step',
+      yLabel: 'degrees',
+      series: [{ name: 'θ', x: withAngle.map((l) => l.step), y: withAngle.map((l) => l.angle_deg!) }],
+    });
+  }
+  await writeLinePlotPng(path, { panels });
+}

@@ -1,0 +1,344 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
+import { buildBench, readBenchManifest } from '../src/perception/build.js';
+import { evaluateBench } from '../src/perception/eval.js';
+import { makeScene, prepareSplit, splitInstances, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
+import { bootstrapInterval, iou, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
+import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, loadRgba, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
+import { centre, formatBox, SPATIAL_MARGIN, TASKS, type QaItem } from '../src/perception/tasks.js';
+import { benchDataCommand } from '../src/cli/bench-data.js';
+import { UvuError } from '../src/util/errors.js';
+
+const STAMPS = DEFAULT_STAMPS_DIR;
+const dir = mkdtempSync(join(tmpdir(), 'uvu-perception-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+/** Stamp-dependent tests fail (not skip) without the package: CI installs it. */
+function requireStamps(): void {
+  assert.ok(existsSync(STAMPS), `tuxpaint stamps not found at ${STAMPS}: ${STAMPS_INSTALL_HINT}`);
+}
+
+const BACKGROUNDS: BackgroundSource[] = BUNDLED_PHOTOS.map((name) => ({ id: `bundled/${name}`, path: bundledPhotoPath(name) }));
+const SMALL = { trainScenes: 14, testScenes: 8, size: 128, backgroundSources: BACKGROUNDS };
+
+const readJsonl = <T>(path: string): T[] => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as T);
+
+/** One shared small build from the reviewed stamps (built on first use). */
+let shared: Promise<string> | null = null;
+function sharedBench(): Promise<string> {
+  requireStamps();
+  shared ??= buildBench({ out: join(dir, 'bench-a'), seed: 5, ...SMALL }).then((r) => r.out);
+  return shared;
+}
+
+// ---------------------------------------------------------------- the drawing filter
+
+test('reviewed photo-stamp list: files exist, ≥ 2 instances per class, known drawings excluded', () => {
+  requireStamps();
+  const list = loadPhotoStampList();
+  assert.ok(list.classes.length >= 15 && list.classes.length <= 40, `${list.classes.length} classes`);
+  const kept = new Set<string>();
+  for (const c of list.classes) {
+    assert.ok(c.instances.length >= 2, `class ${c.name} has ${c.instances.length} instance(s)`);
+    for (const f of c.instances) {
+      assert.ok(existsSync(join(STAMPS, f)), `${f} listed but missing`);
+      kept.add(f);
+    }
+  }
+  // Drawings, looked at by eye: clip-art, cartoons, 3-D renders, pixel art, painted illustrations.
+  const drawings = [
+    'animals/birds/cartoon/tux.png', 'food/fruit/cartoon/apple.png', 'food/fruit/cartoon/orange.png', 'clothes/button.png',
+    'clothes/hats/tophat.png', 'seasonal/christmas/Santa.png', 'seasonal/easter/bunny.png', 'vehicles/auto/sedan.png',
+    'animals/mammals/dogs/dog.png', 'symbols/faces/happy.png', 'town/roadsigns/stop.png', 'animals/insects/bee.png',
+  ];
+  for (const d of drawings) {
+    assert.ok(existsSync(join(STAMPS, d)), `${d} should exist in the stamps package`);
+    assert.ok(!kept.has(d), `drawing ${d} is in the reviewed list`);
+  }
+  // Structural signs of drawings never occur among kept stamps.
+  for (const s of listStamps(STAMPS)) if (kept.has(s.rel)) assert.ok(!s.hasSvg && !s.rel.includes('/cartoon/'), `${s.rel} is a drawing`);
+  // The loader refuses a list that keeps a rejected file.
+  const bad = { ...list, rejected: [{ file: list.classes[0]!.instances[0]!, reason: 'test' }] };
+  writeFileSync(join(dir, 'bad-list.json'), JSON.stringify(bad));
+  assert.throws(() => loadPhotoStampList(join(dir, 'bad-list.json')), /both kept and rejected/);
+});
+
+test('photo heuristic: statistics on hand-made images and on known stamps', async () => {
+  // 4×2 image, all one colour, opaque: 1 colour, every horizontal pair equal, no texture.
+  const flat = { data: new Uint8Array(4 * 2 * 4).fill(200), width: 4, height: 2 };
+  assert.deepEqual(photoStats(flat), { opaque: 8, distinctColours: 1, flatFraction: 1, fineTexture: 0 });
+  // Row of 3 opaque pixels (0,0,0) (10,0,0) (10,0,0) + one transparent: pairs |Δ| = 10 and 0.
+  const row = { data: Uint8Array.from([0, 0, 0, 255, 10, 0, 0, 255, 10, 0, 0, 255, 99, 99, 99, 0]), width: 4, height: 1 };
+  assert.deepEqual(photoStats(row), { opaque: 3, distinctColours: 2, flatFraction: 0.5, fineTexture: 5 });
+  requireStamps();
+  const verdict = async (rel: string) => {
+    const s = listStamps(STAMPS).find((x) => x.rel === rel)!;
+    return proposePhoto(photoStats(await loadRgba(s.path)), s);
+  };
+  for (const photo of ['animals/amphibians/frog.png', 'food/fruit/apple_fuji.png', 'symbols/money/us/coins/010dime.png', 'hobbies/music/string/guitar_classical.png']) {
+    assert.equal(await verdict(photo), true, `${photo} should be proposed`);
+  }
+  for (const drawing of ['animals/birds/cartoon/tux.png', 'animals/marsupials/cartoon/kangaroo-silo.png', 'clothes/hats/tophat.png', 'symbols/math/1.png', 'town/roadsigns/stop.png']) {
+    assert.equal(await verdict(drawing), false, `${drawing} should not be proposed`);
+  }
+});
+
+test('missing stamps directory: a clear error naming the package', () => {
+  assert.throws(() => tuxpaintLibrary(join(dir, 'no-stamps-here')), (e: unknown) => e instanceof UvuError && /apt-get install tuxpaint-stamps-default/.test(e.message));
+});
+
+// ---------------------------------------------------------------- scenes
+
+/** Checks a rendered scene against its bare background and its layout. */
+function checkBoxesMatchPixels(scene: Scene, image: Uint8Array, background: Uint8Array): void {
+  const S = scene.size;
+  const boxes = scene.objects.map((o) => o.box);
+  const inBox = (x: number, y: number, b: Box) => x >= b[0] && x < b[2] && y >= b[1] && y < b[3];
+  const differs = (x: number, y: number) => {
+    const i = (y * S + x) * 3;
+    return image[i] !== background[i] || image[i + 1] !== background[i + 1] || image[i + 2] !== background[i + 2];
+  };
+  let dx0 = S, dy0 = S, dx1 = -1, dy1 = -1;
+  for (let y = 0; y < S; y++) {
+    for (let x = 0; x < S; x++) {
+      if (!differs(x, y)) continue;
+      assert.ok(boxes.some((b) => inBox(x, y, b)), `${scene.id}: pixel (${x},${y}) changed outside every box`);
+      dx0 = Math.min(dx0, x), dy0 = Math.min(dy0, y), dx1 = Math.max(dx1, x), dy1 = Math.max(dy1, y);
+    }
+  }
+  if (boxes.length === 1) assert.deepEqual([dx0, dy0, dx1 + 1, dy1 + 1], boxes[0], `${scene.id}: box is not the bounding box of the pasted pixels`);
+  // Tightness: each edge line of a box holds a changed pixel (unless another box covers part of it).
+  boxes.forEach((b, k) => {
+    const others = boxes.filter((_, j) => j !== k);
+    const lines: [number, number][][] = [
+      Array.from({ length: b[2] - b[0] }, (_, i) => [b[0] + i, b[1]]),
+      Array.from({ length: b[2] - b[0] }, (_, i) => [b[0] + i, b[3] - 1]),
+      Array.from({ length: b[3] - b[1] }, (_, i) => [b[0], b[1] + i]),
+      Array.from({ length: b[3] - b[1] }, (_, i) => [b[2] - 1, b[1] + i]),
+    ];
+    for (const line of lines) {
+      if (line.some(([x, y]) => others.some((o) => inBox(x, y, o)))) continue;
+      assert.ok(line.some(([x, y]) => differs(x, y)), `${scene.id}: box ${b} of ${scene.objects[k]!.className} is not tight`);
+    }
+  });
+}
+
+test('scenes: boxes match the pasted pixels, overlap limits hold', async () => {
+  requireStamps();
+  const lib = tuxpaintLibrary();
+  const inst = splitInstances(lib, 3);
+  const ctx = await prepareSplit(lib, 'train', inst.train, BACKGROUNDS.slice(0, 3), 128, 3);
+  let objects = 0;
+  const sizes = new Set<number>();
+  for (let i = 0; i < 24; i++) {
+    const { scene, image, background } = await makeScene(ctx, i);
+    assert.equal(image.width, 128);
+    checkBoxesMatchPixels(scene, image.data, background.data);
+    sizes.add(scene.objects.length);
+    for (const [a, o] of scene.objects.entries()) {
+      objects++;
+      assert.ok(o.box[0] >= 0 && o.box[1] >= 0 && o.box[2] <= 128 && o.box[3] <= 128 && o.box[2] > o.box[0] && o.box[3] > o.box[1]);
+      assert.ok(o.visible >= MIN_VISIBLE, `${scene.id}: ${o.className} only ${o.visible} visible`);
+      for (const p of scene.objects.slice(a + 1)) assert.ok(iou(o.box, p.box) <= MAX_IOU + 1e-9, `${scene.id}: IoU ${iou(o.box, p.box)}`);
+    }
+  }
+  assert.ok(objects >= 24 * 2 - 6, `${objects} objects in 24 scenes`);
+  assert.ok(sizes.size >= 3, `scene object counts ${[...sizes]}`);
+});
+
+test('splits are disjoint by background photo and by object instance', async () => {
+  const out = await sharedBench();
+  const m = readBenchManifest(out);
+  const scenes = readJsonl<Scene>(join(out, 'scenes.jsonl'));
+  assert.equal(scenes.length, SMALL.trainScenes + SMALL.testScenes);
+  const used = (split: string, f: (s: Scene) => string[]) => new Set(scenes.filter((s) => s.split === split).flatMap(f));
+  const bgTrain = used('train', (s) => [s.background]), bgTest = used('test', (s) => [s.background]);
+  const inTrain = used('train', (s) => s.objects.map((o) => o.instance)), inTest = used('test', (s) => s.objects.map((o) => o.instance));
+  assert.ok(bgTest.size > 0 && inTest.size > 0);
+  for (const b of bgTest) assert.ok(!bgTrain.has(b) && m.backgrounds.test.includes(b) && !m.backgrounds.train.includes(b), `background ${b} in both splits`);
+  for (const i of inTest) assert.ok(!inTrain.has(i), `instance ${i} in both splits`);
+  for (const c of m.objects.classes) {
+    assert.ok(c.train.length >= 1 && c.test.length >= 1, `class ${c.name}: ${c.train.length}/${c.test.length} train/test instances`);
+    assert.ok(!c.test.some((i) => c.train.includes(i)));
+  }
+});
+
+test('determinism: the same seed gives identical files, another seed does not', async () => {
+  const a = await sharedBench();
+  const b = (await buildBench({ out: join(dir, 'bench-b'), seed: 5, ...SMALL })).out;
+  const files = (d: string) => [...readdirSync(d).filter((f) => f !== 'scenes').sort(), ...readdirSync(join(d, 'scenes')).sort().map((f) => `scenes/${f}`)];
+  assert.deepEqual(files(a), files(b));
+  for (const f of files(a)) assert.ok(readFileSync(join(a, f)).equals(readFileSync(join(b, f))), `${f} differs between two builds with seed 5`);
+  const c = (await buildBench({ out: join(dir, 'bench-c'), seed: 6, ...SMALL })).out;
+  assert.ok(!readFileSync(join(a, 'test.jsonl')).equals(readFileSync(join(c, 'test.jsonl'))));
+  // Rebuilding into a previous build replaces it; a foreign non-empty folder is refused.
+  await buildBench({ out: c, seed: 5, ...SMALL });
+  assert.ok(readFileSync(join(a, 'test.jsonl')).equals(readFileSync(join(c, 'test.jsonl'))));
+  mkdirSync(join(dir, 'foreign'));
+  writeFileSync(join(dir, 'foreign', 'notes.txt'), 'x');
+  await assert.rejects(buildBench({ out: join(dir, 'foreign'), ...SMALL }), /not empty/);
+});
+
+test('items: answers agree with the scene layouts; yes/no balanced', async () => {
+  const out = await sharedBench();
+  const scenes = new Map(readJsonl<Scene>(join(out, 'scenes.jsonl')).map((s) => [s.id, s]));
+  for (const split of ['train', 'test'] as const) {
+    const items = readJsonl<QaItem>(join(out, `${split}.jsonl`));
+    const yes = { spatial: 0, existence: 0 }, n = { spatial: 0, existence: 0 };
+    for (const it of items) {
+      const s = scenes.get(it.scene)!;
+      assert.equal(it.split, split);
+      assert.ok(existsSync(join(out, it.image)));
+      const of = (name: string) => s.objects.filter((o) => o.className === name).map((o) => o.box);
+      if (it.task === 'grounding') {
+        assert.equal(of(it.classes[0]!).length, 1);
+        assert.deepEqual(it.boxes, of(it.classes[0]!));
+        assert.equal(it.answer, formatBox(it.boxes[0]!, s.size));
+        assert.ok(iou(parseBox(it.answer, s.size)!, it.boxes[0]!) >= 0.5, 'quantized truth must itself pass');
+      } else if (it.task === 'counting') {
+        assert.equal(it.answer, String(of(it.classes[0]!).length));
+      } else if (it.task === 'spatial') {
+        const [a, b] = it.classes.map((c) => of(c));
+        assert.ok(a!.length === 1 && b!.length === 1);
+        const [ax, ay] = centre(a![0]!), [bx, by] = centre(b![0]!);
+        const d = it.relation === 'left' ? bx - ax : it.relation === 'right' ? ax - bx : it.relation === 'above' ? by - ay : ay - by;
+        assert.ok(Math.abs(d) >= SPATIAL_MARGIN * s.size, `${it.id}: ambiguous relation`);
+        assert.equal(it.answer, d > 0 ? 'yes' : 'no', it.id);
+      } else {
+        assert.equal(it.answer, of(it.classes[0]!).length > 0 ? 'yes' : 'no');
+      }
+      if (it.task === 'spatial' || it.task === 'existence') {
+        n[it.task]++;
+        if (it.answer === 'yes') yes[it.task]++;
+      }
+    }
+    for (const t of ['spatial', 'existence'] as const) assert.ok(Math.abs(2 * yes[t] - n[t]) <= 1, `${split} ${t}: ${yes[t]} yes of ${n[t]}`);
+  }
+  const captions = readJsonl<{ image: string; text: string }>(join(out, 'pretrain.jsonl'));
+  assert.equal(captions.length, SMALL.trainScenes);
+  const plural = new Map(readBenchManifest(out).objects.classes.map((c) => [c.name, c.plural]));
+  const words = ['', 'a', 'two', 'three', 'four'];
+  for (const c of captions) {
+    const s = scenes.get(c.image.replace(/^scenes\/|\.png$/g, ''))!;
+    for (const o of s.objects) {
+      const k = s.objects.filter((p) => p.className === o.className).length;
+      const noun = k === 1 ? ` ${o.className}` : `${words[k]} ${plural.get(o.className)}`;
+      assert.ok(c.text.includes(noun), `caption "${c.text}" misses "${noun}"`);
+    }
+  }
+});
+
+// ---------------------------------------------------------------- scoring
+
+test('score: IoU, answer parsing and correctness on hand-computed cases', () => {
+  assert.equal(iou([0, 0, 10, 10], [0, 0, 10, 10]), 1);
+  assert.equal(iou([0, 0, 10, 10], [5, 0, 15, 10]), 50 / 150);
+  assert.equal(iou([0, 0, 10, 10], [0, 0, 5, 10]), 0.5);
+  assert.equal(iou([0, 0, 10, 10], [10, 0, 20, 10]), 0);
+  // bins round(v/192·31): 10 → 1.61 → 2, 20 → 3.23 → 3, 100 → 16.15 → 16, 150 → 24.22 → 24.
+  assert.equal(formatBox([10, 20, 100, 150], 192), '<loc_2><loc_3><loc_16><loc_24>');
+  assert.deepEqual(parseBox('<loc_0><loc_31><loc_31><loc_0>', 192), [0, 0, 192, 192]);
+  assert.deepEqual(parseBox('the box: <loc_31> <loc_0><loc_0><loc_31> done <loc_5>', 62), [0, 0, 62, 62]);
+  assert.equal(parseBox('<loc_1><loc_2><loc_3>', 192), null);
+  assert.equal(parseBox('<loc_1><loc_2><loc_3><loc_32>', 192), null);
+  assert.equal(parseCount('There are 3 apples.'), 3);
+  assert.equal(parseCount('three'), 3);
+  assert.equal(parseCount('Two, or maybe 3'), 2);
+  assert.equal(parseCount('None.'), 0);
+  assert.equal(parseCount('<loc_4> apples'), null);
+  assert.equal(parseCount('many'), null);
+  assert.equal(parseYesNo('Yes.'), 'yes');
+  assert.equal(parseYesNo('no, it is not'), 'no');
+  assert.equal(parseYesNo('I know'), null);
+  assert.equal(parseYesNo(''), null);
+  const g = { task: 'grounding' as const, answer: '', boxes: [[0, 0, 62, 62]] as Box[], size: 62 };
+  // Predicted [0,0,31,62] (bins 0,0,15.5→ bin 15 = 30 px … use exact bins): bin 15 → 30 px; IoU = 30·62/(62·62) = 0.4839.
+  assert.equal(scoreItem(g, '<loc_0><loc_0><loc_15><loc_31>').correct, false);
+  assert.equal(scoreItem(g, '<loc_0><loc_0><loc_16><loc_31>').correct, true); // 32/62 = 0.516
+  assert.equal(scoreItem(g, 'no idea').correct, false);
+  assert.equal(scoreItem({ task: 'counting', answer: '2', boxes: [], size: 1 }, 'two').correct, true);
+  assert.equal(scoreItem({ task: 'counting', answer: '2', boxes: [], size: 1 }, '12').correct, false);
+  assert.equal(scoreItem({ task: 'existence', answer: 'no', boxes: [], size: 1 }, 'No.').correct, true);
+  assert.equal(scoreItem({ task: 'spatial', answer: 'yes', boxes: [], size: 1 }, 'nope').correct, false);
+});
+
+test('score: bootstrap intervals', () => {
+  assert.deepEqual(bootstrapInterval(new Array(20).fill(true), { seed: 1 }), [1, 1]);
+  assert.deepEqual(bootstrapInterval(new Array(20).fill(false), { seed: 1 }), [0, 0]);
+  // 50 of 100: normal approximation ±1.96·0.05 = ±0.098.
+  const half = Array.from({ length: 100 }, (_, i) => i % 2 === 0);
+  const [lo, hi] = bootstrapInterval(half, { seed: 7 });
+  assert.ok(lo >= 0.37 && lo <= 0.44 && hi >= 0.56 && hi <= 0.63, `[${lo}, ${hi}]`);
+  assert.deepEqual(bootstrapInterval(half, { seed: 7 }), [lo, hi]);
+  // 90 of 100: ±1.96·0.03 ≈ ±0.059, asymmetric towards 1.
+  const ninety = Array.from({ length: 100 }, (_, i) => i < 90);
+  const [lo9, hi9] = bootstrapInterval(ninety, { seed: 7, resamples: 2000 });
+  assert.ok(lo9 >= 0.82 && lo9 <= 0.86 && hi9 >= 0.94 && hi9 <= 0.97, `[${lo9}, ${hi9}]`);
+  assert.ok(Number.isNaN(bootstrapInterval([])[0]));
+});
+
+test('evaluateBench: oracle scores 1, constant "no" scores the no-rate; sheet is drawn', async () => {
+  const out = await sharedBench();
+  const oracle = await evaluateBench(out, { split: 'test', answer: async (it) => it.answer, sheetPath: join(dir, 'sheet.png') });
+  assert.equal(oracle.n, readJsonl<QaItem>(join(out, 'test.jsonl')).length);
+  for (const t of TASKS) {
+    const s = oracle.tasks[t];
+    if (!s) continue;
+    assert.equal(s.accuracy, 1, t);
+    assert.deepEqual(s.ci95, [1, 1]);
+  }
+  const meta = await sharp(join(dir, 'sheet.png')).metadata();
+  assert.ok(meta.width! >= 4 * 256 && meta.height! >= 256, `sheet ${meta.width}×${meta.height}`);
+  const no = await evaluateBench(out, { split: 'test', answer: async () => 'no', limit: 20 });
+  assert.equal(no.n, 20);
+  const items = readJsonl<QaItem>(join(out, 'test.jsonl')).slice(0, 20);
+  for (const t of ['spatial', 'existence'] as const) {
+    const sub = items.filter((i) => i.task === t);
+    if (sub.length) assert.equal(no.tasks[t]!.accuracy, sub.filter((i) => i.answer === 'no').length / sub.length);
+  }
+  assert.equal(no.tasks.grounding?.accuracy ?? 0, 0);
+});
+
+// ---------------------------------------------------------------- user objects + CLI
+
+/** A cut-out: an opaque shape on a transparent canvas. */
+async function writeCutout(path: string, svgShape: string, w: number, h: number): Promise<void> {
+  await sharp(Buffer.from(`<svg width="${w}" height="${h}" xmlns="http://www.w3.org/2000/svg">${svgShape}</svg>`)).png().toFile(path);
+}
+
+test('--objects folder and CLI: classes from folder names, JSON summary', async () => {
+  const objects = join(dir, 'objects');
+  for (const c of ['ball', 'box']) mkdirSync(join(objects, c), { recursive: true });
+  await writeCutout(join(objects, 'ball', 'red.png'), '<circle cx="40" cy="40" r="30" fill="#e02020"/>', 80, 80);
+  await writeCutout(join(objects, 'ball', 'blue.png'), '<circle cx="30" cy="30" r="25" fill="#2040e0"/>', 70, 60);
+  await writeCutout(join(objects, 'box', 'green.png'), '<rect x="10" y="5" width="50" height="40" fill="#20c020"/>', 70, 50);
+  await writeCutout(join(objects, 'box', 'yellow.png'), '<rect x="0" y="0" width="40" height="60" fill="#e0e020"/>', 40, 60);
+  const out = join(dir, 'bench-objects');
+  const lines: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string) => (lines.push(String(chunk)), true)) as typeof process.stdout.write;
+  try {
+    await benchDataCommand().parseAsync(['build', '--out', out, '--objects', objects, '--backgrounds', bundledPhotoPath('nagasaki-boats'), '--backgrounds', bundledPhotoPath('black-canyon'), '--train-scenes', '6', '--test-scenes', '3', '--size', '96', '--json', '--quiet'], { from: 'user' });
+  } finally {
+    process.stdout.write = write;
+  }
+  const r = JSON.parse(lines.join('')) as { classes: number; scenes: { train: number; test: number }; instances: { train: number; test: number } };
+  assert.equal(r.classes, 2);
+  assert.deepEqual(r.scenes, { train: 6, test: 3 });
+  assert.deepEqual(r.instances, { train: 2, test: 2 });
+  const m = readBenchManifest(out);
+  assert.deepEqual(m.objects.classes.map((c) => [c.name, c.plural]), [['ball', 'balls'], ['box', 'boxes']]);
+  const scenes = readJsonl<Scene>(join(out, 'scenes.jsonl'));
+  // Flat shapes: the exact box of a pasted circle of radius r, scaled, is a square.
+  for (const s of scenes) for (const o of s.objects) assert.ok(o.box[2] <= 96 && o.box[3] <= 96);
+  // Scene images are 96×96 PNGs.
+  const meta = await sharp(join(out, 'scenes', readdirSync(join(out, 'scenes'))[0]!)).metadata();
+  assert.deepEqual([meta.width, meta.height, meta.channels], [96, 96, 3]);
+  await assert.rejects(buildBench({ out: join(dir, 'bench-none'), objects: objects, backgrounds: [join(dir, 'objects', 'ball', 'red.png')] }), /at least 2 background photos/);
+  assert.ok(PHOTO_STAMPS_LIST.endsWith('photo-stamps.json'));
+});
