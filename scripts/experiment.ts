@@ -15,13 +15,14 @@
  * docs/experiment/*.png.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../src/util/atomic.js';
-import { writeLinePlotPng } from '../src/util/plot.js';
+import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { machine, writeSection } from '../bench/report.js';
+import { evaluateBench, readBenchItems } from '../src/perception/eval.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -67,7 +68,6 @@ const size = SIZES[opts.size];
 const seed = Number(opts.seed);
 const OUT = resolve(opts.out ?? join('out', `experiment-${opts.size}`));
 mkdirSync(OUT, { recursive: true });
-const timings: Record<string, number> = {};
 
 /** Run `uvu ARGS --json` and return its JSON result; a failure stops the experiment with its message. */
 function uvu(step: string, args: string[]): Record<string, unknown> {
@@ -78,11 +78,11 @@ function uvu(step: string, args: string[]): Record<string, unknown> {
     console.error(`[experiment] ${step} failed (exit ${r.status}); rerun to resume from this step`);
     process.exit(1);
   }
-  timings[step] = (performance.now() - t0) / 1000;
+  writeFileAtomic(join(OUT, 'steps', `${step}.seconds`), `${((performance.now() - t0) / 1000).toFixed(1)}\n`);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
-/** Cached step: the JSON result is stored next to the outputs and reused on a rerun. */
+/** Cached step: the JSON result (and the step's wall time) is stored and reused on a rerun. */
 function step(name: string, done: string, args: string[]): Record<string, unknown> {
   const cache = join(OUT, 'steps', `${name}.json`);
   if (existsSync(done) && existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as Record<string, unknown>;
@@ -98,7 +98,6 @@ function imagesOf(jsonl: string): string[] {
   return [...new Set(lines.map((l) => resolve(dirname(jsonl), (JSON.parse(l) as { image: string }).image)))];
 }
 
-const t0 = performance.now();
 // 1. Benchmark scenes and questions.
 const bench = join(OUT, 'bench');
 step('bench-data', join(bench, 'manifest.json'), ['bench-data', 'build', '--out', bench, '--train-scenes', String(size.trainScenes), '--test-scenes', String(size.testScenes), '--seed', String(seed), '--quiet']);
@@ -155,7 +154,19 @@ for (const variant of VARIANTS) {
   evals[variant] = step(`eval-${variant}`, join(run(variant, 'sft'), `eval-test.png`), ['eval', '--checkpoint', ck, '--bench', bench, '--limit', String(size.evalLimit), '--seed', String(seed), '--quiet']) as never;
 }
 
-// 7. Report: curves, table, BENCHMARKS.md.
+// The floor to compare with: answer every test item with its task's most frequent training answer.
+const counts = new Map<string, Map<string, number>>();
+for (const item of readBenchItems(bench, 'train')) {
+  const m = counts.get(item.task) ?? new Map<string, number>();
+  m.set(item.answer, (m.get(item.answer) ?? 0) + 1);
+  counts.set(item.task, m);
+}
+const majorityAnswer = new Map([...counts].map(([task, m]) => [task, [...m].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]![0]]));
+const majority = await evaluateBench(bench, { split: 'test', limit: size.evalLimit, seed, answer: async (item) => majorityAnswer.get(item.task)! });
+
+// 7. Report: curves, table, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
+const timings: Record<string, number> = {};
+for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
 interface LogLine { step: number; loss: number; loss_text: number; loss_image: number | null; angle_deg: number | null }
 const logOf = (variant: Variant, stage: string): LogLine[] =>
   readFileSync(join(run(variant, stage as 'pretrain'), 'log.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as LogLine);
@@ -164,19 +175,20 @@ const smooth = (ys: number[], k = 10): number[] => ys.map((_, i) => {
   return w.length ? w.reduce((a, b) => a + b, 0) / w.length : NaN;
 });
 const lossesPng = join(OUT, 'losses.png');
+const colorOf = (v: Variant): string => PLOT_COLORS[VARIANTS.indexOf(v)]!;
 await writeLinePlotPng(lossesPng, {
   title: `experiment (${opts.size}): training losses, moving average of 10 steps`,
   panels: [
-    { title: 'pretrain: L_text', xLabel: 'step', yLabel: 'nats', series: VARIANTS.map((v) => ({ name: v, x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_text)) })) },
-    { title: 'pretrain: L_image', xLabel: 'step', yLabel: 'nats', series: (['uvu', 'ar-vq'] as const).map((v) => ({ name: v, x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_image ?? NaN)) })) },
-    { title: 'SFT: loss on answers', xLabel: 'step', yLabel: 'nats', series: VARIANTS.map((v) => ({ name: v, x: logOf(v, 'sft').map((l) => l.step), y: smooth(logOf(v, 'sft').map((l) => l.loss_text)) })) },
+    { title: 'pretrain: L_text', xLabel: 'step', yLabel: 'nats', series: VARIANTS.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_text)) })) },
+    { title: 'pretrain: L_image', xLabel: 'step', yLabel: 'nats', series: (['uvu', 'ar-vq'] as const).map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_image ?? NaN)) })) },
+    { title: 'SFT: loss on answers', xLabel: 'step', yLabel: 'nats', series: VARIANTS.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'sft').map((l) => l.step), y: smooth(logOf(v, 'sft').map((l) => l.loss_text)) })) },
     {
       title: 'pretrain: gradient angle θ(L_image, L_text)',
       xLabel: 'step',
       yLabel: 'degrees',
       series: (['uvu', 'ar-vq'] as const).map((v) => {
         const a = logOf(v, 'pretrain').filter((l) => l.angle_deg !== null);
-        return { name: v, x: a.map((l) => l.step), y: a.map((l) => l.angle_deg!) };
+        return { name: v, color: colorOf(v), x: a.map((l) => l.step), y: a.map((l) => l.angle_deg!) };
       }),
     },
   ],
@@ -200,8 +212,9 @@ const report = {
   vq: { file: vq, K: size.K, test: vqEval },
   runs: summaries,
   evals,
+  majority: { answers: Object.fromEntries(majorityAnswer), tasks: majority.tasks, overall: majority.overall },
   timings,
-  minutes: (performance.now() - t0) / 60000,
+  minutes: Object.values(timings).reduce((a, b) => a + b, 0) / 60,
 };
 writeFileAtomic(join(OUT, 'report.json'), JSON.stringify(report, null, 2) + '\n');
 const num = (x: unknown): string => (typeof x === 'number' ? x.toFixed(4) : String(x));
@@ -209,6 +222,7 @@ const table = [
   `| configuration | ${tasks.join(' | ')} | overall | pretrain final loss text / image | gradient angle (pretrain) |`,
   `|---|${tasks.map(() => '---').join('|')}|---|---|---|`,
   ...VARIANTS.map((v) => `| ${v} | ${tasks.map((t) => pct(evals[v].tasks[t])).join(' | ')} | ${pct(evals[v].overall)} | ${finalLoss(v, 'pretrain')} | ${angle(v)} |`),
+  `| majority answer of the train split (no model) | ${tasks.map((t) => pct(majority.tasks[t as keyof typeof majority.tasks])).join(' | ')} | ${pct(majority.overall)} | — | — |`,
 ].join('\n');
 console.log(table);
 console.log(`codebook PRP on test-scene patches ${num(codebookEval.prp)}, VQ-VAE PRP ${num(vqEval.prp)}; ${report.minutes.toFixed(1)} min`);

@@ -11,7 +11,7 @@
  * BLAS kernel of src/engine); attention reshapes to (B,H,T,hd). Parameter names and layouts follow
  * Hugging Face (Linear weights are [out, in]) so real Qwen2 / SigLIP weights can be mapped later.
  * Callers wrap forward passes in tf.tidy / tf.variableGrads; this file allocates no long-lived
- * tensors except the parameters and small constant tables (RoPE, masks, 2D positions).
+ * tensors except the parameters and small constant tables (RoPE, rotate-half, 2D positions).
  */
 import { tf } from '../engine/tf.js';
 import { Rng } from '../util/rng.js';

@@ -105,8 +105,7 @@ function batchTargets(c: TrainConfig, ds: SeqDataset, batch: Batch, step: number
 
 /** Mean losses over the first `batches` validation batches (no gradients). */
 export function evaluateLoss(model: UvuModel, ds: SeqDataset, c: TrainConfig, batches: number): { total: number; image: number | null; text: number } | null {
-  const split = ds.rows('val') > 0 ? 'val' : null;
-  if (!split || batches === 0) return null;
+  if (ds.rows('val') === 0 || batches === 0) return null;
   const w = effectiveWeights(c);
   let sumI = 0;
   let sumT = 0;
@@ -313,7 +312,7 @@ async function plotCurves(path: string, logs: StepLog[], c: TrainConfig): Promis
   const withAngle = logs.filter((l) => l.angle_deg !== null);
   if (withAngle.length) {
     panels.push({
-      title: 'gradient angle between L_image and L_text (shared weights)',
+      title: 'gradient angle θ(L_image, L_text), shared weights',
       xLabel: 'step',
       yLabel: 'degrees',
       series: [{ name: 'θ', x: withAngle.map((l) => l.step), y: withAngle.map((l) => l.angle_deg!) }],

@@ -11,6 +11,8 @@ export interface PlotSeries {
   name: string;
   x: number[];
   y: number[];
+  /** CSS colour; default: the series' index in PLOT_COLORS (set it to keep one series' colour across panels). */
+  color?: string;
 }
 
 export interface PlotPanel {
@@ -152,7 +154,7 @@ function panelSvg(p: PlotPanel, x0: number, y0: number, w: number, h: number): s
   out.push(`<text x="${f1(yl.x)}" y="${f1(yl.y)}" font-size="12" text-anchor="middle" transform="rotate(-90 ${f1(yl.x)} ${f1(yl.y)})">${escapeXml(p.yLabel)}${log ? ' (log)' : ''}</text>`);
 
   p.series.forEach((s, si) => {
-    const color = PLOT_COLORS[si % PLOT_COLORS.length]!;
+    const color = s.color ?? PLOT_COLORS[si % PLOT_COLORS.length]!;
     const ok = (i: number) => Number.isFinite(s.x[i]!) && Number.isFinite(s.y[i]!) && (!log || s.y[i]! > 0);
     // Path restarts (M) after each gap; isolated points get a dot so they stay visible.
     let d = '';
@@ -175,7 +177,7 @@ function panelSvg(p: PlotPanel, x0: number, y0: number, w: number, h: number): s
     const ly = T + 6;
     out.push(`<rect x="${f1(lx)}" y="${f1(ly)}" width="${f1(lw)}" height="${lh}" fill="#fff" fill-opacity="0.85" stroke="#999"/>`);
     p.series.forEach((s, si) => {
-      const color = PLOT_COLORS[si % PLOT_COLORS.length]!;
+      const color = s.color ?? PLOT_COLORS[si % PLOT_COLORS.length]!;
       const y = ly + 12 + 16 * si;
       out.push(`<line x1="${f1(lx + 6)}" y1="${f1(y)}" x2="${f1(lx + 24)}" y2="${f1(y)}" stroke="${color}" stroke-width="3"/>`);
       out.push(`<text x="${f1(lx + 29)}" y="${f1(y + 4)}" font-size="11">${escapeXml(s.name)}</text>`);
