@@ -70,15 +70,15 @@ const OUT = resolve(opts.out ?? join('out', `experiment-${opts.size}`));
 mkdirSync(OUT, { recursive: true });
 
 /** Run `uvu ARGS --json` and return its JSON result; a failure stops the experiment with its message. */
-function uvu(step: string, args: string[]): Record<string, unknown> {
+function uvu(name: string, args: string[]): Record<string, unknown> {
   const t0 = performance.now();
-  console.error(`[experiment] ${step}: uvu ${args.join(' ')}`);
+  console.error(`[experiment] ${name}: uvu ${args.join(' ')}`);
   const r = spawnSync(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 30 });
   if (r.status !== 0) {
-    console.error(`[experiment] ${step} failed (exit ${r.status}); rerun to resume from this step`);
+    console.error(`[experiment] ${name} failed (exit ${r.status}); rerun to resume from this step`);
     process.exit(1);
   }
-  writeFileAtomic(join(OUT, 'steps', `${step}.seconds`), `${((performance.now() - t0) / 1000).toFixed(1)}\n`);
+  writeFileAtomic(join(OUT, 'steps', `${name}.seconds`), `${((performance.now() - t0) / 1000).toFixed(1)}\n`);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 

@@ -4,7 +4,7 @@ import { buildBench, DEFAULT_BENCH_SEED, DEFAULT_SCENE_SIZE, DEFAULT_TEST_SCENES
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, loadRgba, photoStats, proposePhoto, PHOTO_STAMPS_LIST } from '../perception/stamps.js';
 import { TASKS } from '../perception/tasks.js';
 import { info, progress } from '../util/progress.js';
-import { applyOutputOptions, emit, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { collect, applyOutputOptions, emit, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 
 interface BuildFlags extends OutputOptions {
   out: string;
@@ -17,7 +17,6 @@ interface BuildFlags extends OutputOptions {
   seed: number;
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 function parseSceneSize(value: string): number {
   const v = parsePositiveInt(value);

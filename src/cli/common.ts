@@ -30,6 +30,11 @@ export function parseNonNegative(value: string): number {
   return v;
 }
 
+/** Option parser for repeatable options: each occurrence is appended (`--samples a --samples b`). */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 export interface OutputOptions {
   json?: boolean;
   quiet?: boolean;

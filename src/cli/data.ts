@@ -1,11 +1,11 @@
 /** `uvu data build|info`: the packed sequence dataset the model trains on (DESIGN §6–§7). */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { buildDataset, type DataBuildSummary } from '../data/build.js';
+import { buildDataset, type DataBuildOptions, type DataBuildSummary } from '../data/build.js';
 import { SeqDataset, SPLITS, type Split } from '../data/dataset.js';
 import { FLAG_VISUAL } from '../data/sequence.js';
 import { TEXT_SOURCES, type TextSource } from '../text/corpus.js';
 import { UsageError } from '../util/errors.js';
-import { applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { collect, applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 
 function parseTextSources(value: string): TextSource[] {
   const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -25,24 +25,11 @@ function parsePositiveNumber(value: string): number {
   return v;
 }
 
-const collect = (value: string, prev: string[] = []): string[] => [...prev, value];
 
-interface BuildFlags extends OutputOptions {
-  out: string;
-  imageTokenizer: string;
-  samples?: string[];
-  photos?: string[];
-  text?: TextSource[];
-  textDocs?: number;
-  tokenizer?: string;
-  trainTokenizer?: number;
-  context: number;
-  maxPixels: number;
-  valFraction: number;
-  seed: number;
-  shardMb: number;
-  overwrite?: boolean;
-}
+/** The build options as commander parses them: defaults filled in, shard size in MiB. */
+type BuildFlags = OutputOptions &
+  Omit<DataBuildOptions, 'shardBytes'> &
+  Required<Pick<DataBuildOptions, 'context' | 'maxPixels' | 'valFraction' | 'seed'>> & { shardMb: number };
 
 export function dataCommand(): Command {
   const cmd = new Command('data').description('build and inspect packed image–text sequence datasets');

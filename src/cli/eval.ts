@@ -1,10 +1,9 @@
 /** `uvu eval --checkpoint DIR --bench DIR`: per-task accuracy with 95 % bootstrap intervals. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { join } from 'node:path';
 import { ModelSession } from '../model/inference.js';
 import { evaluateBench } from '../perception/eval.js';
 import { progress } from '../util/progress.js';
-import { UsageError } from '../util/errors.js';
 import { applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 
 export function evalCommand(): Command {
@@ -13,13 +12,12 @@ export function evalCommand(): Command {
       .description('answer a perception benchmark split with a checkpoint (greedy) and score it per task, with 95% bootstrap intervals')
       .requiredOption('--checkpoint <dir>', 'checkpoint directory (<run>/checkpoint)')
       .requiredOption('--bench <dir>', 'benchmark made by `uvu bench-data build`')
-      .option('--split <name>', 'test or train', 'test')
+      .addOption(new Option('--split <name>', 'benchmark split').choices(['test', 'train']).default('test'))
       .option('--limit <n>', 'score only the first n items (scene by scene, tasks interleaved)', parsePositiveInt)
       .option('--sheet <png>', 'PNG sheet of example predictions (default <checkpoint>/../eval-<split>.png)')
       .option('--seed <n>', 'seed of the bootstrap resampling', parseNonNegativeInt, 0),
-  ).action(async (o: OutputOptions & { checkpoint: string; bench: string; split: string; limit?: number; sheet?: string; seed: number }) => {
+  ).action(async (o: OutputOptions & { checkpoint: string; bench: string; split: 'test' | 'train'; limit?: number; sheet?: string; seed: number }) => {
     applyOutputOptions(o);
-    if (o.split !== 'test' && o.split !== 'train') throw new UsageError(`--split must be test or train, got "${o.split}"`);
     const session = ModelSession.load(o.checkpoint);
     const sheetPath = o.sheet ?? join(o.checkpoint, '..', `eval-${o.split}.png`);
     let bar: ReturnType<typeof progress> | null = null;

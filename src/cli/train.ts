@@ -2,9 +2,8 @@
 import { Command } from 'commander';
 import { loadTrainConfig } from '../train/config.js';
 import { train } from '../train/train.js';
-import { applyOutputOptions, emit, fmt, withOutputOptions, type OutputOptions } from './common.js';
+import { collect, applyOutputOptions, emit, fmt, withOutputOptions, type OutputOptions } from './common.js';
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function trainCommand(): Command {
   return withOutputOptions(

@@ -31,24 +31,75 @@ export interface CodebookMetrics {
   radius_q90: number;
 }
 
+/** The pixel-space part of the metrics, common to every image tokenizer (codebook or VQ-VAE). */
+export interface ReconstructionMetrics {
+  m: number;
+  mse: number;
+  psnr: number;
+  prp: number;
+  r2: number;
+  sigma2_max: number;
+}
+
+/**
+ * Running pixel statistics of patches and their reconstructions: Σp[j] and Σp[j]² per dimension
+ * and Σ‖p̂ − p‖², from which MSE, PSNR, PRP (σ²_max of the patches themselves) and R² follow.
+ * Shared by the codebook metrics and the VQ-VAE's, so their PRPs are comparable by construction.
+ */
+export class ReconstructionStats {
+  private readonly sum: Float64Array; // [D] Σ p[j]
+  private readonly sumSq: Float64Array; // [D] Σ p[j]²
+  private errSq = 0; // Σ‖p̂ − p‖²
+  /** Patches added. */
+  m = 0;
+
+  constructor(private readonly D: number) {
+    this.sum = new Float64Array(D);
+    this.sumSq = new Float64Array(D);
+  }
+
+  /** One patch: u8 values at patchesU8[base …) and its reconstruction in [0, 1] at reconUnit[rBase …). */
+  add(patchesU8: Uint8Array, base: number, reconUnit: Float32Array, rBase: number): void {
+    let err = 0;
+    for (let d = 0; d < this.D; d++) {
+      const p = U8_TO_UNIT[patchesU8[base + d]!]!;
+      this.sum[d]! += p;
+      this.sumSq[d]! += p * p;
+      const diff = reconUnit[rBase + d]! - p;
+      err += diff * diff;
+    }
+    this.errSq += err;
+    this.m++;
+  }
+
+  result(): ReconstructionMetrics {
+    const { D, m } = this;
+    let sigma2Max = 0;
+    let totalSq = 0; // Σ‖p − p̄‖² = Σ_j (Σp_j² − (Σp_j)²/m)
+    for (let d = 0; d < D; d++) {
+      const dev = this.sumSq[d]! - (this.sum[d]! * this.sum[d]!) / m;
+      totalSq += dev;
+      sigma2Max = Math.max(sigma2Max, dev / m);
+    }
+    const mse = this.errSq / (m * D);
+    return { m, mse, psnr: 10 * Math.log10(1 / mse), prp: 1 - mse / sigma2Max, r2: 1 - this.errSq / totalSq, sigma2_max: sigma2Max };
+  }
+}
+
 /** Streaming accumulator: feed batches with `add`, read the metrics with `result`. */
 export class MetricsAccumulator {
   private readonly index: FlatIndex;
   private readonly D: number;
-  private readonly sum: Float64Array; // [D] Σ p[j]
-  private readonly sumSq: Float64Array; // [D] Σ p[j]²
+  private readonly pixels: ReconstructionStats;
   private readonly counts: Float64Array; // [K] members
   private readonly maxDistSq: Float64Array; // [K] max ‖p − c_k‖² in assignment space
-  private errSq = 0; // Σ‖p̂ − p‖² in pixel space
   private assignSq = 0; // Σ‖x − c‖² in assignment space
-  private m = 0;
   private buf = new Float32Array(0);
 
   constructor(private readonly cb: Codebook) {
     this.D = cb.D;
     this.index = new FlatIndex(assignmentCenters(cb), cb.K, cb.D);
-    this.sum = new Float64Array(cb.D);
-    this.sumSq = new Float64Array(cb.D);
+    this.pixels = new ReconstructionStats(cb.D);
     this.counts = new Float64Array(cb.K);
     this.maxDistSq = new Float64Array(cb.K);
   }
@@ -66,49 +117,30 @@ export class MetricsAccumulator {
       this.counts[k]!++;
       this.assignSq += distSq[i]!;
       if (distSq[i]! > this.maxDistSq[k]!) this.maxDistSq[k] = distSq[i]!;
-      const base = i * D;
-      const cBase = k * D;
-      let err = 0;
-      for (let d = 0; d < D; d++) {
-        const p = U8_TO_UNIT[patchesU8[base + d]!]!;
-        this.sum[d]! += p;
-        this.sumSq[d]! += p * p;
-        const diff = cb.centersPixel[cBase + d]! - p;
-        err += diff * diff;
-      }
-      this.errSq += err;
+      this.pixels.add(patchesU8, i * D, cb.centersPixel, k * D);
     }
-    this.m += n;
     return ids;
   }
 
   result(): CodebookMetrics {
-    const { D, m } = this;
     const K = this.cb.K;
-    let sigma2Max = 0;
-    let totalSq = 0; // Σ‖p − p̄‖² = Σ_j (Σp_j² − (Σp_j)²/m)
-    for (let d = 0; d < D; d++) {
-      const dev = this.sumSq[d]! - (this.sum[d]! * this.sum[d]!) / m;
-      totalSq += dev;
-      sigma2Max = Math.max(sigma2Max, dev / m);
-    }
+    const px = this.pixels.result();
     const radii: number[] = [];
     for (let k = 0; k < K; k++) if (this.counts[k]! > 0) radii.push(Math.sqrt(this.maxDistSq[k]!));
     radii.sort((a, b) => a - b);
     const kActive = radii.length;
-    const mse = this.errSq / (m * D);
     return {
-      m,
-      prp: 1 - mse / sigma2Max,
+      m: px.m,
+      prp: px.prp,
       psc: kActive > 0 ? radii[0]! / kActive : 0,
-      mse,
-      psnr: 10 * Math.log10(1 / mse),
-      r2: 1 - this.errSq / totalSq,
+      mse: px.mse,
+      psnr: px.psnr,
+      r2: px.r2,
       k: K,
       k_active: kActive,
       utilization: kActive / K,
-      sigma2_max: sigma2Max,
-      mean_dist_sq: this.assignSq / m,
+      sigma2_max: px.sigma2_max,
+      mean_dist_sq: this.assignSq / px.m,
       radius_q10: quantile(radii, 0.1),
       radius_q50: quantile(radii, 0.5),
       radius_q90: quantile(radii, 0.9),

@@ -14,8 +14,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { tf } from '../engine/tf.js';
-import { useEngine } from '../engine/tf.js';
+import { tf, useEngine } from '../engine/tf.js';
 import { balanceImageTargets, codeProbabilities } from '../data/balance.js';
 import { SeqDataset, type Batch } from '../data/dataset.js';
 import { buildTargets } from '../data/targets.js';

@@ -6,17 +6,11 @@
  *   PRP = 1 − MSE/σ²_max, σ²_max = max_j Var_m p_m[j] over the evaluation patches
  *   utilization = K_active/K, perplexity = exp(entropy of the code histogram)
  */
-import { PATCH_DIM, U8_TO_UNIT } from '../patches/patchify.js';
+import { PATCH_DIM, patchesToFloat } from '../patches/patchify.js';
+import { ReconstructionStats, type ReconstructionMetrics } from '../codebook/metrics.js';
 import type { VqCoder } from './coder.js';
 
-export interface VqMetrics {
-  /** Evaluation patches. */
-  m: number;
-  mse: number;
-  psnr: number;
-  prp: number;
-  r2: number;
-  sigma2_max: number;
+export interface VqMetrics extends ReconstructionMetrics {
   k: number;
   k_active: number;
   utilization: number;
@@ -38,11 +32,8 @@ export function perplexity(counts: ArrayLike<number>): number {
 
 /** Streaming accumulator: `add` batches of u8 patches, read the metrics with `result`. */
 export class VqEvalAccumulator {
-  private readonly sum = new Float64Array(PATCH_DIM); // Σ p[j]
-  private readonly sumSq = new Float64Array(PATCH_DIM); // Σ p[j]²
+  private readonly pixels = new ReconstructionStats(PATCH_DIM);
   private readonly counts: Float64Array; // [K] patches per code
-  private errSq = 0; // Σ‖p̂ − p‖²
-  private m = 0;
 
   constructor(private readonly coder: VqCoder) {
     this.counts = new Float64Array(coder.K);
@@ -51,43 +42,19 @@ export class VqEvalAccumulator {
   /** Add `n` patches (u8 rows [n, 3072]); returns their code ids. */
   add(patchesU8: Uint8Array, n: number): Int32Array {
     const ids = this.coder.encode(patchesU8, n);
-    const recon = this.coder.decode(ids);
+    const reconUnit = patchesToFloat(this.coder.decode(ids));
     for (let i = 0; i < n; i++) {
       this.counts[ids[i]!]!++;
-      const base = i * PATCH_DIM;
-      let err = 0;
-      for (let d = 0; d < PATCH_DIM; d++) {
-        const p = U8_TO_UNIT[patchesU8[base + d]!]!;
-        this.sum[d]! += p;
-        this.sumSq[d]! += p * p;
-        const diff = U8_TO_UNIT[recon[base + d]!]! - p;
-        err += diff * diff;
-      }
-      this.errSq += err;
+      this.pixels.add(patchesU8, i * PATCH_DIM, reconUnit, i * PATCH_DIM);
     }
-    this.m += n;
     return ids;
   }
 
   result(): VqMetrics {
-    const { m } = this;
-    let sigma2Max = 0;
-    let totalSq = 0; // Σ‖p − p̄‖² = Σ_j (Σp_j² − (Σp_j)²/m)
-    for (let d = 0; d < PATCH_DIM; d++) {
-      const dev = this.sumSq[d]! - (this.sum[d]! * this.sum[d]!) / m;
-      totalSq += dev;
-      sigma2Max = Math.max(sigma2Max, dev / m);
-    }
     let kActive = 0;
     for (const c of this.counts) if (c > 0) kActive++;
-    const mse = this.errSq / (m * PATCH_DIM);
     return {
-      m,
-      mse,
-      psnr: 10 * Math.log10(1 / mse),
-      prp: 1 - mse / sigma2Max,
-      r2: 1 - this.errSq / totalSq,
-      sigma2_max: sigma2Max,
+      ...this.pixels.result(),
       k: this.coder.K,
       k_active: kActive,
       utilization: kActive / this.coder.K,
