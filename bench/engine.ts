@@ -9,7 +9,7 @@
  * Standalone: node dist/bench/engine.js [--size small|full]
  */
 import { fileURLToPath } from 'node:url';
-import { tf, useEngine, BACKEND_OF, type EngineName } from '../src/engine/tf.js';
+import { tf, activeEngine, initEngine, BACKEND_OF, type EngineName } from '../src/engine/tf.js';
 import { blasInfo } from '../src/linalg/blas.js';
 import { Rng } from '../src/util/rng.js';
 import { formatRows, type BenchRow, type BenchSize } from './rows.js';
@@ -66,7 +66,8 @@ function relDiff(x: Float32Array, ref: Float32Array): number {
 }
 
 export async function benchEngine(size: BenchSize): Promise<BenchRow[]> {
-  const previous = tf.getBackend();
+  await initEngine();
+  const previous = activeEngine()!;
   const info = blasInfo();
   const notes: Record<EngineName, string> = {
     blas: `sgemm on ${info.backend} ${info.library ?? ''} threads=${info.threads ?? '?'}`.replace('  ', ' '),
@@ -76,7 +77,7 @@ export async function benchEngine(size: BenchSize): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const rng = new Rng(3);
   try {
-    await useEngine('wasm');
+    await initEngine('wasm');
     notes.wasm += `, SIMD ${(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) ? 'on' : 'off'}`;
     for (const p of products(size)) {
       const va = uniform(rng, p.a.reduce((x, y) => x * y, 1));
@@ -85,7 +86,7 @@ export async function benchEngine(size: BenchSize): Promise<BenchRow[]> {
       const best = new Map<EngineName, number>();
       const values = new Map<EngineName, Float32Array>();
       for (const engine of ENGINES) {
-        await useEngine(engine);
+        await initEngine(engine);
         const pair: [tf.Tensor, tf.Tensor] = [tf.tensor(va, p.a), tf.tensor(vb, p.b)];
         inputs.set(engine, pair);
         values.set(engine, timeProduct(pair[0], pair[1], p).values); // warm-up (JIT, BLAS threads, wasm memory)
@@ -93,7 +94,7 @@ export async function benchEngine(size: BenchSize): Promise<BenchRow[]> {
       }
       for (let rep = 0; rep < REPEATS; rep++) {
         for (const engine of ENGINES) {
-          await useEngine(engine);
+          await initEngine(engine);
           const [a, b] = inputs.get(engine)!;
           best.set(engine, Math.min(best.get(engine)!, timeProduct(a, b, p).seconds));
         }
@@ -108,7 +109,7 @@ export async function benchEngine(size: BenchSize): Promise<BenchRow[]> {
       for (const [a, b] of inputs.values()) tf.dispose([a, b]);
     }
   } finally {
-    await tf.setBackend(previous);
+    await initEngine(previous);
   }
   return rows;
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only search,kmeans,store,ablation,uvu,engine,train] [--size small|full] [--no-write]`
+ * `npm run bench -- [--only search,kmeans,store,ablation,uvu,engine,train,startup] [--size small|full] [--no-write]`
  *
  * Runs the selected benchmark modules one after another (never in parallel: the machine is
  * small and shared) and replaces each one's section of BENCHMARKS.md with the rows it measured,
@@ -20,8 +20,9 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   uvu: () => import('./uvu.js'),
   engine: () => import('./engine.js'),
   train: () => import('./train.js'),
+  startup: () => import('./startup.js'),
 };
-const DEFAULT_SET = ['search', 'kmeans', 'store', 'ablation', 'uvu', 'engine', 'train'];
+const DEFAULT_SET = ['search', 'kmeans', 'store', 'ablation', 'uvu', 'engine', 'train', 'startup'];
 
 const program = new Command('bench')
   .description('run uvu benchmarks and record them in BENCHMARKS.md')

@@ -16,10 +16,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { tf, useEngine, profileKernels, type EngineName } from '../src/engine/tf.js';
+import { tf, initEngine, profileKernels, type EngineName } from '../src/engine/tf.js';
 import { ModelConfigSchema } from '../src/model/config.js';
 import { UvuModel, type ImageInput, type ModelInputs } from '../src/model/model.js';
-import { Vocab } from '../src/model/vocab.js';
+import { Vocab } from '../src/tokens/vocab.js';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { loadImage } from '../src/image/io.js';
 import { lossGrads } from '../src/train/grads.js';
@@ -93,7 +93,7 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const perEngine: Partial<Record<EngineName, number>> = {};
   for (const engine of ENGINES) {
-    await useEngine(engine);
+    await initEngine(engine);
     if (engine === 'wasm') addWasmSegmentSum();
     const model = UvuModel.init(modelConfig, vocab, 0);
     const step = (): void => {
@@ -119,7 +119,7 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
     }
     model.dispose();
   }
-  await useEngine('blas');
+  await initEngine('blas');
   const faster = Math.max(perEngine.cpu!, perEngine.wasm!);
   rows.push({ bench: 'train', config, metric: 'speed-up vs faster stock backend', value: perEngine.blas! / faster, unit: '×', note: `target ≥ 10×; vs cpu ${(perEngine.blas! / perEngine.cpu!).toFixed(1)}×, vs wasm ${(perEngine.blas! / perEngine.wasm!).toFixed(1)}×` });
   return rows;

@@ -22,7 +22,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { parseRcc } from '../src/image/rcc.js';
+import { parseRcc } from './rcc.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { UsageError, UvuError, warnOnce } from '../src/util/errors.js';
 import { info, progress, setQuiet } from '../src/util/progress.js';

@@ -1,7 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { blasInfo, sgemm, sgemmTs } from '../src/linalg/blas.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blasInfo, setBlasThreads, sgemm, sgemmTs } from '../src/linalg/blas.js';
+import { AssignPool } from '../src/codebook/uvu/assign.js';
+import { NO_POSENC } from '../src/codebook/posenc.js';
+import { buildPatchStore } from '../src/patches/build.js';
+import { PatchStore } from '../src/patches/store.js';
+import { PATCH_DIM } from '../src/patches/patchify.js';
+import { bundledPhotoPath } from '../src/data/bundled.js';
 import { sgemmFallback } from '../src/linalg/gemm-fallback.js';
 import { UsageError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
@@ -156,4 +165,37 @@ test('UVU_BLAS naming a missing library falls back with a one-line warning', () 
   const warnings = result.stderr.split('\n').filter((l) => l.includes('no BLAS library found'));
   assert.equal(warnings.length, 1, result.stderr);
   assert.match(warnings[0]!, /tried \/nonexistent\/libblas-missing\.so.*fallback kernel/);
+});
+
+test('assignment worker threads leave the main thread\'s BLAS thread count as it was', async (t) => {
+  const original = blasInfo().threads;
+  if (original === null) {
+    t.skip('the BLAS in use has no thread-count API (not OpenBLAS)');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'uvu-blas-threads-'));
+  try {
+    await buildPatchStore([bundledPhotoPath('nagasaki-boats')], { out: join(dir, 'store'), maxPixels: 256 * 256, progress: false });
+    const store = PatchStore.open(join(dir, 'store'));
+    const n = store.count;
+    store.close();
+    const K = 4;
+    const centers = new Float32Array(K * PATCH_DIM).map((_, i) => (i % 7) / 7);
+    const job = { indices: Uint32Array.from({ length: n }, (_, i) => i), centers, slots: Int32Array.from({ length: K }, (_, k) => k) };
+    // A count the workers' single-threaded jobs cannot leave behind by accident.
+    setBlasThreads(3);
+    const pool = new AssignPool(join(dir, 'store'), NO_POSENC, 2, 16);
+    try {
+      const viaWorkers = await pool.run(job);
+      assert.equal(blasInfo().threads, 3, 'the worker threads changed the process-wide BLAS thread count');
+      const inProcess = new AssignPool(join(dir, 'store'), NO_POSENC, 1, 16);
+      assert.deepEqual(await inProcess.run(job), viaWorkers);
+      await inProcess.close();
+    } finally {
+      await pool.close();
+    }
+  } finally {
+    setBlasThreads(original);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ByteBpeTokenizer } from '../src/text/bpe.js';
 import { normalizeWhitespace, publicDomainTexts, splitParagraphs } from '../src/text/corpus.js';
-import { SPECIAL_TOKENS, Vocab } from '../src/model/vocab.js';
+import { SPECIAL_TOKENS, Vocab } from '../src/tokens/vocab.js';
 import { UvuError } from '../src/util/errors.js';
 
 const work = mkdtempSync(join(tmpdir(), 'uvu-bpe-'));
@@ -131,14 +131,16 @@ test('BPE stops at minFrequency on a tiny corpus', () => {
 test('BPE refuses malformed tokenizer files with a message naming the file', () => {
   const good = tok.toJSON();
   const cases: [string, (j: any) => unknown, RegExp][] = [
-    ['model type', (j) => ({ ...j, model: { ...j.model, type: 'WordPiece' } }), /model type is "WordPiece"/],
-    ['missing merges', (j) => ({ ...j, model: { ...j.model, merges: undefined } }), /missing model\.merges/],
-    ['missing vocab', (j) => ({ ...j, model: { ...j.model, vocab: undefined } }), /missing model\.vocab/],
+    ['model type', (j) => ({ ...j, model: { ...j.model, type: 'WordPiece' } }), /model\.type: "WordPiece" is not supported \(expected "BPE"\)/],
+    ['missing merges', (j) => ({ ...j, model: { ...j.model, merges: undefined } }), /model\.merges: missing/],
+    ['missing vocab', (j) => ({ ...j, model: { ...j.model, vocab: undefined } }), /model\.vocab: missing/],
     ['id gap', (j) => ({ ...j, model: { ...j.model, vocab: { ...j.model.vocab, 'Ġwhale': 99_999 } } }), /no gaps/],
-    ['bad merge', (j) => ({ ...j, model: { ...j.model, merges: [...j.model.merges, ['Ġwhale', 'ĠNOPE']] } }), /merge \d+ .*missing from the vocab/],
-    ['special id', (j) => ({ ...j, added_tokens: j.added_tokens.map((t: any, i: number) => (i === 1 ? { ...t, id: 5 } : t)) }), /expected 4097/],
-    ['normalizer', (j) => ({ ...j, normalizer: { type: 'NFC' } }), /normalizer/],
-    ['prefix space', (j) => ({ ...j, pre_tokenizer: { ...j.pre_tokenizer, add_prefix_space: true } }), /add_prefix_space/],
+    ['id twice', (j) => ({ ...j, model: { ...j.model, vocab: { ...j.model.vocab, 'Ġwhale': 5 } } }), /model\.vocab: id 5 is used by both .*"Ġwhale"/],
+    ['repeated merge', (j) => ({ ...j, model: { ...j.model, merges: [...j.model.merges, j.model.merges[0]] } }), /model\.merges\.\d+: .* is repeated/],
+    ['bad merge', (j) => ({ ...j, model: { ...j.model, merges: [...j.model.merges, ['Ġwhale', 'ĠNOPE']] } }), /model\.merges\.\d+: .*missing from the vocab/],
+    ['special id', (j) => ({ ...j, added_tokens: j.added_tokens.map((t: any, i: number) => (i === 1 ? { ...t, id: 5 } : t)) }), /added_tokens\.1: .* has id 5, expected 4097/],
+    ['normalizer', (j) => ({ ...j, normalizer: { type: 'NFC' } }), /normalizer: .* is not supported/],
+    ['prefix space', (j) => ({ ...j, pre_tokenizer: { ...j.pre_tokenizer, add_prefix_space: true } }), /pre_tokenizer\.add_prefix_space: true is not supported/],
   ];
   for (const [name, mutate, pattern] of cases) {
     const path = join(work, `bad-${name.replace(/ /g, '-')}.json`);

@@ -32,11 +32,16 @@ writeFileSync(join(photos, 'notes.jpg'), 'this is not a JPEG');
 const heldOut = bundledPhotoPath('allium-oreophilum');
 
 test('every command has --help (exit 0); usage errors exit 2', () => {
-  for (const cmd of [[], ['patches', 'build'], ['patches', 'info'], ['patches', 'export'], ['codebook', 'build'], ['codebook', 'eval'], ['tokenize'], ['reconstruct'], ['roundtrip'], ['demo']]) {
+  const commands = [[], ['patches', 'build'], ['patches', 'info'], ['patches', 'export'], ['codebook', 'build'], ['codebook', 'refine'], ['codebook', 'eval'], ['tokenize'], ['reconstruct'], ['roundtrip'], ['data', 'build'], ['data', 'info'], ['vq', 'train'], ['vq', 'eval'], ['train'], ['ask'], ['complete-image'], ['bench-data', 'build'], ['eval'], ['demo']];
+  for (const cmd of commands) {
     const r = uvu(...cmd, '--help');
     assert.equal(r.status, 0, `${cmd.join(' ')} --help: ${r.stderr}`);
-    assert.match(r.stdout, /Usage: uvu/);
+    assert.match(r.stdout, new RegExp(`Usage: uvu${cmd.length ? ` ${cmd.join(' ')}` : ''} `));
+    // The command's own options are listed, not just the stub of the command list.
+    if (cmd.length) assert.match(r.stdout, /Options:\n(.*\n)*.*--/, `${cmd.join(' ')} --help lists no options`);
   }
+  // `help X` shows the same page as `X --help`.
+  assert.equal(uvu('help', 'tokenize').stdout, uvu('tokenize', '--help').stdout);
   assert.equal(uvu('patches', 'build', photos, '--out', 'x', '--bogus').status, 2);
   assert.equal(uvu('codebook', 'build', '--patches', 'p', '--size', 'ten', '--out', 'c').status, 2);
   assert.equal(uvu('codebook', 'build', '--patches', 'p', '--size', '4', '--method', 'magic', '--out', 'c').status, 2);
@@ -76,6 +81,29 @@ test('patches → codebook → eval → tokenize → reconstruct → roundtrip, 
   const exp = json('patches', 'export', 'store', '--format', 'npy', '--count', '50', '--out', 'sample.npy', '--seed', '2');
   assert.equal(exp.count, 50);
   assert.equal(readFileSync(join(work, 'sample.npy')).length > 50 * 3072 * 4, true);
+});
+
+/**
+ * The modules a command resolves, read by a module-resolve hook in the child process: a check
+ * that start-up loads only what the command needs (the timings are in BENCHMARKS.md, "startup").
+ */
+function resolvedModules(...args: string[]): string[] {
+  const hook = `export async function resolve(s, c, next) { const r = await next(s, c); process.stderr.write('[resolved] ' + r.url + '\\n'); return r; }`;
+  const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
+  const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, CLI, ...args], { encoding: 'utf8', cwd: work });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stderr.split('\n').filter((l) => l.startsWith('[resolved] ')).map((l) => l.slice('[resolved] '.length));
+}
+
+test('start-up loads only what the command needs: --help only commander, tokenize no tensor engine', () => {
+  const help = resolvedModules('--help');
+  assert.ok(help.some((u) => u.includes('/node_modules/commander/')), 'the hook saw no module at all');
+  const beyond = help.filter((u) => !u.startsWith('node:') && !u.includes('/node_modules/commander/') && !u.endsWith('/src/cli/main.js'));
+  assert.deepEqual(beyond, [], '`uvu --help` loads modules beyond main.js and commander');
+
+  const tokenize = resolvedModules('tokenize', heldOut, '--codebook', 'cb.safetensors', '--out', 'startup-tokens.json');
+  assert.ok(tokenize.some((u) => u.endsWith('/src/tokens/tokenize.js')));
+  assert.deepEqual(tokenize.filter((u) => /@tensorflow|\/src\/(engine|model|train|infer|vq|data)\//.test(u)), [], '`uvu tokenize` loads the tensor engine or a layer above tokens');
 });
 
 test('bad input: one-line errors naming the file, exit 1, and no output left behind', () => {

@@ -62,7 +62,10 @@ test('safetensors layout follows the spec: u64 header length, JSON, 8-byte align
 
 test('a codebook written here loads in numpy by the safetensors spec (when /usr/bin/python3 has numpy)', (t) => {
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import numpy'], { encoding: 'utf8' });
-  if (probe.status !== 0) return t.skip('numpy not available for /usr/bin/python3');
+  if (probe.status !== 0) {
+    const why = probe.error?.message ?? probe.stderr.trim().split('\n').pop();
+    return t.skip(`numpy not importable by /usr/bin/python3 (${why}); CI installs python3-numpy`);
+  }
   const path = join(dir, 'py.safetensors');
   const cb = sampleCodebook(3, true);
   saveCodebook(path, cb);

@@ -11,7 +11,7 @@ import { encodingVector } from '../src/codebook/posenc.js';
 import { loadCodebook, saveCodebook, type Codebook } from '../src/codebook/file.js';
 import { reconstructImage, tokenizeImage } from '../src/tokens/tokenize.js';
 import { CodebookCoder, loadImageCoder } from '../src/tokens/coder.js';
-import { Vocab } from '../src/model/vocab.js';
+import { Vocab } from '../src/tokens/vocab.js';
 import { buildSequence, questionPrompt, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type Sequence } from '../src/data/sequence.js';
 import { assembleRow, packSequences, slicePiece } from '../src/data/pack.js';
 import { buildTargets } from '../src/data/targets.js';
@@ -181,7 +181,7 @@ test('packing: whole samples first fit, long texts cut to fill the gaps; no row 
 });
 
 test('CodebookCoder assigns exactly like tokenizeImage (PE on) and decodes to the pixel centres', async () => {
-  const coder = await loadImageCoder(codebookPath);
+  const coder = loadImageCoder(codebookPath);
   assert.ok(coder instanceof CodebookCoder);
   assert.equal(coder.K, cb.K);
   assert.match(coder.sha256, /^[0-9a-f]{64}$/);
@@ -194,7 +194,7 @@ test('CodebookCoder assigns exactly like tokenizeImage (PE on) and decodes to th
     assert.deepEqual(unpatchify(coder.decode(codes), rows, cols).data, reconstructImage(tokens, cb).data);
   }
   // A safetensors file that is neither a codebook nor a VQ-VAE is refused by its format tag.
-  await assert.rejects(loadImageCoder(join(dsDir, 'code-counts.safetensors')), /not an image tokenizer.*uvu-code-counts/);
+  assert.throws(() => loadImageCoder(join(dsDir, 'code-counts.safetensors')), /not an image tokenizer.*uvu-code-counts/);
 });
 
 test('manifest and shards round trip: every row is the in-memory sequences plus padding', async () => {

@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tf, useEngine, profileKernels, type EngineName } from '../src/engine/tf.js';
+import { tf, initEngine, profileKernels, type EngineName } from '../src/engine/tf.js';
 import { UsageError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
+
+await initEngine();
 
 type Act = 'linear' | 'relu' | 'relu6' | 'elu' | 'prelu' | 'leakyrelu' | 'sigmoid';
 const ACTIVATIONS: Act[] = ['linear', 'relu', 'relu6', 'elu', 'prelu', 'leakyrelu', 'sigmoid'];
@@ -26,11 +28,11 @@ function stored(shape: number[], transpose: boolean): number[] {
 
 /** Runs `fn` with `engine` as backend and returns the values of its result; restores 'blas'. */
 async function valuesOn(engine: EngineName, fn: () => tf.Tensor): Promise<Float32Array> {
-  await useEngine(engine);
+  await initEngine(engine);
   try {
     return tf.tidy(() => fn().dataSync() as Float32Array).slice();
   } finally {
-    await useEngine('blas');
+    await initEngine('blas');
   }
 }
 
@@ -281,20 +283,20 @@ test("tfjs-core's gradients are registered: gather, softmax, mean, sqrt and conc
   idx.dispose();
 });
 
-test('useEngine switches backends; blas, cpu and wasm agree on a product', async () => {
+test('initEngine switches backends; blas, cpu and wasm agree on a product', async () => {
   const rng = new Rng(51);
   const va = uniform(rng, 33 * 17, 1);
   const vb = uniform(rng, 17 * 9, 1);
   const f = () => tf.matMul(tf.tensor(va, [33, 17]), tf.tensor(vb, [17, 9]));
   const results = new Map<EngineName, Float32Array>();
   for (const [engine, backend] of [['cpu', 'cpu'], ['wasm', 'wasm'], ['blas', 'uvu-blas']] as const) {
-    await useEngine(engine);
+    await initEngine(engine);
     assert.equal(tf.getBackend(), backend);
     results.set(engine, tf.tidy(() => f().dataSync() as Float32Array).slice());
   }
   assertClose(results.get('cpu')!, results.get('blas')!, 1e-4, 'cpu vs blas');
   assertClose(results.get('wasm')!, results.get('blas')!, 1e-4, 'wasm vs blas');
-  await assert.rejects(useEngine('gpu' as EngineName), UsageError);
+  await assert.rejects(initEngine('gpu' as EngineName), UsageError);
   assert.equal(tf.getBackend(), 'uvu-blas');
 });
 

@@ -1,40 +1,268 @@
-import { test } from 'node:test';
+/**
+ * The tiny experiment end to end, then checks that can fail for a wrong pipeline: the accuracies
+ * it records must equal an independent hand-scoring (written here from the scoring rules in
+ * src/perception/score.ts's doc, not by calling it) of the answers it recorded, the majority
+ * floor must equal the one counted here from train.jsonl, and scoring answer functions whose
+ * correctness is known by construction (the truth, wrong answers, a fixed mix of both in varied
+ * wordings) on the experiment's own benchmark must give exactly the expected accuracies; and a
+ * tiny model fine-tuned where the answer is visible must beat itself given a grey picture.
+ */
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { initEngine } from '../src/engine/tf.js';
+import { writePng } from '../src/image/io.js';
+import { ModelSession } from '../src/infer/session.js';
+import { evaluateBench, type EvalItemResult } from '../src/perception/eval.js';
+import type { QaItem, Task } from '../src/perception/tasks.js';
+import { Rng } from '../src/util/rng.js';
 
 const script = fileURLToPath(new URL('../scripts/experiment.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const TINY_CONFIG = fileURLToPath(new URL('../../configs/tiny.json', import.meta.url));
+const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
+const TASK_NAMES: Task[] = ['grounding', 'counting', 'spatial', 'existence'];
+
+interface Score { n: number; accuracy: number; ci95: [number, number] }
+interface Report {
+  sizeSettings: { evalLimit: number };
+  evals: Record<string, { n: number; tasks: Record<string, Score>; overall: Score; items: EvalItemResult[] }>;
+  majority: { answers: Record<string, string>; tasks: Record<string, Score>; overall: Score };
+  // The remaining fields are checked loosely, as JSON.
+  [key: string]: any;
+}
+
+const out = mkdtempSync(join(tmpdir(), 'uvu-experiment-'));
+const bench = join(out, 'bench');
+after(() => rmSync(out, { recursive: true, force: true }));
+/** The report of the end-to-end run, once it passed. */
+let ran: Report | null = null;
+function finished(): Report {
+  assert.ok(ran, 'the end-to-end run failed (see the first test), so there is nothing to check');
+  return ran;
+}
+const readJsonl = <T>(path: string): T[] => readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+
+// ---------------------------------------------------------------- hand-scoring, from the rules
+
+const COUNT_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve'];
+
+/**
+ * Is `prediction` right for `item`? The rules as documented: grounding takes the first four
+ * `<loc_N>` (N < 32) as corners (v = N/31·size, sorted) and needs IoU ≥ 0.5 with the exact box;
+ * counting takes the first whole-word number (digits, zero…twelve, "no"/"none" = 0); yes/no
+ * questions take the first whole word "yes" or "no", any case.
+ */
+function handScore(item: QaItem, prediction: string): boolean {
+  if (item.task === 'grounding') {
+    const bins: number[] = [];
+    for (const m of prediction.matchAll(/<loc_(\d+)>/g)) if (bins.length < 4) bins.push(Number(m[1]));
+    if (bins.length < 4 || bins.some((b) => b > 31)) return false;
+    const [a, b, c, d] = bins.map((x) => (x / 31) * item.size) as [number, number, number, number];
+    const p = { x0: Math.min(a, c), y0: Math.min(b, d), x1: Math.max(a, c), y1: Math.max(b, d) };
+    const [tx0, ty0, tx1, ty1] = item.boxes[0]!;
+    const w = Math.min(p.x1, tx1) - Math.max(p.x0, tx0);
+    const h = Math.min(p.y1, ty1) - Math.max(p.y0, ty0);
+    if (w <= 0 || h <= 0) return false;
+    const union = (p.x1 - p.x0) * (p.y1 - p.y0) + (tx1 - tx0) * (ty1 - ty0) - w * h;
+    return (w * h) / union >= 0.5;
+  }
+  const words = prediction.split(/[^A-Za-z0-9_]+/).filter(Boolean).map((w) => w.toLowerCase());
+  if (item.task === 'counting') {
+    for (const word of words) {
+      if (/^\d+$/.test(word)) return Number(word) === Number(item.answer);
+      if (word === 'no' || word === 'none') return item.answer === '0';
+      const k = COUNT_WORDS.indexOf(word);
+      if (k >= 0) return k === Number(item.answer);
+    }
+    return false;
+  }
+  const first = words.find((w) => w === 'yes' || w === 'no');
+  return first !== undefined && first === item.answer;
+}
+
+/** Per-task and overall accuracy of booleans, the way a person would tally them. */
+function tally(items: QaItem[], correct: boolean[]): { tasks: Record<string, { n: number; k: number }>; n: number; k: number } {
+  const tasks: Record<string, { n: number; k: number }> = {};
+  items.forEach((it, i) => {
+    const t = (tasks[it.task] ??= { n: 0, k: 0 });
+    t.n++;
+    if (correct[i]) t.k++;
+  });
+  return { tasks, n: items.length, k: correct.filter(Boolean).length };
+}
+
+function assertScores(label: string, got: { tasks: Partial<Record<string, Score>>; overall: Score }, want: ReturnType<typeof tally>): void {
+  assert.deepEqual(Object.keys(got.tasks).sort(), Object.keys(want.tasks).sort(), `${label}: tasks scored`);
+  for (const [task, { n, k }] of Object.entries(want.tasks)) {
+    const s = got.tasks[task]!;
+    assert.equal(s.n, n, `${label} ${task}: n`);
+    assert.equal(s.accuracy, k / n, `${label} ${task}: accuracy ${s.accuracy}, hand-scored ${k}/${n}`);
+    assert.ok(s.ci95[0] <= s.accuracy && s.accuracy <= s.ci95[1], `${label} ${task}: interval ${s.ci95} around ${s.accuracy}`);
+    if (k === 0) assert.deepEqual(s.ci95, [0, 0], `${label} ${task}: none right`);
+    if (k === n) assert.deepEqual(s.ci95, [1, 1], `${label} ${task}: all right`);
+  }
+  assert.equal(got.overall.n, want.n, `${label} overall: n`);
+  assert.equal(got.overall.accuracy, want.k / want.n, `${label} overall: accuracy ${got.overall.accuracy}, hand-scored ${want.k}/${want.n}`);
+}
+
+// ---------------------------------------------------------------- the run
 
 test('the experiment runs end to end at the tiny size: three configurations pretrained, fine-tuned and scored', () => {
-  const out = mkdtempSync(join(tmpdir(), 'uvu-experiment-'));
-  try {
-    const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', out, '--no-write'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    assert.equal(r.status, 0, r.stderr.slice(-2000));
-    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
-    for (const variant of ['uvu', 'text-only', 'ar-vq']) {
-      const e = report.evals[variant];
-      assert.ok(e.n > 0, variant);
-      for (const task of Object.keys(e.tasks)) {
-        const s = e.tasks[task];
-        assert.ok(s.accuracy >= 0 && s.accuracy <= 1 && s.ci95[0] <= s.accuracy && s.accuracy <= s.ci95[1], `${variant} ${task}`);
-      }
-      for (const stage of ['pretrain', 'sft']) assert.ok(existsSync(join(out, 'runs', `${variant}-${stage}`, 'checkpoint', 'state.json')));
+  const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', out, '--no-write'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.equal(r.status, 0, r.stderr.slice(-2000));
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
+  for (const variant of ['uvu', 'text-only', 'ar-vq']) {
+    const e = report.evals[variant];
+    assert.ok(e.n > 0, variant);
+    for (const task of Object.keys(e.tasks)) {
+      const s = e.tasks[task];
+      assert.ok(s.accuracy >= 0 && s.accuracy <= 1 && s.ci95[0] <= s.accuracy && s.accuracy <= s.ci95[1], `${variant} ${task}`);
     }
-    // text-only never supervises image codes; uvu and ar-vq do in pretraining, nobody in SFT.
-    assert.equal(report.runs['text-only-pretrain'].finalLoss.image, null);
-    assert.notEqual(report.runs['uvu-pretrain'].finalLoss.image, null);
-    assert.notEqual(report.runs['ar-vq-pretrain'].finalLoss.image, null);
-    assert.equal(report.runs['uvu-sft'].finalLoss.image, null);
-    assert.ok(report.codebook.test.prp > 0 && report.vq.test.prp !== undefined);
-    assert.ok(existsSync(join(out, 'losses.png')));
-    // A rerun resumes: every step's output exists, so nothing is recomputed.
-    const again = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', out, '--no-write'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    assert.equal(again.status, 0);
-    assert.ok(!again.stderr.includes('[experiment] train-'), 'a finished experiment reruns no training step');
+    for (const stage of ['pretrain', 'sft']) assert.ok(existsSync(join(out, 'runs', `${variant}-${stage}`, 'checkpoint', 'state.json')));
+  }
+  // text-only never supervises image codes; uvu and ar-vq do in pretraining, nobody in SFT.
+  assert.equal(report.runs['text-only-pretrain'].finalLoss.image, null);
+  assert.notEqual(report.runs['uvu-pretrain'].finalLoss.image, null);
+  assert.notEqual(report.runs['ar-vq-pretrain'].finalLoss.image, null);
+  assert.equal(report.runs['uvu-sft'].finalLoss.image, null);
+  assert.ok(report.codebook.test.prp > 0 && report.vq.test.prp !== undefined);
+  assert.ok(existsSync(join(out, 'losses.png')));
+  // A rerun resumes: every step's output exists, so nothing is recomputed.
+  const again = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', out, '--no-write'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.equal(again.status, 0);
+  assert.ok(!again.stderr.includes('[experiment] train-'), 'a finished experiment reruns no training step');
+  ran = report;
+});
+test('each configuration\'s recorded accuracies equal a hand-scoring of the answers it recorded, item by item', () => {
+  const rep = finished();
+  const scored = readJsonl<QaItem>(join(bench, 'test.jsonl')).slice(0, rep.sizeSettings.evalLimit);
+  assert.ok(scored.length >= 8, `only ${scored.length} test items`);
+  for (const variant of VARIANTS) {
+    const e = rep.evals[variant]!;
+    // The model was asked the first evalLimit test questions, in order, with their true answers recorded.
+    assert.equal(e.n, scored.length, variant);
+    assert.deepEqual(e.items.map((r) => [r.id, r.task, r.prompt, r.answer, r.image]), scored.map((it) => [it.id, it.task, it.prompt, it.answer, it.image]), variant);
+    const hand = scored.map((it, i) => handScore(it, e.items[i]!.prediction));
+    scored.forEach((it, i) => assert.equal(e.items[i]!.correct, hand[i], `${variant} ${it.id} (${it.task}, answer ${JSON.stringify(it.answer)}): prediction ${JSON.stringify(e.items[i]!.prediction)}`));
+    assertScores(variant, e, tally(scored, hand));
+  }
+});
+
+test('the majority-answer floor equals the most frequent train answers, hand-scored on the test items', () => {
+  const rep = finished();
+  const train = readJsonl<QaItem>(join(bench, 'train.jsonl'));
+  const scored = readJsonl<QaItem>(join(bench, 'test.jsonl')).slice(0, rep.sizeSettings.evalLimit);
+  for (const task of TASK_NAMES) {
+    const counts = new Map<string, number>();
+    for (const it of train) if (it.task === task) counts.set(it.answer, (counts.get(it.answer) ?? 0) + 1);
+    const chosen = rep.majority.answers[task]!;
+    assert.equal(counts.get(chosen), Math.max(...counts.values()), `${task}: "${chosen}" is not the most frequent train answer`);
+  }
+  const hand = scored.map((it) => handScore(it, rep.majority.answers[it.task]!));
+  assertScores('majority', rep.majority, tally(scored, hand));
+});
+
+/**
+ * The i-th test item's answer, right or wrong by construction (not by any scorer), in varied
+ * wordings that the documented rules accept or reject.
+ */
+function knownAnswer(it: QaItem, right: boolean, i: number): string {
+  const style = Math.floor(i / 3) % 3;
+  if (it.task === 'grounding') {
+    const bins = [...it.answer.matchAll(/<loc_(\d+)>/g)].map((m) => Number(m[1]));
+    const loc = (b: number[]): string => b.map((v) => `<loc_${v}>`).join('');
+    if (right) return [it.answer, `The ${it.classes[0]} is at ${it.answer}.`, loc([bins[2]!, bins[3]!, bins[0]!, bins[1]!])][style]!; // swapped corners: same box
+    return ['<loc_0><loc_0><loc_0><loc_0>', loc(bins.slice(0, 3)), loc([32, ...bins.slice(1)])][style]!; // empty box, 3 corners, bin out of range
+  }
+  if (it.task === 'counting') {
+    const n = Number(it.answer);
+    if (right) return [it.answer, `There are ${n === 0 ? 'none' : COUNT_WORDS[n]}.`, `I count ${n} of them`][style]!;
+    return [String(n + 1), 'many', `${COUNT_WORDS[n + 1]!}`][style]!;
+  }
+  const flip = it.answer === 'yes' ? 'no' : 'yes';
+  if (right) return [it.answer, `${it.answer.toUpperCase()}.`, `${it.answer[0]!.toUpperCase()}${it.answer.slice(1)}, I think`][style]!;
+  return [flip, 'I know', 'not sure'][style]!;
+}
+
+test('scoring the experiment\'s benchmark: the truth scores 1, wrong answers 0, a fixed mix exactly its share', async () => {
+  finished();
+  const items = readJsonl<QaItem>(join(bench, 'test.jsonl'));
+  const index = new Map(items.map((it, i) => [it.id, i]));
+  assert.ok(new Set(items.map((it) => it.task)).size === TASK_NAMES.length, 'every task occurs in the test split');
+  const cases: [string, (i: number) => boolean][] = [['truth', () => true], ['wrong', () => false], ['mix', (i) => i % 3 !== 1]];
+  for (const [label, right] of cases) {
+    const expected = items.map((_, i) => right(i));
+    const r = await evaluateBench(bench, { split: 'test', seed: 3, answer: async (it) => knownAnswer(it, right(index.get(it.id)!), index.get(it.id)!) });
+    assert.equal(r.n, items.length, label);
+    r.items.forEach((res, i) => assert.equal(res.correct, expected[i], `${label} ${res.id} (${res.task}): ${JSON.stringify(res.prediction)}`));
+    // Grounding: a right box overlaps the truth by IoU ≥ 0.5, a wrong one (empty or unparseable) not at all.
+    for (const res of r.items.filter((x) => x.task === 'grounding')) {
+      if (res.correct) assert.ok(res.iou! >= 0.5 && res.predictedBox !== null, `${label} ${res.id}: IoU ${res.iou}`);
+      else assert.equal(res.iou, 0, `${label} ${res.id}`);
+    }
+    assertScores(label, r, tally(items, expected));
+    // The hand-scorer agrees with the construction too, so a test of the recorded model answers with it means something.
+    r.items.forEach((res, i) => assert.equal(handScore(items[i]!, res.prediction), expected[i], `hand-scorer, ${label} ${res.id}: ${JSON.stringify(res.prediction)}`));
+  }
+});
+
+/**
+ * Where the answer is visible, a trained model must beat the same model given a grey image:
+ * the experiment's codebook, text tokenizer and tiny model config, fine-tuned on noisy
+ * single-colour pictures ("What colour is the picture?" → "red"), asked about new pictures.
+ * A grey picture gives every question the same input, so at most one colour's share of the
+ * answers can be right without looking; a pipeline that loses the image on the way from the
+ * data build through training to `ask` (what `uvu eval` calls) stays at that level.
+ */
+test('a model fine-tuned where the answer is visible names the colour of new pictures; given a grey picture it cannot', async () => {
+  const rep = finished();
+  const work = join(out, 'colours');
+  const side = 64;
+  const colours: Record<string, [number, number, number]> = { red: [200, 30, 30], green: [30, 170, 40], blue: [30, 50, 210], yellow: [230, 210, 40] };
+  const rng = new Rng(7);
+  const picture = async (path: string, rgb: readonly number[]): Promise<string> => {
+    const data = new Uint8Array(side * side * 3);
+    for (let i = 0; i < data.length; i++) data[i] = Math.max(0, Math.min(255, Math.round(rgb[i % 3]! + (rng.next() - 0.5) * 80)));
+    await writePng(path, { width: side, height: side, data });
+    return path;
+  };
+  mkdirSync(work, { recursive: true });
+  const prompt = 'What colour is the picture?';
+  const train: { image: string; prompt: string; answer: string }[] = [];
+  const held: { image: string; answer: string }[] = [];
+  for (const [name, rgb] of Object.entries(colours)) {
+    for (let k = 0; k < 4; k++) train.push({ image: await picture(join(work, `train-${name}-${k}.png`), rgb), prompt, answer: name });
+    for (let k = 0; k < 2; k++) held.push({ image: await picture(join(work, `test-${name}-${k}.png`), rgb), answer: name });
+  }
+  const grey = await picture(join(work, 'grey.png'), [128, 128, 128]);
+  writeFileSync(join(work, 'train.jsonl'), train.map((s) => JSON.stringify(s)).join('\n') + '\n');
+  const uvu = (args: string[]): void => {
+    const r = spawnSync(process.execPath, [CLI, ...args, '--quiet'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.equal(r.status, 0, `uvu ${args.join(' ')}\n${r.stderr.slice(-2000)}`);
+  };
+  uvu(['data', 'build', '--out', join(work, 'data'), '--image-tokenizer', rep.codebook.file, '--tokenizer', join(out, 'data', 'pretrain-codebook', 'tokenizer.json'),
+    '--samples', join(work, 'train.jsonl'), '--context', '32', '--max-pixels', String(side * side), '--val-fraction', '0']);
+  uvu(['train', '--config', TINY_CONFIG, '--set', 'stage=sft', '--set', `data=${join(work, 'data')}`, '--set', `out=${join(work, 'run')}`,
+    '--set', 'steps=80', '--set', 'batch_size=4', '--set', 'optim.lr=0.003', '--set', 'seed=0', '--set', 'eval_batches=0', '--set', 'checkpoint_every=1000']);
+  await initEngine();
+  const session = ModelSession.load(join(work, 'run', 'checkpoint'));
+  try {
+    const seen: string[] = [], blind: string[] = [];
+    for (const it of held) {
+      seen.push((await session.ask(it.image, prompt, { maxNewTokens: 8 })).trim());
+      blind.push((await session.ask(grey, prompt, { maxNewTokens: 8 })).trim());
+    }
+    const right = (answers: string[]): number => answers.filter((a, i) => a === held[i]!.answer).length;
+    const detail = `with the pictures ${JSON.stringify(seen)}, grey ${JSON.stringify(blind)}, truth ${JSON.stringify(held.map((h) => h.answer))}`;
+    assert.equal(new Set(blind).size, 1, `one input, one greedy answer: ${detail}`);
+    assert.ok(right(blind) <= 2, detail);
+    assert.ok(right(seen) >= 6, `the model should name at least 6 of 8 colours: ${detail}`);
   } finally {
-    rmSync(out, { recursive: true, force: true });
+    session.dispose();
   }
 });

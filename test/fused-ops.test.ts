@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tf, useEngine } from '../src/engine/tf.js';
+import { tf, initEngine } from '../src/engine/tf.js';
 import { gelu, rmsNorm, scaledSoftmax, swiglu } from '../src/model/ops.js';
 import { crossEntropy } from '../src/train/loss.js';
 import { Rng } from '../src/util/rng.js';
+
+await initEngine();
 
 function uniform(rng: Rng, shape: number[], scale = 1): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -15,11 +17,11 @@ function uniform(rng: Rng, shape: number[], scale = 1): tf.Tensor {
 /** Values of fn(...inputs) computed on the stock cpu backend (inputs copied there). */
 async function onCpu(fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): Promise<Float32Array> {
   const data = inputs.map((t) => ({ v: t.dataSync().slice(), shape: t.shape, dtype: t.dtype }));
-  await useEngine('cpu');
+  await initEngine('cpu');
   try {
     return tf.tidy(() => (fn(...data.map((d) => tf.tensor(d.v, d.shape, d.dtype))).dataSync() as Float32Array).slice());
   } finally {
-    await useEngine('blas');
+    await initEngine('blas');
   }
 }
 

@@ -1,12 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { kmeans, splitClusters, assignPoints } from '../src/codebook/kmeans.js';
-import { PatchPoints } from '../src/codebook/points.js';
+import { PatchPoints, gridPositions } from '../src/codebook/points.js';
 import { NO_POSENC } from '../src/codebook/posenc.js';
 import { loadImage } from '../src/image/io.js';
 import { patchify } from '../src/patches/patchify.js';
 import { bundledPhotoPath } from '../src/data/bundled.js';
-import { gridPositions } from '../src/tokens/tokenize.js';
 import { Rng } from '../src/util/rng.js';
 import { UsageError } from '../src/util/errors.js';
 

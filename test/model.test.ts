@@ -1,25 +1,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tf } from '../src/engine/tf.js';
+import { tf, initEngine } from '../src/engine/tf.js';
 import { ModelConfigSchema } from '../src/model/config.js';
 import { UvuModel, vitPatches, type ModelInputs } from '../src/model/model.js';
-import { generate } from '../src/model/generate.js';
-import { Vocab } from '../src/model/vocab.js';
+import { generate } from '../src/infer/generate.js';
+import { Vocab } from '../src/tokens/vocab.js';
 import { buildSequence } from '../src/data/sequence.js';
 import { buildTargets } from '../src/data/targets.js';
 import { loadImage } from '../src/image/io.js';
 import { bundledPhotoPath } from '../src/data/bundled.js';
 import { lossGrads, gradientAngle, combineGrads } from '../src/train/grads.js';
 import { unifiedLoss, crossEntropy } from '../src/train/loss.js';
-import { AdamW, clipGradients, learningRate, type GradMap } from '../src/train/optim.js';
+import { AdamW, clipGradients, learningRate, type GradMap } from '../src/optim/adamw.js';
 import { Rng } from '../src/util/rng.js';
+import { TEST_MODEL } from './fixtures.js';
 
-/** A model small enough to train in seconds. */
-export const TINY_MODEL = ModelConfigSchema.parse({
-  vision_config: { hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 },
-  projector_config: { hidden_size: 32 },
-  text_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64 },
-});
+await initEngine();
+
+const TINY_MODEL = ModelConfigSchema.parse(TEST_MODEL);
 
 const vocab = new Vocab({ textSize: 256, K: 16 });
 
@@ -155,6 +153,36 @@ test('learning rate: linear warmup then cosine to min_lr_ratio', () => {
   assert.equal(learningRate(9, 100, c), 1);
   assert.ok(Math.abs(learningRate(99, 100, c) - 0.1) < 1e-3);
   assert.ok(learningRate(50, 100, c) < learningRate(20, 100, c));
+});
+
+test('AdamW: an optimizer restored with loadState(state()) steps exactly like the original; a mismatched state is refused', () => {
+  const cfg = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+  const params = (w: number[], b: number[]): Map<string, tf.Variable> =>
+    new Map<string, tf.Variable>([
+      ['w', tf.variable(tf.tensor2d(w, [2, 2]))],
+      ['norm.b', tf.variable(tf.tensor1d(b))],
+    ]);
+  const grads = (k: number): GradMap => new Map([['w', Float32Array.from([k, -k, 0.5, 1])], ['norm.b', Float32Array.from([1, -k])]]);
+  const pa = params([1, -2, 3, 0.5], [0.1, 0.2]);
+  const a = new AdamW(pa, cfg);
+  for (let k = 1; k <= 3; k++) a.step(grads(k), 0.01);
+  const pb = params(Array.from(pa.get('w')!.dataSync()), Array.from(pa.get('norm.b')!.dataSync()));
+  const b = new AdamW(pb, cfg);
+  b.loadState(a.state());
+  assert.equal(b.t, 3);
+  a.step(grads(4), 0.01);
+  b.step(grads(4), 0.01);
+  for (const name of pa.keys()) {
+    assert.deepEqual(pb.get(name)!.dataSync(), pa.get(name)!.dataSync(), name);
+    assert.deepEqual(b.state().m.get(name), a.state().m.get(name));
+    assert.deepEqual(b.state().v.get(name), a.state().v.get(name));
+  }
+  const fresh = new AdamW(pb, cfg);
+  assert.throws(() => fresh.loadState({ t: 1, m: new Map(), v: new Map() }), /AdamW: state lacks m of w/);
+  assert.throws(() => fresh.loadState({ ...a.state(), m: new Map([...a.state().m, ['extra', new Float32Array(1)]]) }), /m of extra, which is not a parameter/);
+  assert.throws(() => fresh.loadState({ ...a.state(), v: new Map([...a.state().v, ['w', new Float32Array(3)]]) }), /v of w has 3 values, parameter has 4/);
+  assert.equal(fresh.t, 0);
+  for (const v of [...pa.values(), ...pb.values()]) v.dispose();
 });
 
 test('generate: greedy decoding is deterministic and stays in the allowed id range', async () => {

@@ -4,7 +4,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
-import { parseRcc } from '../src/image/rcc.js';
+import { parseRcc } from '../scripts/rcc.js';
 import { UvuError } from '../src/util/errors.js';
 
 /** One tree node as rcc writes it (version ≥ 2: 22 bytes). */
@@ -13,7 +13,7 @@ type Node =
   | { name: string; dir: false; flags: number; payload: Buffer };
 
 /**
- * Build an rcc file by hand, following the layout in src/image/rcc.ts: header, names, data, tree.
+ * Build an rcc file by hand, following the layout in scripts/rcc.ts: header, names, data, tree.
  * Node 0 is the root; `nodes` must already be in tree order (children contiguous).
  */
 function buildRcc(nodes: Node[], version = 3): Buffer {
@@ -151,14 +151,16 @@ test('parseRcc reads a real GCompris resource file when the package is cached', 
   const cache = fileURLToPath(new URL('../../data/.debs/', import.meta.url));
   const deb = existsSync(cache) ? readdirSync(cache).find((f) => f.startsWith('gcompris-qt-data_') && f.endsWith('.deb')) : undefined;
   if (!deb) {
-    t.skip('gcompris-qt-data .deb not in data/.debs (run npm run data:photos)');
+    t.skip(`no gcompris-qt-data_*.deb in ${cache} (npm run data:photos downloads it)`);
     return;
   }
   let rcc: Buffer;
   try {
-    rcc = execSync(`dpkg-deb --fsys-tarfile '${cache}${deb}' | tar -xO ./usr/share/gcompris-qt/rcc/erase.rcc`, { maxBuffer: 1 << 28 });
-  } catch {
-    t.skip('dpkg-deb/tar not available or erase.rcc not in this version');
+    rcc = execSync(`dpkg-deb --fsys-tarfile '${cache}${deb}' | tar -xO ./usr/share/gcompris-qt/rcc/erase.rcc`, { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: Buffer; message: string };
+    const why = e.stderr?.toString().trim().split('\n').filter(Boolean).join('; ') || e.message.split('\n')[0];
+    t.skip(`cannot extract erase.rcc from ${deb} (dpkg-deb or tar missing, or not in this version): ${why}`);
     return;
   }
   const entries = parseRcc(rcc, 'erase.rcc');

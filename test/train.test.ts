@@ -12,13 +12,17 @@ import { SeqDataset } from '../src/data/dataset.js';
 import { parseTrainConfig, loadTrainConfig, type TrainConfig } from '../src/train/config.js';
 import { train } from '../src/train/train.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
-import { AdamW } from '../src/train/optim.js';
+import { AdamW } from '../src/optim/adamw.js';
 import { UvuModel } from '../src/model/model.js';
-import { Vocab } from '../src/model/vocab.js';
-import { ModelSession } from '../src/model/inference.js';
+import { Vocab } from '../src/tokens/vocab.js';
+import { ModelSession } from '../src/infer/session.js';
 import { loadImage } from '../src/image/io.js';
 import { UvuError } from '../src/util/errors.js';
 import { setQuiet } from '../src/util/progress.js';
+import { initEngine } from '../src/engine/tf.js';
+import { TEST_MODEL } from './fixtures.js';
+
+await initEngine();
 
 setQuiet(true);
 const work = mkdtempSync(join(tmpdir(), 'uvu-train-'));
@@ -32,13 +36,8 @@ saveCodebook(codebookPath, buildKmeansCodebook(store, { method: 'kmeans', size: 
 const dataDir = join(work, 'data');
 await buildDataset({ out: dataDir, imageTokenizer: codebookPath, photos: ['bundled'], text: ['moby-dick'], textDocs: 2, trainTokenizer: 300, context: 64, maxPixels: 64 * 64, valFraction: 0.2, seed: 1 });
 
-const MODEL = {
-  vision_config: { hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 },
-  projector_config: { hidden_size: 32 },
-  text_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64 },
-};
 const config = (out: string, extra: Record<string, unknown> = {}): TrainConfig =>
-  parseTrainConfig({ data: dataDir, out: join(work, out), model: MODEL, steps: 6, batch_size: 2, checkpoint_every: 3, angle_every: 2, eval_batches: 1, ...extra }, 'test');
+  parseTrainConfig({ data: dataDir, out: join(work, out), model: TEST_MODEL, steps: 6, batch_size: 2, checkpoint_every: 3, angle_every: 2, eval_batches: 1, ...extra }, 'test');
 
 test('training logs losses, angle and balancing, writes a checkpoint, curves and summary', async () => {
   const s = await train(config('run-a'));
@@ -51,7 +50,15 @@ test('training logs losses, angle and balancing, writes a checkpoint, curves and
 });
 
 test('an interrupted run resumed from its checkpoint ends with exactly the weights and log of an uninterrupted one', async () => {
-  await train(config('run-b'), { stopAfter: 3 });
+  // Interrupt after 3 steps: aborting from onStep stops the run once that step is done.
+  const interrupt = new AbortController();
+  let done = 0;
+  const onStep = (): void => {
+    if (++done === 3) interrupt.abort();
+  };
+  const stopped = await train(config('run-b'), { signal: interrupt.signal, onStep });
+  assert.equal(stopped.steps, 3);
+  assert.equal(stopped.val, null);
   assert.equal(loadCheckpoint(join(work, 'run-b', 'checkpoint')).state.step, 3);
   const resumed = await train(config('run-b'), { resume: true });
   assert.equal(resumed.resumedFrom, 3);

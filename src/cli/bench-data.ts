@@ -1,7 +1,8 @@
 /** `uvu bench-data build|stamps`: the perception benchmark's data. */
 import { Command, InvalidArgumentError } from 'commander';
 import { buildBench, DEFAULT_BENCH_SEED, DEFAULT_SCENE_SIZE, DEFAULT_TEST_SCENES, DEFAULT_TRAIN_SCENES } from '../perception/build.js';
-import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, loadRgba, photoStats, proposePhoto, PHOTO_STAMPS_LIST } from '../perception/stamps.js';
+import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, PHOTO_STAMPS_LIST } from '../perception/stamps.js';
+import { loadRgba } from '../image/io.js';
 import { TASKS } from '../perception/tasks.js';
 import { info, progress } from '../util/progress.js';
 import { collect, applyOutputOptions, emit, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
@@ -25,7 +26,7 @@ function parseSceneSize(value: string): number {
 }
 
 export function benchDataCommand(): Command {
-  const cmd = new Command('bench-data').description('perception benchmark data: photographic objects pasted on real photos, with grounding, counting, spatial and existence questions');
+  const cmd = new Command('bench-data');
 
   withOutputOptions(
     cmd

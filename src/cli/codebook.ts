@@ -6,21 +6,16 @@ import { loadCodebook, saveCodebook, type Codebook } from '../codebook/file.js';
 import { buildUvuCodebook, estimateMemory } from '../codebook/uvu/build.js';
 import { parseUvuConfig, type UvuClusterConfig } from '../codebook/uvu/config.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { Rng } from '../util/rng.js';
-import { MetricsAccumulator, type CodebookMetrics } from '../codebook/metrics.js';
+import type { CodebookMetrics } from '../codebook/metrics.js';
+import { evalCodebookOnImages, evalCodebookOnStore, tokenChanges } from '../codebook/eval.js';
 import { PatchStore } from '../patches/store.js';
-import { loadImage } from '../image/io.js';
-import { patchify } from '../patches/patchify.js';
-import { gridPositions } from '../tokens/tokenize.js';
 import { info, progress } from '../util/progress.js';
 import { UsageError, UvuError } from '../util/errors.js';
 import { applyOutputOptions, emit, fmt, parseNonNegative, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
-
-/** Evaluation patches per batch (bounds memory: batch·D·4 bytes of float scratch). */
-const EVAL_BATCH = 4096;
+import { DEFAULT_CODEBOOK_SEED, DEFAULT_MAX_PIXELS, DEFAULT_PE_SCALE } from '../util/defaults.js';
 
 export function codebookCommand(): Command {
-  const cmd = new Command('codebook').description('build and evaluate pixel codebooks');
+  const cmd = new Command('codebook');
 
   withOutputOptions(
     cmd
@@ -31,7 +26,7 @@ export function codebookCommand(): Command {
       .addOption(new Option('--method <name>', 'kmeans: Faiss-style Lloyd; uvu: PE + dedup + iterative hierarchical clustering').choices(['kmeans', 'uvu']).default('kmeans'))
       .option('--seed <s>', 'random seed', parseNonNegativeInt)
       .addOption(new Option('--pe <type>', 'positional encoding before clustering (default: none for kmeans, 2d-sincos for uvu)').choices(['none', '1d-sincos', '2d-sincos']))
-      .option('--pe-scale <lambda>', 'scale λ of the positional encoding (default 0.1)', parseNonNegative)
+      .option('--pe-scale <lambda>', `scale λ of the positional encoding (default ${DEFAULT_PE_SCALE})`, parseNonNegative)
       .option('--iters <n>', 'kmeans: Lloyd iterations', parsePositiveInt, 25)
       .option('--sample <n>', 'kmeans: training patches to draw from the store (default: all, at most 256·K)', parsePositiveInt)
       .addOption(new Option('--init <how>', 'kmeans: centre initialisation').choices(['random', 'kmeans++']).default('random'))
@@ -58,7 +53,7 @@ export function codebookCommand(): Command {
     const pe = o.pe ?? 'none';
     const cb = buildKmeansCodebook(
       o.patches,
-      { method: 'kmeans', size: o.size, iters: o.iters, seed: o.seed ?? 1234, sample: o.sample, init: o.init, pe: { type: pe, scale: pe === 'none' ? 0 : (o.peScale ?? 0.1) } },
+      { method: 'kmeans', size: o.size, iters: o.iters, seed: o.seed ?? DEFAULT_CODEBOOK_SEED, sample: o.sample, init: o.init, pe: { type: pe, scale: pe === 'none' ? 0 : (o.peScale ?? DEFAULT_PE_SCALE) } },
       (s) => {
         bar.tick();
         if (!process.stderr.isTTY) info(`iter ${s.iter}: objective ${s.objective.toPrecision(7)} mse ${s.mse.toExponential(4)} imbalance ${s.imbalance.toFixed(3)} splits ${s.nsplit} (${s.seconds.toFixed(2)} s)`);
@@ -104,43 +99,28 @@ export function codebookCommand(): Command {
       .argument('<codebook>', 'codebook file')
       .option('--patches <dir>', 'evaluate on every patch of this store')
       .option('--images <paths...>', 'evaluate on the patches of these images')
-      .option('--max-pixels <n>', 'resize policy for --images (w·h ≤ n)', parsePositiveInt, 512 * 512),
+      .option('--max-pixels <n>', 'resize policy for --images (w·h ≤ n)', parsePositiveInt, DEFAULT_MAX_PIXELS),
   ).action(async (file: string, o: OutputOptions & { patches?: string; images?: string[]; maxPixels: number }) => {
     applyOutputOptions(o);
     if (Boolean(o.patches) === Boolean(o.images)) throw new UsageError('codebook eval: give exactly one of --patches DIR or --images PATHS...');
     const cb = loadCodebook(file);
-    const metrics = o.patches ? evalOnStore(cb, o.patches) : await evalOnImages(cb, o.images!, o.maxPixels);
+    let metrics: CodebookMetrics;
+    if (o.patches) {
+      const store = PatchStore.open(o.patches);
+      const bar = progress('eval', store.count, 'patches');
+      metrics = evalCodebookOnStore(cb, store, (n) => bar.tick(n));
+      bar.stop();
+      store.close();
+    } else {
+      for (const p of o.images!) if (!existsSync(p)) throw new UsageError(`${p}: no such file`);
+      const bar = progress('eval', o.images!.length, 'images');
+      metrics = await evalCodebookOnImages(cb, o.images!, o.maxPixels, () => bar.tick());
+      bar.stop();
+    }
     emit(o, { codebook: file, ...metrics }, () => formatMetrics(metrics));
   });
 
   return cmd;
-}
-
-function evalOnStore(cb: ReturnType<typeof loadCodebook>, dir: string): CodebookMetrics {
-  const store = PatchStore.open(dir);
-  const acc = new MetricsAccumulator(cb);
-  const bar = progress('eval', store.count, 'patches');
-  for (const batch of store.scan(EVAL_BATCH)) {
-    const n = batch.meta.row.length;
-    acc.add(batch.patches, n, batch.meta);
-    bar.tick(n);
-  }
-  bar.stop();
-  return acc.result();
-}
-
-async function evalOnImages(cb: ReturnType<typeof loadCodebook>, paths: string[], maxPixels: number): Promise<CodebookMetrics> {
-  for (const p of paths) if (!existsSync(p)) throw new UsageError(`${p}: no such file`);
-  const acc = new MetricsAccumulator(cb);
-  const bar = progress('eval', paths.length, 'images');
-  for (const p of paths) {
-    const img = await loadImage(p, { maxPixels });
-    const { patches, rows, cols } = patchify(img);
-    acc.add(patches, rows * cols, gridPositions(rows, cols));
-    bar.tick();
-  }
-  bar.stop();
-  return acc.result();
 }
 
 export function formatMetrics(m: CodebookMetrics): string {
@@ -215,7 +195,7 @@ function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
     workers: o.workers,
     maxMemoryMiB: o.maxMemory,
   };
-  if (o.pe) flags.pe = { type: o.pe, scale: o.pe === 'none' ? 0 : (o.peScale ?? 0.1) };
+  if (o.pe) flags.pe = { type: o.pe, scale: o.pe === 'none' ? 0 : (o.peScale ?? DEFAULT_PE_SCALE) };
   else if (o.peScale !== undefined) flags.pe = { type: '2d-sincos', scale: o.peScale };
   for (const k of Object.keys(flags)) if (flags[k] === undefined) delete flags[k];
   if (fromFile.size === undefined && flags.size === undefined) throw new UsageError('codebook build: --size is required (or "size" in --config)');
@@ -267,20 +247,4 @@ async function buildUvu(o: BuildFlags): Promise<void> {
     config,
   };
   emit(o, result, () => `wrote ${o.out}: K = ${codebook.K}, ${state.round} rounds (${state.converged ? 'converged' : 'max rounds'}), validation PRP ${last ? fmt(last.prp) : 'n/a'}, ${state.totals.duplicatesDropped} duplicates dropped, ${state.totals.reclusters} re-clusters, ${seconds.toFixed(1)} s`);
-}
-
-/** Seed of the sample `refine` re-tokenizes to count token changes (fixed so reports compare). */
-const TOKEN_CHANGE_SEED = 7;
-
-/** Fraction of a sample of the store's patches whose token differs between two codebooks. */
-function tokenChanges(a: Codebook, b: Codebook, storeDir: string, sample: number): number {
-  const store = PatchStore.open(storeDir);
-  const n = Math.min(sample, store.count);
-  const { patches, meta } = store.sample(n, new Rng(TOKEN_CHANGE_SEED));
-  store.close();
-  const ia = new MetricsAccumulator(a).add(patches, n, meta);
-  const ib = new MetricsAccumulator(b).add(patches, n, meta);
-  let changed = 0;
-  for (let i = 0; i < n; i++) if (ia[i] !== ib[i]) changed++;
-  return changed / n;
 }

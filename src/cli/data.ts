@@ -6,6 +6,8 @@ import { FLAG_VISUAL } from '../data/sequence.js';
 import { TEXT_SOURCES, type TextSource } from '../text/corpus.js';
 import { UsageError } from '../util/errors.js';
 import { collect, applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
+import { initEngine } from '../engine/tf.js';
 
 function parseTextSources(value: string): TextSource[] {
   const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -32,7 +34,7 @@ type BuildFlags = OutputOptions &
   Required<Pick<DataBuildOptions, 'context' | 'maxPixels' | 'valFraction' | 'seed'>> & { shardMb: number };
 
 export function dataCommand(): Command {
-  const cmd = new Command('data').description('build and inspect packed image–text sequence datasets');
+  const cmd = new Command('data');
 
   withOutputOptions(
     cmd
@@ -47,7 +49,7 @@ export function dataCommand(): Command {
       .option('--tokenizer <file>', 'existing tokenizer.json (Hugging Face format)')
       .option('--train-tokenizer <vocab-size>', 'train a byte-level BPE with this many text ids on the text and the samples', parsePositiveInt)
       .option('--context <T>', 'context length: tokens per row', parsePositiveInt, 512)
-      .option('--max-pixels <n>', 'image resize policy: w·h ≤ n (DESIGN §1)', parsePositiveInt, 512 * 512)
+      .option('--max-pixels <n>', 'image resize policy: w·h ≤ n (DESIGN §1)', parsePositiveInt, DEFAULT_MAX_PIXELS)
       .option('--val-fraction <f>', 'share of sequences held out for validation', parseFraction, 0.05)
       .option('--seed <s>', 'seed for the split, the shuffle and the text-document sample', parseNonNegativeInt, 0)
       .addOption(new Option('--shard-mb <n>', 'start a new shard after this many MiB of rows + pixels').argParser(parsePositiveNumber).default(256))
@@ -55,6 +57,7 @@ export function dataCommand(): Command {
   ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
     if (o.tokenizer && o.trainTokenizer) throw new UsageError('data build: give either --tokenizer or --train-tokenizer, not both');
+    await initEngine(); // a VQ-VAE image tokenizer runs on it
     const summary = await buildDataset({
       out: o.out,
       imageTokenizer: o.imageTokenizer,

@@ -9,38 +9,35 @@
 import { Command } from 'commander';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { buildPatchStore } from '../patches/build.js';
 import { buildKmeansCodebook } from '../codebook/build.js';
 import { saveCodebook } from '../codebook/file.js';
 import { BUNDLED_PHOTOS, bundledPhotoPath, type BundledPhoto } from '../data/bundled.js';
 import { blasInfo } from '../linalg/blas.js';
 import { info, progress } from '../util/progress.js';
-import { roundtrip } from './tokens.js';
 import { writeCaptionedCrops } from '../data/photo-captions.js';
 import { subjectFromName } from '../data/captions.js';
 import { buildDataset } from '../data/build.js';
-import { parseTrainConfig } from '../train/config.js';
+import { loadTrainConfig } from '../train/config.js';
 import { train as trainModel, type StepLog } from '../train/train.js';
-import { ModelSession } from '../model/inference.js';
-import { sideBySide } from '../tokens/roundtrip.js';
+import { ModelSession } from '../infer/session.js';
+import { roundtripImage, sideBySide } from '../tokens/roundtrip.js';
 import { loadImage, writePng } from '../image/io.js';
 import { applyOutputOptions, emit, fmt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { DEFAULT_CODEBOOK_SEED, DEFAULT_MAX_PIXELS } from '../util/defaults.js';
+import { initEngine } from '../engine/tf.js';
 
 /** The photo left out of training and reconstructed at the end. */
 const HELD_OUT: BundledPhoto = 'nagasaki-boats';
 /** Random square crops per training photo for the captioned dataset. */
 const CROPS_PER_PHOTO = 24;
-/** A small model (~0.2 M parameters) that trains at a few thousand tokens/s on 2 cores. */
-const DEMO_MODEL = {
-  vision_config: { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64 },
-  projector_config: { hidden_size: 64 },
-  text_config: { hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 },
-};
+/** The demo's training run: a small model (~0.2 M parameters) that trains at a few thousand tokens/s on 2 cores. */
+const DEMO_CONFIG = fileURLToPath(new URL('../../../configs/demo.json', import.meta.url));
 
 export function demoCommand(): Command {
   return withOutputOptions(
     new Command('demo')
-      .description('codebook from the bundled photos + round trip of a held-out photo, then a short training run of the unified model that completes that photo')
       .option('--out <dir>', 'output folder', 'out/demo')
       .option('--size <K>', 'codebook size', parsePositiveInt, 256)
       .option('--iters <n>', 'k-means iterations', parsePositiveInt, 25)
@@ -64,13 +61,13 @@ export function demoCommand(): Command {
 
     info(`2/6 k-means codebook, K = ${o.size}, ${o.iters} iterations → ${codebookPath}`);
     const bar = progress('k-means', o.iters, 'iters');
-    const cb = buildKmeansCodebook(storeDir, { method: 'kmeans', size: o.size, iters: o.iters, seed: 1234 }, () => bar.tick());
+    const cb = buildKmeansCodebook(storeDir, { method: 'kmeans', size: o.size, iters: o.iters, seed: DEFAULT_CODEBOOK_SEED }, () => bar.tick());
     bar.stop();
     saveCodebook(codebookPath, cb);
     const tCodebook = performance.now();
 
     info(`3/6 round trip of the held-out photo "${HELD_OUT}" → ${pngPath}`);
-    const rt = await roundtrip(bundledPhotoPath(HELD_OUT), cb, pngPath, 512 * 512);
+    const rt = await roundtripImage(bundledPhotoPath(HELD_OUT), cb, pngPath, DEFAULT_MAX_PIXELS);
     const tRoundtrip = performance.now();
 
     // The model half: 96×96 crops (3×3 patches) keep sequences short enough to train in ~1 minute.
@@ -90,12 +87,10 @@ export function demoCommand(): Command {
     info(`5/6 joint training (pretrain, L = 0.5·L_image + L_text, balanced image targets), ${o.trainSteps} steps`);
     const runDir = join(o.out, 'run');
     rmSync(runDir, { recursive: true, force: true });
-    const config = parseTrainConfig(
-      { data: dataDir, out: runDir, model: DEMO_MODEL, steps: o.trainSteps, batch_size: 4, angle_every: 10, checkpoint_every: o.trainSteps, optim: { lr: 3e-3, warmup_frac: 0.05 } },
-      'demo',
-    );
+    const config = loadTrainConfig(DEMO_CONFIG, [`data=${dataDir}`, `out=${runDir}`, `steps=${o.trainSteps}`, `checkpoint_every=${o.trainSteps}`]);
     const every = Math.max(1, Math.round(o.trainSteps / 8));
     let lastAngle: number | null = null;
+    await initEngine(config.engine);
     const summary = await trainModel(config, {
       onStep: (l: StepLog) => {
         if (l.angle_deg !== null) lastAngle = l.angle_deg;

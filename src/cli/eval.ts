@@ -1,15 +1,15 @@
 /** `uvu eval --checkpoint DIR --bench DIR`: per-task accuracy with 95 % bootstrap intervals. */
 import { Command, Option } from 'commander';
 import { join } from 'node:path';
-import { ModelSession } from '../model/inference.js';
+import { ModelSession } from '../infer/session.js';
 import { evaluateBench } from '../perception/eval.js';
 import { progress } from '../util/progress.js';
 import { applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { initEngine } from '../engine/tf.js';
 
 export function evalCommand(): Command {
   return withOutputOptions(
     new Command('eval')
-      .description('answer a perception benchmark split with a checkpoint (greedy) and score it per task, with 95% bootstrap intervals')
       .requiredOption('--checkpoint <dir>', 'checkpoint directory (<run>/checkpoint)')
       .requiredOption('--bench <dir>', 'benchmark made by `uvu bench-data build`')
       .addOption(new Option('--split <name>', 'benchmark split').choices(['test', 'train']).default('test'))
@@ -18,6 +18,7 @@ export function evalCommand(): Command {
       .option('--seed <n>', 'seed of the bootstrap resampling', parseNonNegativeInt, 0),
   ).action(async (o: OutputOptions & { checkpoint: string; bench: string; split: 'test' | 'train'; limit?: number; sheet?: string; seed: number }) => {
     applyOutputOptions(o);
+    await initEngine();
     const session = ModelSession.load(o.checkpoint);
     const sheetPath = o.sheet ?? join(o.checkpoint, '..', `eval-${o.split}.png`);
     let bar: ReturnType<typeof progress> | null = null;

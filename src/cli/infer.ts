@@ -1,9 +1,10 @@
 /** `uvu ask` and `uvu complete-image`: run a trained checkpoint. */
 import { Command, InvalidArgumentError } from 'commander';
 import { writePng } from '../image/io.js';
-import { ModelSession } from '../model/inference.js';
+import { ModelSession } from '../infer/session.js';
 import { sideBySide } from '../tokens/roundtrip.js';
 import { applyOutputOptions, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { initEngine } from '../engine/tf.js';
 
 const temperatureOption = ['--temperature <t>', 'sampling temperature; 0 = greedy', parseNonNegative, 0] as const;
 const seedOption = ['--seed <n>', 'seed of temperature sampling', parseNonNegativeInt, 0] as const;
@@ -11,7 +12,6 @@ const seedOption = ['--seed <n>', 'seed of temperature sampling', parseNonNegati
 export function askCommand(): Command {
   return withOutputOptions(
     new Command('ask')
-      .description('answer a question about an image with a trained checkpoint (answer streamed as it is generated)')
       .argument('<question>', 'the question, e.g. "How many apples are there?"')
       .requiredOption('--checkpoint <dir>', 'checkpoint directory (<run>/checkpoint)')
       .requiredOption('--image <file>', 'image file')
@@ -20,6 +20,7 @@ export function askCommand(): Command {
       .option(...seedOption),
   ).action(async (question: string, o: OutputOptions & { checkpoint: string; image: string; maxTokens: number; temperature: number; seed: number }) => {
     applyOutputOptions(o);
+    await initEngine();
     const session = ModelSession.load(o.checkpoint);
     const stream = !o.json;
     const answer = await session.ask(o.image, question, {
@@ -37,7 +38,6 @@ export function askCommand(): Command {
 export function completeImageCommand(): Command {
   return withOutputOptions(
     new Command('complete-image')
-      .description('keep the top rows of an image, let the model predict the codes of the rest, reconstruct them with the image coder')
       .requiredOption('--checkpoint <dir>', 'checkpoint directory (<run>/checkpoint)')
       .requiredOption('--image <file>', 'image file')
       .requiredOption('--keep-rows <r>', 'patch rows (32 px each) given to the model', (v) => {
@@ -50,6 +50,7 @@ export function completeImageCommand(): Command {
       .option(...seedOption),
   ).action(async (o: OutputOptions & { checkpoint: string; image: string; keepRows: number; out: string; coder?: string; temperature: number; seed: number }) => {
     applyOutputOptions(o);
+    await initEngine();
     const session = ModelSession.load(o.checkpoint);
     const r = await session.completeImage(o.image, o.keepRows, { coder: o.coder, temperature: o.temperature, seed: o.seed });
     session.dispose();

@@ -2,41 +2,61 @@
 /**
  * The `uvu` command line. Exit codes: 0 success, 1 input cannot be processed (one line naming
  * the file and the problem), 2 usage error. `--json` prints exactly one JSON object on stdout.
+ *
+ * Start-up stays instant: this file imports only commander. The command named on the command
+ * line is the only module loaded (with what it needs: sharp, BLAS, tfjs…); `uvu --help` and an
+ * unknown command load none of them.
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { patchesCommand } from './patches.js';
-import { codebookCommand } from './codebook.js';
-import { reconstructCommand, roundtripCommand, tokenizeCommand } from './tokens.js';
-import { demoCommand } from './demo.js';
-import { dataCommand } from './data.js';
-import { vqCommand } from './vq.js';
-import { trainCommand } from './train.js';
-import { askCommand, completeImageCommand } from './infer.js';
-import { benchDataCommand } from './bench-data.js';
-import { evalCommand } from './eval.js';
-import { reportError } from './common.js';
+
+interface CommandEntry {
+  name: string;
+  /** One line, shown by `uvu --help` and as the command's own description. */
+  summary: string;
+  /** Loads the command's module and builds it (options, subcommands, action). */
+  load: () => Promise<Command>;
+}
+
+/** Every command, in pipeline order: image → patches → codebook → tokens → data → model → train → infer → eval. */
+export const COMMANDS: readonly CommandEntry[] = [
+  { name: 'patches', summary: 'cut photos into 32×32×3 patches and store them on disk', load: async () => (await import('./patches.js')).patchesCommand() },
+  { name: 'codebook', summary: 'build and evaluate pixel codebooks', load: async () => (await import('./codebook.js')).codebookCommand() },
+  { name: 'tokenize', summary: 'turn an image into codebook token ids {width, height, rows, cols, ids}', load: async () => (await import('./tokens.js')).tokenizeCommand() },
+  { name: 'reconstruct', summary: 'rebuild an image from token ids with the codebook (no decoder network)', load: async () => (await import('./tokens.js')).reconstructCommand() },
+  { name: 'roundtrip', summary: 'tokenize + reconstruct; write original | reconstruction | error heat-map and print PRP/PSNR', load: async () => (await import('./tokens.js')).roundtripCommand() },
+  { name: 'data', summary: 'build and inspect packed image–text sequence datasets', load: async () => (await import('./data.js')).dataCommand() },
+  { name: 'vq', summary: 'patch VQ-VAE tokenizer of the AR+VQ baseline (DESIGN §9)', load: async () => (await import('./vq.js')).vqCommand() },
+  { name: 'train', summary: 'train the unified model (pretrain or SFT; uvu, text-only or ar-vq) from a JSON config', load: async () => (await import('./train.js')).trainCommand() },
+  { name: 'ask', summary: 'answer a question about an image with a trained checkpoint (answer streamed as it is generated)', load: async () => (await import('./infer.js')).askCommand() },
+  { name: 'complete-image', summary: 'keep the top rows of an image, let the model predict the codes of the rest, reconstruct them with the image coder', load: async () => (await import('./infer.js')).completeImageCommand() },
+  { name: 'bench-data', summary: 'perception benchmark data: photographic objects pasted on real photos, with grounding, counting, spatial and existence questions', load: async () => (await import('./bench-data.js')).benchDataCommand() },
+  { name: 'eval', summary: 'answer a perception benchmark split with a checkpoint (greedy) and score it per task, with 95% bootstrap intervals', load: async () => (await import('./eval.js')).evalCommand() },
+  { name: 'demo', summary: 'codebook from the bundled photos + round trip of a held-out photo, then a short training run of the unified model that completes that photo', load: async () => (await import('./demo.js')).demoCommand() },
+];
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-export function buildProgram(): Command {
+/** The command named on the command line: the first argument that is not an option (`help X` names X). */
+function commandName(argv: readonly string[]): string | undefined {
+  const words = argv.slice(2).filter((a) => !a.startsWith('-'));
+  return words[0] === 'help' ? words[1] : words[0];
+}
+
+/**
+ * The program with the command named in `argv` fully built and every other command as a stub
+ * (name and summary only: enough for `uvu --help` and for commander's "unknown command").
+ */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('uvu')
     .description('UVU: pixel-level visual codebook (patches → codebook → tokens → images) and the unified autoregressive model (data → train → ask / complete-image → eval)')
     .version(pkg.version)
-    .showHelpAfterError('(run with --help for usage)')
-    .addCommand(patchesCommand())
-    .addCommand(codebookCommand())
-    .addCommand(tokenizeCommand())
-    .addCommand(reconstructCommand())
-    .addCommand(roundtripCommand())
-    .addCommand(dataCommand())
-    .addCommand(vqCommand())
-    .addCommand(trainCommand())
-    .addCommand(askCommand())
-    .addCommand(completeImageCommand())
-    .addCommand(benchDataCommand())
-    .addCommand(evalCommand())
-    .addCommand(demoCommand());
+    .showHelpAfterError('(run with --help for usage)');
+  const wanted = commandName(argv);
+  for (const entry of COMMANDS) {
+    const cmd = entry.name === wanted ? await entry.load() : new Command(entry.name);
+    program.addCommand(cmd.description(entry.summary));
+  }
   // Usage errors (unknown option, missing argument, bad value) exit 2 instead of commander's 1.
   const exitOverride = (cmd: Command): void => {
     cmd.exitOverride();
@@ -48,13 +68,15 @@ export function buildProgram(): Command {
 
 async function main(): Promise<void> {
   try {
-    await buildProgram().parseAsync(process.argv);
+    await (await buildProgram()).parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end with exit code 0; everything else commander raises is usage.
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
+    // Loaded only on failure: it brings the error classes and the progress module.
+    const { reportError } = await import('./common.js');
     process.exitCode = reportError(err);
   }
 }

@@ -4,9 +4,10 @@ import { buildPatchStore } from '../patches/build.js';
 import { PatchStore } from '../patches/store.js';
 import { exportSample } from '../patches/npy.js';
 import { applyOutputOptions, emit, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
+import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 
 export function patchesCommand(): Command {
-  const cmd = new Command('patches').description('cut photos into 32×32×3 patches and store them on disk');
+  const cmd = new Command('patches');
 
   withOutputOptions(
     cmd
@@ -14,7 +15,7 @@ export function patchesCommand(): Command {
       .description('build a sharded patch store from image files, folders (recursive), globs or @list files')
       .argument('<inputs...>', 'files, folders, globs ("photos/**/*.jpg") or @list.txt (one path per line)')
       .requiredOption('--out <dir>', 'store folder to create')
-      .option('--max-pixels <n>', 'resize so that w·h ≤ n (DESIGN §1)', parsePositiveInt, 512 * 512)
+      .option('--max-pixels <n>', 'resize so that w·h ≤ n (DESIGN §1)', parsePositiveInt, DEFAULT_MAX_PIXELS)
       .option('--offsets', 'random grid offset per image (0..31 px, augmentation)', false)
       .option('--dedup', 'drop exact duplicate patches (64-bit hash)', false)
       .option('--seed <s>', 'seed for --offsets', parseNonNegativeInt, 0)

@@ -3,18 +3,19 @@ import { Command } from 'commander';
 import { loadTrainConfig } from '../train/config.js';
 import { train } from '../train/train.js';
 import { collect, applyOutputOptions, emit, fmt, withOutputOptions, type OutputOptions } from './common.js';
+import { initEngine } from '../engine/tf.js';
 
 
 export function trainCommand(): Command {
   return withOutputOptions(
     new Command('train')
-      .description('train the unified model (pretrain or SFT; uvu, text-only or ar-vq) from a JSON config')
       .requiredOption('--config <file>', 'run config (JSON; see configs/ and README "Training")')
       .option('--set <path=value>', 'override a config field, e.g. --set steps=50 --set optim.lr=3e-4 (repeatable)', collect, [])
       .option('--resume', 'continue from <out>/checkpoint if it exists (same data order and results as an uninterrupted run)'),
   ).action(async (o: OutputOptions & { config: string; set: string[]; resume?: boolean }) => {
     applyOutputOptions(o);
     const config = loadTrainConfig(o.config, o.set);
+    await initEngine(config.engine);
     const s = await train(config, { resume: o.resume });
     emit(o, s, () =>
       [

@@ -3,15 +3,13 @@ import { Command } from 'commander';
 import { PatchStore } from '../patches/store.js';
 import { UsageError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
-import { Rng } from '../util/rng.js';
 import { loadVqCoder } from '../vq/coder.js';
 import { parseVqConfig, type VqConfigInput } from '../vq/config.js';
-import { VqEvalAccumulator, type VqMetrics } from '../vq/eval.js';
+import { evalVqOnStore, type VqMetrics } from '../vq/eval.js';
 import { trainVq } from '../vq/train.js';
 import { applyOutputOptions, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { initEngine } from '../engine/tf.js';
 
-/** Evaluation patches per batch. */
-const EVAL_BATCH = 4096;
 
 interface TrainFlags extends OutputOptions {
   patches: string;
@@ -30,7 +28,7 @@ interface TrainFlags extends OutputOptions {
 }
 
 export function vqCommand(): Command {
-  const cmd = new Command('vq').description('patch VQ-VAE tokenizer of the AR+VQ baseline (DESIGN §9)');
+  const cmd = new Command('vq');
 
   withOutputOptions(
     cmd
@@ -51,6 +49,7 @@ export function vqCommand(): Command {
       .option('--seed <s>', 'random seed (default 1234)', parseNonNegativeInt),
   ).action(async (o: TrainFlags) => {
     applyOutputOptions(o);
+    await initEngine();
     const given: VqConfigInput = {
       K: o.k,
       codeDim: o.dim,
@@ -89,31 +88,16 @@ export function vqCommand(): Command {
       .requiredOption('--patches <dir>', 'patch store to evaluate on')
       .option('--sample <n>', 'evaluate on n random patches (default: every patch)', parsePositiveInt)
       .option('--seed <s>', 'seed for --sample', parseNonNegativeInt, 0),
-  ).action((o: OutputOptions & { vq: string; patches: string; sample?: number; seed: number }) => {
+  ).action(async (o: OutputOptions & { vq: string; patches: string; sample?: number; seed: number }) => {
     applyOutputOptions(o);
+    await initEngine();
     const coder = loadVqCoder(o.vq);
     const store = PatchStore.open(o.patches);
     try {
       if (o.sample !== undefined && o.sample > store.count) throw new UsageError(`vq eval: --sample ${o.sample} is larger than the ${store.count} patches of ${o.patches}`);
-      const acc = new VqEvalAccumulator(coder);
-      const total = o.sample ?? store.count;
-      const bar = progress('vq eval', total, 'patches');
-      if (o.sample !== undefined) {
-        const indices = new Rng(o.seed).sampleIndices(store.count, o.sample).sort();
-        for (let s = 0; s < indices.length; s += EVAL_BATCH) {
-          const idx = indices.subarray(s, s + EVAL_BATCH);
-          acc.add(store.readIndices(idx).patches, idx.length);
-          bar.tick(idx.length);
-        }
-      } else {
-        for (const b of store.scan(EVAL_BATCH)) {
-          const n = b.meta.row.length;
-          acc.add(b.patches, n);
-          bar.tick(n);
-        }
-      }
+      const bar = progress('vq eval', o.sample ?? store.count, 'patches');
+      const metrics = evalVqOnStore(coder, store, { sample: o.sample, seed: o.seed }, (n) => bar.tick(n));
       bar.stop();
-      const metrics = acc.result();
       emit(o, { vq: o.vq, patches: o.patches, ...metrics }, () => formatVqMetrics(metrics));
     } finally {
       store.close();

@@ -12,6 +12,7 @@ import { NO_POSENC, PosEncSchema } from './posenc.js';
 import type { Codebook } from './file.js';
 import { Rng } from '../util/rng.js';
 import { UvuError } from '../util/errors.js';
+import { DEFAULT_CODEBOOK_SEED } from '../util/defaults.js';
 
 export const KmeansBuildSchema = z.object({
   method: z.literal('kmeans'),
@@ -19,7 +20,7 @@ export const KmeansBuildSchema = z.object({
   size: z.number().int().min(1),
   /** Lloyd iterations. */
   iters: z.number().int().min(1).default(25),
-  seed: z.number().int().default(1234),
+  seed: z.number().int().default(DEFAULT_CODEBOOK_SEED),
   /** Training patches drawn from the store (default: all, capped at 256·K like Faiss). */
   sample: z.number().int().min(1).optional(),
   init: z.enum(['random', 'kmeans++']).default('random'),

@@ -8,6 +8,7 @@
  */
 import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 import { PATCH, PATCH_DIM } from '../patches/patchify.js';
 import { PosEncSchema, isIdentity, type PosEnc } from './posenc.js';
 
@@ -95,8 +96,7 @@ export function loadCodebook(path: string): Codebook {
   const badPixel = firstNonFinite(centersPixel);
   if (badPixel >= 0) fail(`centers_pixel has a non-finite value (${centersPixel[badPixel]}) at entry ${Math.floor(badPixel / D)}, dim ${badPixel % D}`);
 
-  const pe = PosEncSchema.safeParse(parseJsonField(path, metadata, 'pe'));
-  if (!pe.success) fail(`metadata "pe" is invalid: ${pe.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const pe = parseOrFail(PosEncSchema, parseJsonField(path, metadata, 'pe'), `${path}: invalid codebook: metadata "pe"`, { all: true });
 
   let centersAssign: Float32Array | null = null;
   const assign = tensors.centers_assign;
@@ -106,8 +106,8 @@ export function loadCodebook(path: string): Codebook {
     centersAssign = assign.data as Float32Array;
     const badAssign = firstNonFinite(centersAssign);
     if (badAssign >= 0) fail(`centers_assign has a non-finite value at entry ${Math.floor(badAssign / D)}`);
-  } else if (!isIdentity(pe.data!)) {
-    fail(`positional encoding ${pe.data!.type} is on but tensor "centers_assign" is missing`);
+  } else if (!isIdentity(pe)) {
+    fail(`positional encoding ${pe.type} is on but tensor "centers_assign" is missing`);
   }
 
   const countsT = tensors.counts ?? fail('missing tensor "counts"');
@@ -124,7 +124,7 @@ export function loadCodebook(path: string): Codebook {
     centersPixel,
     centersAssign,
     counts,
-    pe: pe.data!,
+    pe: pe,
     build: parseJsonField(path, metadata, 'build') as Record<string, unknown>,
     data: metadata.data ?? '',
     metrics: parseJsonField(path, metadata, 'metrics') as Record<string, unknown>,

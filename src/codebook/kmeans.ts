@@ -12,6 +12,7 @@ import { FlatIndex } from './search.js';
 import type { PatchPoints } from './points.js';
 import { Rng } from '../util/rng.js';
 import { UsageError, warnOnce } from '../util/errors.js';
+import { DEFAULT_CODEBOOK_SEED } from '../util/defaults.js';
 
 export const KmeansConfigSchema = z.object({
   /** Number of centres K. */
@@ -19,7 +20,7 @@ export const KmeansConfigSchema = z.object({
   /** Lloyd iterations (Faiss default 25). */
   iters: z.number().int().min(1).default(25),
   /** Seed for init, subsampling and splits. */
-  seed: z.number().int().default(1234),
+  seed: z.number().int().default(DEFAULT_CODEBOOK_SEED),
   /** 'random': K distinct training points (Faiss); 'kmeans++': D² sampling, O(n·K·D) extra work. */
   init: z.enum(['random', 'kmeans++']).default('random'),
   /** Subsample to at most this many points per centre (Faiss default 256). */

@@ -103,3 +103,15 @@ export class PatchPoints {
     return new PatchPoints(u8, m, D, pos, this.pe);
   }
 }
+
+/** Grid positions of a rows×cols raster of patches. */
+export function gridPositions(rows: number, cols: number): PatchPositions {
+  const n = rows * cols;
+  const row = new Uint16Array(n);
+  const col = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    row[i] = Math.floor(i / cols);
+    col[i] = i % cols;
+  }
+  return { row, col, cols: new Uint16Array(n).fill(cols) };
+}

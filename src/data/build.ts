@@ -15,14 +15,13 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import sharp from 'sharp';
 import { writeFileAtomic } from '../util/atomic.js';
 import { writeSafetensors } from '../io/safetensors.js';
-import { loadImage, targetSize } from '../image/io.js';
+import { loadImage, readImageSize, targetSize } from '../image/io.js';
 import { patchify, PATCH } from '../patches/patchify.js';
 import { resolveInputs } from '../patches/inputs.js';
-import { sha256File } from '../patches/store.js';
-import { SPECIAL_TOKENS, Vocab } from '../model/vocab.js';
+import { sha256File } from '../util/fsio.js';
+import { SPECIAL_TOKENS, Vocab } from '../tokens/vocab.js';
 import { ByteBpeTokenizer } from '../text/bpe.js';
 import { publicDomainTexts, type TextSource } from '../text/corpus.js';
 import { loadImageCoder, type ImageCoder } from '../tokens/coder.js';
@@ -46,6 +45,7 @@ import {
 import { Rng } from '../util/rng.js';
 import { info, progress } from '../util/progress.js';
 import { UsageError, UvuError } from '../util/errors.js';
+import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 
 export interface DataBuildOptions {
   /** Dataset folder to create. */
@@ -114,7 +114,7 @@ interface Grid {
 type ResolvedOptions = DataBuildOptions & Required<Pick<DataBuildOptions, 'context' | 'maxPixels' | 'valFraction' | 'seed' | 'shardBytes'>>;
 
 function withDefaults(o: DataBuildOptions): ResolvedOptions {
-  return { ...o, context: o.context ?? 512, maxPixels: o.maxPixels ?? 512 * 512, valFraction: o.valFraction ?? 0.05, seed: o.seed ?? 0, shardBytes: o.shardBytes ?? 256 << 20 };
+  return { ...o, context: o.context ?? 512, maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, valFraction: o.valFraction ?? 0.05, seed: o.seed ?? 0, shardBytes: o.shardBytes ?? 256 << 20 };
 }
 
 /** Tokenized images kept for samples that share an image (e.g. several questions on one scene). */
@@ -130,7 +130,7 @@ export async function buildDataset(options: DataBuildOptions): Promise<DataBuild
   checkOptions(o, out);
 
   // 1. Image coder (validated on load), samples and image grids.
-  const coder = await loadImageCoder(o.imageTokenizer);
+  const coder = loadImageCoder(o.imageTokenizer);
   const samples = await collectSamples(o);
   const grids = await probeImages(samples, o.maxPixels, o.context);
 
@@ -245,17 +245,7 @@ async function collectSamples(o: ResolvedOptions): Promise<Sample[]> {
 
 /** Patch grid of an image after the resize policy, from its header only (as loadImage computes it). */
 export async function probeImageGrid(path: string, maxPixels: number): Promise<Grid> {
-  let w: number | undefined;
-  let h: number | undefined;
-  try {
-    const meta = await sharp(path, { pages: 1, limitInputPixels: 1 << 30 }).metadata();
-    w = meta.autoOrient?.width ?? meta.width;
-    h = meta.autoOrient?.height ?? meta.height;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new UvuError(`cannot decode image ${path}: ${e.code === 'ENOENT' || /missing|not exist/i.test(String(e.message)) ? 'file not found' : String(e.message).split('\n')[0]}`);
-  }
-  if (!w || !h) throw new UvuError(`cannot decode image ${path}: image has no pixels`);
+  const { width: w, height: h } = await readImageSize(path);
   const size = targetSize(w, h, maxPixels);
   return { rows: size.height / PATCH, cols: size.width / PATCH, width: size.width, height: size.height };
 }

@@ -13,13 +13,13 @@
  * stream is row perm_e[g mod N] of epoch e = ⌊g / N⌋, perm_e a seeded shuffle per epoch. So a run
  * resumed at step s reads exactly the batches it would have read.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readSafetensors } from '../io/safetensors.js';
-import { Vocab } from '../model/vocab.js';
+import { Vocab } from '../tokens/vocab.js';
 import { ByteBpeTokenizer } from '../text/bpe.js';
-import { sha256File } from '../patches/store.js';
+import { parseOrFail, readJsonFile, sha256File } from '../util/fsio.js';
 import { PATCH } from '../patches/patchify.js';
 import { Rng } from '../util/rng.js';
 import { UvuError } from '../util/errors.js';
@@ -117,20 +117,6 @@ export function batchRowIndices(n: number, step: number, B: number, seed: number
   return out;
 }
 
-function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UvuError(`${path}: cannot read ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new UvuError(`${path}: ${what} is not valid JSON`);
-  }
-}
-
 export class SeqDataset {
   /** Context length: positions per row. */
   readonly T: number;
@@ -175,12 +161,7 @@ export class SeqDataset {
   static open(dir: string, opts: { verify?: boolean } = {}): SeqDataset {
     const manifestPath = join(dir, MANIFEST_FILE);
     if (!existsSync(manifestPath)) throw new UvuError(`${dir}: not a uvu dataset (no ${MANIFEST_FILE}; build one with "uvu data build")`);
-    const parsed = ManifestSchema.safeParse(readJson(manifestPath, 'dataset manifest'));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new UvuError(`${manifestPath}: not a uvu dataset manifest: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    }
-    const m = parsed.data;
+    const m = parseOrFail(ManifestSchema, readJsonFile(manifestPath, 'dataset manifest'), `${manifestPath}: not a uvu dataset manifest`);
     if (m.imageCoder.K !== m.vocab.K) throw new UvuError(`${manifestPath}: image coder K = ${m.imageCoder.K} but the vocabulary has K = ${m.vocab.K}`);
     for (const f of [m.tokenizer.file, m.codeCounts.file]) {
       if (!existsSync(join(dir, f))) throw new UvuError(`${join(dir, f)}: missing dataset file`);

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { loadImage } from '../image/io.js';
 import { describePhoto, subjectFromName } from './captions.js';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 
 /** Where a sample was defined: a JSONL file and 1-based line, or a generator and an item. */
 export interface SampleSource {
@@ -37,25 +38,19 @@ export function where(s: { source: SampleSource }): string {
 
 /** Parse one JSONL line into a sample (image paths resolved against `baseDir`). */
 export function parseSampleLine(raw: unknown, source: SampleSource, baseDir: string): Sample {
-  const fail = (what: string): never => {
-    throw new UvuError(`${source.file}:${source.line}: ${what}`);
-  };
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return fail('expected a JSON object');
+  const where = `${source.file}:${source.line}`;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UvuError(`${where}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
-  const issues = (r: z.ZodSafeParseError<unknown>): string => r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
   if ('prompt' in o || 'answer' in o) {
-    const r = QaLine.safeParse(o);
-    if (!r.success) return fail(`not a question/answer sample: ${issues(r)}`);
-    return { kind: 'qa', image: resolve(baseDir, r.data.image), prompt: r.data.prompt, answer: r.data.answer, task: r.data.task, id: r.data.id, source };
+    const q = parseOrFail(QaLine, o, `${where}: not a question/answer sample`, { all: true });
+    return { kind: 'qa', image: resolve(baseDir, q.image), prompt: q.prompt, answer: q.answer, task: q.task, id: q.id, source };
   }
   if ('image' in o) {
-    const r = CaptionLine.safeParse(o);
-    if (!r.success) return fail(`not a caption sample: ${issues(r)}`);
-    return { kind: 'caption', image: resolve(baseDir, r.data.image), text: r.data.text, source };
+    const c = parseOrFail(CaptionLine, o, `${where}: not a caption sample`, { all: true });
+    return { kind: 'caption', image: resolve(baseDir, c.image), text: c.text, source };
   }
-  const r = TextLine.safeParse(o);
-  if (!r.success) return fail(`not a sample (expected {"image","text"}, {"image","prompt","answer"} or {"text"}): ${issues(r)}`);
-  return { kind: 'text', text: r.data.text, source };
+  const t = parseOrFail(TextLine, o, `${where}: not a sample (expected {"image","text"}, {"image","prompt","answer"} or {"text"})`, { all: true });
+  return { kind: 'text', text: t.text, source };
 }
 
 /** Read a sample JSONL file. Blank lines are skipped; any bad line is an error naming file:line. */

@@ -16,7 +16,7 @@
  * Pretraining supervises every target inside a sample (positions 0 … L−2); SFT supervises the
  * targets answer_1 … answer_m, <eos>, i.e. positions from `<|assistant|>` to L−2.
  */
-import type { Vocab } from '../model/vocab.js';
+import type { Vocab } from '../tokens/vocab.js';
 import { UvuError } from '../util/errors.js';
 
 export const FLAG_VISUAL = 1;

@@ -14,12 +14,12 @@
  * with its size and sha256; opening checks the sizes, `verify` the hashes, and every row read is
  * range-checked, so a damaged shard is reported by name instead of feeding garbage to training.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { sha256File } from '../patches/store.js';
+import { readExact, sha256File } from '../util/fsio.js';
 import { PATCH } from '../patches/patchify.js';
 import { UvuError } from '../util/errors.js';
 import { FLAG_MASK } from './sequence.js';
@@ -168,15 +168,6 @@ function openChecked(path: string, expectedBytes: number): number {
   return fd;
 }
 
-function preadFully(fd: number, buf: Uint8Array, position: number, path: string): void {
-  let got = 0;
-  while (got < buf.length) {
-    const n = readSync(fd, buf, got, buf.length - got, position + got);
-    if (n === 0) throw new UvuError(`${path}: unexpected end of file at byte ${position + got} (truncated?)`);
-    got += n;
-  }
-}
-
 /** Random access to the rows of one shard. Holds two open file descriptors until `close`. */
 export class ShardReader {
   private readonly rowsFd: number;
@@ -234,7 +225,7 @@ export class ShardReader {
   read(r: number): Row {
     const { T } = this;
     if (!(Number.isInteger(r) && r >= 0 && r < this.entry.rows)) throw new RangeError(`${this.rowsPath}: row ${r} out of range (0 … ${this.entry.rows - 1})`);
-    preadFully(this.rowsFd, this.buf, r * rowBytes(T), this.rowsPath);
+    readExact(this.rowsFd, this.buf, r * rowBytes(T), this.rowsPath);
     const ids = new Int32Array(T);
     for (let t = 0; t < T; t++) {
       const id = this.buf.readInt32LE(4 * t);
@@ -253,7 +244,7 @@ export class ShardReader {
         if (!(ids[start + i]! >= this.imageOffset)) throw new UvuError(`${this.rowsPath}: row ${r} is corrupt: position ${start + i} of an image holds a non-image id ${ids[start + i]}`);
       }
       const pixels = new Uint8Array(width * height * 3);
-      preadFully(this.pixelsFd, pixels, this.pixelOffset[e]!, this.pixelsPath);
+      readExact(this.pixelsFd, pixels, this.pixelOffset[e]!, this.pixelsPath);
       images.push({ start, rows, cols, width, height, pixels });
     }
     return { ids, flags, images };

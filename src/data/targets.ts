@@ -5,7 +5,7 @@
  * supervised target (text, specials, `</img>`) to L_text. In SFT the image loss is off, so
  * imageMask is all zeros there.
  */
-import type { Vocab } from '../model/vocab.js';
+import type { Vocab } from '../tokens/vocab.js';
 import type { Batch } from './dataset.js';
 import { FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT } from './sequence.js';
 

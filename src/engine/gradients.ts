@@ -1,24 +1,18 @@
 /**
- * Registers tfjs-core's own gradient functions (Sum, Softmax, GatherV2, …: every kernel
- * tfjs can differentiate). The package's Node entry point (the CommonJS bundle in `main`)
- * ships without them; upstream keeps them in `dist/register_all_gradients.js`, which
- * `@tensorflow/tfjs` and tfjs-layers import for their users. That file and its imports are
- * bundler-style ES modules, loaded here through ./tfjs-esm-hook.ts. They are a second copy
- * of tfjs-core's modules, but tfjs keeps the engine and the kernel and gradient registries
- * in one global namespace (and Tensor `instanceof` checks are structural), so what they
- * register is what the bundle's tf.grad / tf.variableGrads use. Costs about a second of
- * start-up, once per process.
+ * Registers TensorFlow.js's gradient functions (Sum, Softmax, GatherV2, …: every kernel tfjs can
+ * differentiate). tfjs-core's Node entry point ships without them; the supported way to get them
+ * is the `@tensorflow/tfjs` package, whose Node bundle registers them on the one tfjs-core module
+ * instance (it requires '@tensorflow/tfjs-core' like we do). package.json pins every
+ * @tensorflow package to the same exact version, so that npm installs a single tfjs-core: two
+ * copies would each have their own registries. Loading it costs ~0.7 s, once, in initEngine.
  *
  * One of them is then wrapped: tfjs's BatchMatMul gradient does not sum over broadcast
  * batch dims, so e.g. tf.matMul((B,T,C), (C,N)) could not be differentiated. (The
  * gradient of tf.fused.matMul lives inside that op and keeps the limitation: give it
  * inputs with equal batch dims, or 2-D `a`.)
  */
-import { register } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { UvuError } from '../util/errors.js';
-
-const GRADIENTS_ENTRY = '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 
 /** Sums `grad` over the axes along which an input of `shape` was broadcast, back to `shape`. */
 function sumToShape(grad: tf.Tensor, shape: number[]): tf.Tensor {
@@ -41,10 +35,9 @@ function fixBatchMatMulGradient(): void {
 }
 
 export async function registerTfjsGradients(): Promise<void> {
-  // Already there when @tensorflow/tfjs was loaded too.
+  await import('@tensorflow/tfjs');
   if (tf.getGradient(tf.Softmax) === undefined) {
-    register('./tfjs-esm-hook.js', import.meta.url);
-    await import(GRADIENTS_ENTRY);
+    throw new UvuError('src/engine/gradients.ts: @tensorflow/tfjs registered no gradients on this tfjs-core (two tfjs-core copies installed? run npm ls @tensorflow/tfjs-core)');
   }
   fixBatchMatMulGradient();
 }

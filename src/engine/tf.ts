@@ -2,7 +2,7 @@
  * The autograd engine: TensorFlow.js (tfjs-core 4.22) with its matrix products on the
  * machine's BLAS. All uvu code imports `tf` from here, never from '@tensorflow/*'.
  *
- * Backends, chosen with `useEngine`:
+ * Backends, chosen with `initEngine`:
  *   'blas' → 'uvu-blas' (default): tfjs-backend-cpu's kernels, except BatchMatMul and
  *            _FusedMatMul, which call sgemm (./blas-kernels.ts); gradients of matMul are
  *            matMuls, so the backward pass runs on BLAS too. UnsortedSegmentSum (the
@@ -12,9 +12,10 @@
  *   'cpu'  → the stock 'cpu' backend, untouched (for comparison).
  *   'wasm' → the stock 'wasm' backend (single-threaded under Node), loaded on first request.
  *
- * Importing this module also registers tfjs-core's gradient functions, which its Node entry
- * point lacks (./gradients.ts). The chained-op API (`x.sum()`) is not registered: write
- * `tf.sum(x)`.
+ * Importing this module starts nothing. `initEngine(name)` does, once per process, before any tf
+ * operation: it registers tfjs's gradient functions (./gradients.ts) and the BLAS backend, and
+ * makes `name` the backend of what follows. Library functions that run tf check it was called
+ * (`requireEngine`). The chained-op API (`x.sum()`) is not registered: write `tf.sum(x)`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
@@ -56,9 +57,20 @@ function registerBlasBackend(): void {
   }
 }
 
-/** Makes `name` the backend of every following tf operation (tensors move over when used). */
-export async function useEngine(name: EngineName): Promise<void> {
+let started = false;
+
+/**
+ * Starts the engine (registers gradients and the BLAS backend, once) and makes `name` the backend
+ * of every following tf operation; tensors made before move over when used. Call it again to
+ * switch engines.
+ */
+export async function initEngine(name: EngineName = 'blas'): Promise<void> {
   if (!ENGINE_NAMES.includes(name)) throw new UsageError(`unknown engine '${String(name)}' (expected ${ENGINE_NAMES.join(', ')})`);
+  if (!started) {
+    await registerTfjsGradients();
+    registerBlasBackend();
+    started = true;
+  }
   const backendName = BACKEND_OF[name];
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   if (!(await tf.setBackend(backendName))) {
@@ -66,6 +78,23 @@ export async function useEngine(name: EngineName): Promise<void> {
   }
   await tf.ready();
   withoutNodeBanner(tf.backend());
+}
+
+/** The engine tf operations run on now, or null before initEngine. */
+export function activeEngine(): EngineName | null {
+  if (!started) return null;
+  const backendName = tf.getBackend();
+  return ENGINE_NAMES.find((e) => BACKEND_OF[e] === backendName) ?? null;
+}
+
+/**
+ * Fails unless initEngine ran (and, with `name`, unless that engine is the active one): without
+ * it tfjs would quietly start its stock cpu backend, which has no gradients registered.
+ */
+export function requireEngine(who: string, name?: EngineName): void {
+  const active = activeEngine();
+  if (active === null) throw new UvuError(`${who}: the tensor engine is not started; call initEngine() (src/engine/tf.ts) first`);
+  if (name !== undefined && active !== name) throw new UvuError(`${who}: asked for engine '${name}' but '${active}' is active; call initEngine('${name}') first`);
 }
 
 export interface KernelTime {
@@ -113,7 +142,3 @@ export async function profileKernels(fn: () => void | tf.Tensor | tf.Tensor[]): 
   const byKernel = [...byName.values()].sort((x, y) => y.ms - x.ms);
   return { totalMs, wallMs, byKernel };
 }
-
-registerBlasBackend();
-await registerTfjsGradients();
-await useEngine('blas');

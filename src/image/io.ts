@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 import { UvuError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 
 // One image at a time, no decoded-image cache: keeps memory flat while streaming millions of files.
 sharp.cache(false);
@@ -29,6 +30,13 @@ export interface RgbImage {
   height: number;
 }
 
+/** An RGBA image, [height, width, 4] row-major, 8 bits per channel (object cut-outs). */
+export interface RgbaImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
 export interface LoadedImage extends RgbImage {
   /** Size after EXIF orientation, before resizing. */
   originalWidth: number;
@@ -37,7 +45,6 @@ export interface LoadedImage extends RgbImage {
   path: string;
 }
 
-export const DEFAULT_MAX_PIXELS = 512 * 512;
 export const DEFAULT_BACKGROUND: [number, number, number] = [128, 128, 128];
 
 /**
@@ -190,3 +197,48 @@ export async function resizeRgb(img: RgbImage, width: number, height: number): P
   return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
 }
 
+/** An image file's width and height after its EXIF orientation, from its header only (no pixel decode). */
+export async function readImageSize(path: string): Promise<{ width: number; height: number }> {
+  let w: number | undefined;
+  let h: number | undefined;
+  try {
+    const meta = await sharp(path, { pages: 1, limitInputPixels: 1 << 30 }).metadata();
+    w = meta.autoOrient?.width ?? meta.width;
+    h = meta.autoOrient?.height ?? meta.height;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UvuError(`cannot decode image ${path}: ${e.code === 'ENOENT' || /missing|not exist/i.test(String(e.message)) ? 'file not found' : String(e.message).split('\n')[0]}`);
+  }
+  if (!w || !h) throw new UvuError(`cannot decode image ${path}: image has no pixels`);
+  return { width: w, height: h };
+}
+
+/** Decode an object cut-out to 8-bit sRGB RGBA (an image without alpha becomes fully opaque); no resizing. */
+export async function loadRgba(path: string): Promise<RgbaImage> {
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await sharp(readFileSync(path), { failOn: 'truncated' }).toColourspace('srgb').ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UvuError(`${path}: cannot read object cut-out (${e.code === 'ENOENT' ? 'file not found' : String(e.message).split('\n')[0]})`);
+  }
+  const { width, height, channels } = out.info;
+  if (channels !== 4) throw new UvuError(`${path}: decoder gave ${channels} channels, expected RGBA`);
+  return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
+}
+
+/**
+ * Decode a photo to 8-bit sRGB scaled (lanczos3, aspect kept) so that it just covers a
+ * side×side square: the shorter side becomes `side`. Alpha is composited onto mid-grey.
+ */
+export async function loadImageCovering(path: string, side: number): Promise<RgbImage> {
+  const { data, info } = await sharp(path, { failOn: 'truncated', pages: 1 })
+    .rotate()
+    .flatten({ background: '#808080' })
+    .toColourspace('srgb')
+    .resize(side, side, { fit: 'outside', kernel: 'lanczos3' })
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+}

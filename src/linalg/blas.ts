@@ -9,7 +9,9 @@
  */
 import koffi, { type LibraryHandle } from 'koffi';
 import { UsageError, warnOnce } from '../util/errors.js';
-import { sgemmFallback } from './gemm-fallback.js';
+import { sgemmFallback, type SgemmFn } from './gemm-fallback.js';
+
+export type { SgemmFn };
 
 export type BlasBackend = 'openblas' | 'accelerate' | 'blas' | 'fallback';
 
@@ -20,23 +22,6 @@ export interface BlasInfo {
   /** Worker threads the library uses, when it can tell (OpenBLAS); otherwise null. */
   threads: number | null;
 }
-
-/** Row-major sgemm signature shared by the native binding and the fallback kernel. */
-export type SgemmFn = (
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  ldc: number,
-) => void;
 
 /** CBLAS enum values (cblas.h). */
 const CBLAS_ROW_MAJOR = 101;
@@ -137,6 +122,23 @@ export function setBlasThreads(n: number): boolean {
   if (!l.setThreads) return false;
   l.setThreads(n);
   return true;
+}
+
+/**
+ * Runs `fn` with the BLAS on `n` threads and restores the previous count afterwards, also when
+ * `fn` fails. OpenBLAS keeps one thread count for the whole process (worker threads included), so
+ * a caller that needs fewer threads for a while must put the count back: otherwise everything
+ * that runs later on the main thread stays on `n` threads.
+ */
+export async function withBlasThreads<T>(n: number, fn: () => Promise<T>): Promise<T> {
+  const l = load();
+  const before = l.getThreads ? l.getThreads() : null;
+  if (before === null || !setBlasThreads(n)) return fn();
+  try {
+    return await fn();
+  } finally {
+    setBlasThreads(before);
+  }
 }
 
 /** Minimum array length holding a rows×cols row-major matrix with leading dimension ld. */

@@ -14,7 +14,22 @@
  * registers (float64 locals). Packing makes all four trans combinations equally fast.
  */
 
-import type { SgemmFn } from './blas.js';
+/** Row-major sgemm signature shared by the native binding and the fallback kernel. */
+export type SgemmFn = (
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  ldc: number,
+) => void;
 
 /** Register tile: 4 rows of op(A) × 4 columns of op(B) per micro-kernel call. */
 const MR = 4;

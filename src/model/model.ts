@@ -13,12 +13,12 @@
  * Callers wrap forward passes in tf.tidy / tf.variableGrads; this file allocates no long-lived
  * tensors except the parameters and small constant tables (RoPE, rotate-half, 2D positions).
  */
-import { tf } from '../engine/tf.js';
+import { requireEngine, tf } from '../engine/tf.js';
 import { Rng } from '../util/rng.js';
 import { gelu, rmsNorm, scaledSoftmax, swiglu } from './ops.js';
 import { UvuError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
-import type { Vocab } from './vocab.js';
+import type { Vocab } from '../tokens/vocab.js';
 
 type T2 = tf.Tensor2D;
 
@@ -52,7 +52,9 @@ export class UvuModel {
   constructor(
     readonly config: ModelConfig,
     readonly vocab: Vocab,
-  ) {}
+  ) {
+    requireEngine('UvuModel');
+  }
 
   /** A freshly initialised model: N(0, initializer_range) weights from a seeded Rng, zero biases, unit norms. */
   static init(config: ModelConfig, vocab: Vocab, seed: number): UvuModel {

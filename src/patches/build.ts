@@ -14,16 +14,19 @@
  * moment resumes from the last state: stale shards and temp files are removed, images.jsonl
  * is cut back, the dedup set is rebuilt by rehashing committed patches, and every image
  * is decoded again deterministically (per-image RNG seeded by (seed, input index)), so the
- * result equals an uninterrupted build byte for byte.
+ * result equals an uninterrupted build byte for byte. Cancelling through `signal` stops
+ * between images and leaves the same resumable folder as a kill at that point.
  */
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UsageError, UvuError, warnOnce } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { parseOrFail, readExact, sha256File } from '../util/fsio.js';
 import { Rng } from '../util/rng.js';
 import { info, progress } from '../util/progress.js';
-import { DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS, loadImage, type RgbImage } from '../image/io.js';
+import { DEFAULT_BACKGROUND, loadImage, type LoadedImage, type RgbImage } from '../image/io.js';
+import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 import { PATCH, PATCH_DIM, patchify } from './patchify.js';
 import { resolveInputs } from './inputs.js';
 import {
@@ -37,7 +40,6 @@ import {
   STORE_FORMAT,
   STORE_VERSION,
   StoreOptionsSchema,
-  sha256File,
   sha256Hex,
   storeFingerprint,
   type ImageEntry,
@@ -70,12 +72,19 @@ export interface BuildOptions {
   background?: [number, number, number];
   /** Show a progress bar on stderr (default true; off anyway when stderr is not a TTY). */
   progress?: boolean;
-  /** Testing hook: return after this many inputs are processed, as if killed there. */
-  stopAfterImages?: number;
+  /**
+   * Cancels the build: checked before each input, so an abort takes effect once the current
+   * image is done. The build then returns `manifest: null`, leaving the folder as a kill at
+   * that point would (the build state of the last sealed shard); rerun with `resume` to
+   * finish it. An abort that comes after the last input started is ignored.
+   */
+  signal?: AbortSignal;
+  /** Called after each input (decoded or skipped) with the number processed in this call. */
+  onImage?: (processed: number) => void;
 }
 
 export interface BuildResult {
-  /** The finished store's manifest, or null when stopped by `stopAfterImages`. */
+  /** The finished store's manifest, or null when cancelled through `signal`. */
   manifest: PatchStoreManifest | null;
   /** Inputs processed in this call (not counting those done before a resume). */
   imagesProcessed: number;
@@ -205,12 +214,7 @@ function rehashCommitted(dir: string, shards: ShardEntry[], n: number, set: Hash
       const inShard = Math.min(left, s.patches);
       for (let done = 0; done < inShard; ) {
         const k = Math.min(4096, inShard - done);
-        let got = 0;
-        while (got < k * PATCH_DIM) {
-          const r = readSync(fd, block, got, k * PATCH_DIM - got, done * PATCH_DIM + got);
-          if (r === 0) throw new UvuError(`${join(dir, s.file)}: truncated shard; cannot resume (delete the folder and rebuild)`);
-          got += r;
-        }
+        readExact(fd, block.subarray(0, k * PATCH_DIM), done * PATCH_DIM, join(dir, s.file), 'truncated shard; cannot resume: delete the folder and rebuild');
         for (let p = 0; p < k; p++) {
           const [h, l] = patchHash64(words, (p * PATCH_DIM) / 4);
           set.add(h, l);
@@ -231,6 +235,7 @@ function imageSeed(seed: number, inputIndex: number): number {
   return fmix32((Math.imul(seed >>> 0, 0x9e3779b1) ^ fmix32(inputIndex + 0x632be5ab)) >>> 0);
 }
 
+/** The width×height window at (x, y) of `img` as a new image ([height, width, 3] u8); `img` itself when the window is all of it. */
 function cropRgb(img: RgbImage, x: number, y: number, width: number, height: number): RgbImage {
   if (x === 0 && y === 0 && width === img.width && height === img.height) return img;
   const data = new Uint8Array(width * height * 3);
@@ -241,10 +246,12 @@ function cropRgb(img: RgbImage, x: number, y: number, width: number, height: num
   return { data, width, height };
 }
 
+/** Identity of the job list (paths in order), recorded in the build state so a resume with other inputs is refused. */
 function inputsHash(files: string[]): string {
   return sha256Hex(files.join('\n'));
 }
 
+/** True for an empty or absent folder: the only output a fresh build may write into. */
 function isEmptyDir(dir: string): boolean {
   try {
     return readdirSync(dir).length === 0;
@@ -254,6 +261,7 @@ function isEmptyDir(dir: string): boolean {
   }
 }
 
+/** The interrupted build's state in `dir`, or null when there is none (nothing was committed yet). */
 function readState(dir: string): BuildState | null {
   let text: string;
   try {
@@ -261,9 +269,14 @@ function readState(dir: string): BuildState | null {
   } catch {
     return null;
   }
-  const parsed = BuildStateSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new UvuError(`${join(dir, BUILD_STATE_FILE)}: invalid build state; delete the folder and rebuild`);
-  return parsed.data;
+  const path = join(dir, BUILD_STATE_FILE);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UvuError(`${path}: build state is not valid JSON; delete the folder and rebuild`);
+  }
+  return parseOrFail(BuildStateSchema, raw, `${path}: invalid build state (delete the folder and rebuild)`);
 }
 
 /** Remove temp files and shards that the build state does not list (written after it). */
@@ -276,22 +289,64 @@ function cleanForResume(dir: string, committedShards: number): void {
   }
 }
 
-/** Build a patch store in `opts.out` from `inputs` (see inputs.ts for what an input can be). */
-export async function buildPatchStore(inputs: string[], opts: BuildOptions): Promise<BuildResult> {
-  const options = storeOptions(opts);
-  const dir = opts.out;
-  // Pass-major order: pass p of input j is job p·n + j; its offsets come from the job index.
-  const resolved = resolveInputs(inputs);
-  const files = Array.from({ length: options.passes }, () => resolved).flat();
-  const inputsSha256 = inputsHash(files);
+// ---------------------------------------------------------------------------------------
+// The build, step by step. `buildPatchStore` reads top to bottom:
+//   1. jobs          resolve the inputs, repeated once per pass           resolveJobs
+//   2. done?         a resumed store that is already finished             finishedManifest
+//   3. folder        check and clean the output folder, load the state    prepareOutput
+//   4. restore       counters, dedup set and images.jsonl from the state  openRun
+//   5. per job       decode → grid offsets → crop + patchify → dedup →    processJobs, processInput
+//                    shards (checkpoint at every sealed shard) → images.jsonl
+//   6. finish        seal the last shard, write the manifest              writeManifest
 
-  if (opts.resume && statSafe(join(dir, MANIFEST_FILE))) {
-    const manifest = ManifestSchema.parse(JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')));
-    info(`${dir}: store is already complete (${manifest.totals.patches} patches)`);
-    return { manifest, imagesProcessed: 0 };
-  }
-  let state = opts.resume ? readState(dir) : null;
-  if (!opts.resume && !isEmptyDir(dir)) {
+/** Mutable progress of one build call: sealed shards, counters and the open images.jsonl. */
+interface BuildRun {
+  readonly dir: string;
+  readonly options: StoreOptions;
+  /** Jobs in pass-major order: pass p of input file j is job p·n + j. */
+  readonly files: string[];
+  /** Identity of the job list, checked on resume. */
+  readonly inputsSha256: string;
+  /** Sealed shards in order; the build state lists exactly these. */
+  readonly shards: ShardEntry[];
+  readonly skipped: SkippedInput[];
+  /** Patches in sealed shards. */
+  committed: number;
+  /** Images written to images.jsonl, which is also the id of the next image. */
+  imageCount: number;
+  /** Patches dropped as exact duplicates so far. */
+  duplicates: number;
+  /** Length of images.jsonl in bytes: where the next line goes. */
+  imagesBytes: number;
+  /** Kept patches of the first job after a resume that sealed shards already hold; 0 after that job. */
+  resumeSkip: number;
+  /** 64-bit hashes of every kept patch (null without dedup). */
+  readonly dedupSet: Hash64Set | null;
+  /** Buffer of the shard being filled (≤ shardSize × 3072 B). */
+  readonly writer: ShardWriter;
+  readonly imagesFd: number;
+}
+
+/** Step 1. The job list: every resolved input once per pass, pass-major, so job indices (and with them the offsets) do not depend on where a build resumes. */
+function resolveJobs(inputs: string[], passes: number): string[] {
+  const resolved = resolveInputs(inputs);
+  return Array.from({ length: passes }, () => resolved).flat();
+}
+
+/** Step 2. When resuming a store that already has its manifest, that manifest: nothing is left to do. Otherwise null. */
+function finishedManifest(dir: string, resume: boolean): PatchStoreManifest | null {
+  if (!resume || !statSafe(join(dir, MANIFEST_FILE))) return null;
+  return ManifestSchema.parse(JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')));
+}
+
+/**
+ * Step 3. Make `dir` ready and return the interrupted build's state, or null to start from
+ * scratch. A fresh build needs an absent or empty folder; a resume needs the same jobs and
+ * options as the interrupted build and drops every file written after its last state.
+ */
+function prepareOutput(dir: string, resume: boolean, options: StoreOptions, files: string[], inputsSha256: string): BuildState | null {
+  const state = resume ? readState(dir) : null;
+  if (!resume && !isEmptyDir(dir)) {
     throw new UvuError(`output folder ${dir} exists and is not empty; use --resume or choose another --out`);
   }
   if (state) {
@@ -302,139 +357,197 @@ export async function buildPatchStore(inputs: string[], opts: BuildOptions): Pro
       throw new UvuError(`cannot resume ${dir}: build options differ from the interrupted build (${JSON.stringify(state.options)})`);
     }
     cleanForResume(dir, state.shards.length);
-  } else {
-    try {
-      mkdirSync(dir, { recursive: true });
-    } catch (err) {
-      throw new UvuError(`cannot create output folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-    }
-    if (opts.resume) cleanForResume(dir, 0); // interrupted before the first shard: start over
+    return state;
   }
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new UvuError(`cannot create output folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  if (resume) cleanForResume(dir, 0); // interrupted before the first shard: start over
+  return null;
+}
 
+/**
+ * Step 4. Start the run where `state` left off (or at zero): counters as of the job in
+ * progress, the dedup set rebuilt by rehashing the committed patches of earlier jobs, and
+ * images.jsonl cut back to the lines of finished jobs (opened for positional writes).
+ */
+function openRun(dir: string, options: StoreOptions, files: string[], inputsSha256: string, state: BuildState | null): BuildRun {
   const shards: ShardEntry[] = state ? [...state.shards] : [];
-  const skipped: SkippedInput[] = state ? [...state.skipped] : [];
-  let committed = state?.patches ?? 0; // patches in sealed shards
-  let imageCount = state?.imageCount ?? 0;
-  let duplicates = state?.duplicatesBefore ?? 0;
-  const startInput = state?.nextInput ?? 0;
-  let resumeSkip = state?.partialEmitted ?? 0; // kept patches of the first image already committed
-
+  const committed = state?.patches ?? 0;
+  const resumeSkip = state?.partialEmitted ?? 0;
   const dedupSet = options.dedup ? new Hash64Set() : null;
   if (dedupSet && state) rehashCommitted(dir, shards, committed - resumeSkip, dedupSet);
 
-  const imagesPath = join(dir, IMAGES_FILE);
-  const imagesFd = openSync(imagesPath, state ? 'r+' : 'w');
-  let imagesBytes = state?.imagesBytes ?? 0;
+  const imagesFd = openSync(join(dir, IMAGES_FILE), state ? 'r+' : 'w');
+  const imagesBytes = state?.imagesBytes ?? 0;
   ftruncateSync(imagesFd, imagesBytes);
+  return {
+    dir,
+    options,
+    files,
+    inputsSha256,
+    shards,
+    skipped: state ? [...state.skipped] : [],
+    committed,
+    imageCount: state?.imageCount ?? 0,
+    duplicates: state?.duplicatesBefore ?? 0,
+    imagesBytes,
+    resumeSkip,
+    dedupSet,
+    writer: new ShardWriter(dir, options.shardSize),
+    imagesFd,
+  };
+}
 
-  const writer = new ShardWriter(dir, options.shardSize);
-  const bar = opts.progress === false ? null : progress('patchify', files.length, 'images');
-  bar?.set(startInput);
-
+/**
+ * Step 5. Run the jobs from `startInput` on, one decoded image in memory at a time. `signal`
+ * is checked before each job: on abort the loop returns at once, and the build state of the
+ * last sealed shard is what a resume continues from (the unsealed patches are redone).
+ */
+async function processJobs(
+  run: BuildRun,
+  startInput: number,
+  opts: Pick<BuildOptions, 'signal' | 'onImage'>,
+  bar: ReturnType<typeof progress> | null,
+): Promise<{ processed: number; aborted: boolean }> {
   let processed = 0;
+  for (let inputIndex = startInput; inputIndex < run.files.length; inputIndex++) {
+    if (opts.signal?.aborted) return { processed, aborted: true };
+    processed++;
+    await processInput(run, inputIndex);
+    bar?.tick();
+    opts.onImage?.(processed);
+  }
+  return { processed, aborted: false };
+}
+
+/** One job: decode (or skip), cut at the job's grid offsets, emit the kept patches, and append the image's line. */
+async function processInput(run: BuildRun, inputIndex: number): Promise<void> {
+  const path = run.files[inputIndex]!;
+  const img = await decodeOrSkip(run, path);
+  if (!img) return;
+  const { offsetX, offsetY } = gridOffsets(img, run.options, inputIndex);
+  const { patches, rows, cols } = cutGrid(img, offsetX, offsetY);
+  const id = run.imageCount;
+  const firstPatch = run.committed + run.writer.pending - run.resumeSkip;
+  const kept = emitPatches(run, inputIndex, patches, rows, cols);
+  run.resumeSkip = 0;
+  const { originalWidth, originalHeight, width, height } = img;
+  appendImageEntry(run, { id, path, originalWidth, originalHeight, width, height, offsetX, offsetY, rows, cols, firstPatch, patches: kept });
+}
+
+/** Decode and resize one input; an unreadable one (UvuError) is recorded in `skipped` with a warning and gives null. */
+async function decodeOrSkip(run: BuildRun, path: string): Promise<LoadedImage | null> {
   try {
-    for (let inputIndex = startInput; inputIndex < files.length; inputIndex++) {
-      if (opts.stopAfterImages !== undefined && processed >= opts.stopAfterImages) {
-        return { manifest: null, imagesProcessed: processed };
-      }
-      processed++;
-      const path = files[inputIndex]!;
-      let img;
-      try {
-        img = await loadImage(path, { maxPixels: options.maxPixels, background: options.background });
-      } catch (err) {
-        if (!(err instanceof UvuError)) throw err;
-        skipped.push({ path, reason: err.message });
-        warnOnce(`skip:${path}`, `skipping: ${err.message}`);
-        bar?.tick();
+    return await loadImage(path, { maxPixels: run.options.maxPixels, background: run.options.background });
+  } catch (err) {
+    if (!(err instanceof UvuError)) throw err;
+    run.skipped.push({ path, reason: err.message });
+    warnOnce(`skip:${path}`, `skipping: ${err.message}`);
+    return null;
+  }
+}
+
+/**
+ * Grid offsets in px (each 0..31) cropped at the left and top: drawn x then y from the job's
+ * own RNG, seeded by (seed, job index), so a resumed build draws the same. (0, 0) without
+ * `offsets`; a side of at most one patch keeps offset 0.
+ */
+function gridOffsets(img: RgbImage, options: StoreOptions, inputIndex: number): { offsetX: number; offsetY: number } {
+  if (!options.offsets) return { offsetX: 0, offsetY: 0 };
+  const rng = new Rng(imageSeed(options.seed, inputIndex));
+  const offsetX = img.width > PATCH ? rng.int(PATCH) : 0;
+  const offsetY = img.height > PATCH ? rng.int(PATCH) : 0;
+  return { offsetX, offsetY };
+}
+
+/** Crop to the whole patches after the offsets and patchify: `patches` is [rows·cols, 3072] u8 in grid (row-major) order. */
+function cutGrid(img: RgbImage, offsetX: number, offsetY: number): { patches: Uint8Array; rows: number; cols: number } {
+  const cols = Math.floor((img.width - offsetX) / PATCH);
+  const rows = Math.floor((img.height - offsetY) / PATCH);
+  const { patches } = patchify(cropRgb(img, offsetX, offsetY, cols * PATCH, rows * PATCH));
+  return { patches, rows, cols };
+}
+
+/**
+ * Feed one image's patches ([rows·cols, 3072] u8) to the shard writer in grid order. With
+ * dedup a patch whose hash was seen is dropped; after a resume the first `resumeSkip` kept
+ * patches are already committed and are only counted. Every shard that fills up is sealed and
+ * checkpointed before the next patch. Returns the image's kept patches (committed ones included).
+ */
+function emitPatches(run: BuildRun, inputIndex: number, patches: Uint8Array, rows: number, cols: number): number {
+  const words = new Uint32Array(patches.buffer, patches.byteOffset, patches.byteLength / 4);
+  const imageId = run.imageCount;
+  const duplicatesBefore = run.duplicates;
+  let kept = 0;
+  for (let p = 0; p < rows * cols; p++) {
+    if (run.dedupSet) {
+      const [h, l] = patchHash64(words, (p * PATCH_DIM) / 4);
+      if (!run.dedupSet.add(h, l)) {
+        run.duplicates++;
         continue;
       }
-
-      let offsetX = 0;
-      let offsetY = 0;
-      if (options.offsets) {
-        const rng = new Rng(imageSeed(options.seed, inputIndex));
-        offsetX = img.width > PATCH ? rng.int(PATCH) : 0;
-        offsetY = img.height > PATCH ? rng.int(PATCH) : 0;
-      }
-      const cols = Math.floor((img.width - offsetX) / PATCH);
-      const rows = Math.floor((img.height - offsetY) / PATCH);
-      const { patches } = patchify(cropRgb(img, offsetX, offsetY, cols * PATCH, rows * PATCH));
-      const words = new Uint32Array(patches.buffer, patches.byteOffset, patches.byteLength / 4);
-
-      const imageId = imageCount;
-      const firstPatch = committed + writer.pending - resumeSkip;
-      const duplicatesBefore = duplicates;
-      let kept = 0;
-      for (let p = 0; p < rows * cols; p++) {
-        if (dedupSet) {
-          const [h, l] = patchHash64(words, (p * PATCH_DIM) / 4);
-          if (!dedupSet.add(h, l)) {
-            duplicates++;
-            continue;
-          }
-        }
-        kept++;
-        if (kept <= resumeSkip) continue; // committed before the interruption
-        const full = writer.add(patches, p * PATCH_DIM, imageId, Math.floor(p / cols), p % cols, rows, cols);
-        if (full) {
-          const n = writer.pending;
-          shards.push(writer.seal(shards.length));
-          committed += n;
-          fsyncSync(imagesFd);
-          const st: BuildState = {
-            format: 'uvu-patches-build-state',
-            version: 1,
-            inputsSha256,
-            options,
-            shards,
-            nextInput: inputIndex,
-            partialEmitted: kept,
-            imageCount,
-            imagesBytes,
-            duplicatesBefore,
-            skipped,
-            patches: committed,
-          };
-          writeFileAtomic(join(dir, BUILD_STATE_FILE), JSON.stringify(st));
-        }
-      }
-      resumeSkip = 0;
-
-      const entry: ImageEntry = {
-        id: imageId,
-        path,
-        originalWidth: img.originalWidth,
-        originalHeight: img.originalHeight,
-        width: img.width,
-        height: img.height,
-        offsetX,
-        offsetY,
-        rows,
-        cols,
-        firstPatch,
-        patches: kept,
-      };
-      const line = Buffer.from(JSON.stringify(entry) + '\n', 'utf8');
-      writeSync(imagesFd, line, 0, line.length, imagesBytes);
-      imagesBytes += line.length;
-      imageCount++;
-      bar?.tick();
     }
-
-    if (writer.pending > 0) {
-      const n = writer.pending;
-      shards.push(writer.seal(shards.length));
-      committed += n;
+    kept++;
+    if (kept <= run.resumeSkip) continue; // committed before the interruption
+    const full = run.writer.add(patches, p * PATCH_DIM, imageId, Math.floor(p / cols), p % cols, rows, cols);
+    if (full) {
+      sealShard(run);
+      writeCheckpoint(run, inputIndex, kept, duplicatesBefore);
     }
-    fsyncSync(imagesFd);
-  } finally {
-    bar?.stop();
-    closeSync(imagesFd);
   }
+  return kept;
+}
 
-  if (committed === 0) {
-    throw new UvuError(`no patches: all ${files.length} inputs were skipped (first: ${skipped[0]?.reason ?? 'none'})`);
+/** Write the pending patches as the next shard (atomically) and count them as committed. */
+function sealShard(run: BuildRun): void {
+  const n = run.writer.pending;
+  run.shards.push(run.writer.seal(run.shards.length));
+  run.committed += n;
+}
+
+/**
+ * Record the resumable state right after a shard was sealed: the sealed shards, the job in
+ * progress, how many of its kept patches are committed, and the counters as of that job's
+ * start. images.jsonl is synced first so the state never points past durable lines.
+ */
+function writeCheckpoint(run: BuildRun, inputIndex: number, partialEmitted: number, duplicatesBefore: number): void {
+  fsyncSync(run.imagesFd);
+  const st: BuildState = {
+    format: 'uvu-patches-build-state',
+    version: 1,
+    inputsSha256: run.inputsSha256,
+    options: run.options,
+    shards: run.shards,
+    nextInput: inputIndex,
+    partialEmitted,
+    imageCount: run.imageCount,
+    imagesBytes: run.imagesBytes,
+    duplicatesBefore,
+    skipped: run.skipped,
+    patches: run.committed,
+  };
+  writeFileAtomic(join(run.dir, BUILD_STATE_FILE), JSON.stringify(st));
+}
+
+/** Append the image's line to images.jsonl at byte `imagesBytes` (a resume overwrites the cut-back tail) and count it. */
+function appendImageEntry(run: BuildRun, entry: ImageEntry): void {
+  const line = Buffer.from(JSON.stringify(entry) + '\n', 'utf8');
+  writeSync(run.imagesFd, line, 0, line.length, run.imagesBytes);
+  run.imagesBytes += line.length;
+  run.imageCount++;
+}
+
+/**
+ * Step 6. Write manifest.json, which marks the store finished (with the images.jsonl hash and
+ * the store fingerprint), and drop the build state. A store without patches is refused.
+ */
+function writeManifest(run: BuildRun): PatchStoreManifest {
+  const { dir, options, shards, skipped } = run;
+  if (run.committed === 0) {
+    throw new UvuError(`no patches: all ${run.files.length} inputs were skipped (first: ${skipped[0]?.reason ?? 'none'})`);
   }
   const manifest: PatchStoreManifest = {
     format: STORE_FORMAT,
@@ -443,15 +556,52 @@ export async function buildPatchStore(inputs: string[], opts: BuildOptions): Pro
     dim: PATCH_DIM,
     shards,
     imagesFile: IMAGES_FILE,
-    imagesSha256: sha256File(imagesPath),
+    imagesSha256: sha256File(join(dir, IMAGES_FILE)),
     options,
-    totals: { patches: committed, images: imageCount, skipped: skipped.length, duplicatesRemoved: duplicates },
+    totals: { patches: run.committed, images: run.imageCount, skipped: skipped.length, duplicatesRemoved: run.duplicates },
     skipped,
     fingerprint: storeFingerprint(options, shards),
   };
   writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 1) + '\n');
   rmSync(join(dir, BUILD_STATE_FILE), { force: true });
-  if (skipped.length > 0) info(`${skipped.length} of ${files.length} inputs skipped (listed in ${join(dir, MANIFEST_FILE)})`);
+  return manifest;
+}
+
+/**
+ * Build a patch store in `opts.out` from `inputs` (see inputs.ts for what an input can be).
+ * With `opts.signal` aborted the build stops between images and returns `manifest: null`;
+ * rerun it with `resume` to continue.
+ */
+export async function buildPatchStore(inputs: string[], opts: BuildOptions): Promise<BuildResult> {
+  const options = storeOptions(opts);
+  const dir = opts.out;
+  const files = resolveJobs(inputs, options.passes);
+  const inputsSha256 = inputsHash(files);
+  const finished = finishedManifest(dir, opts.resume ?? false);
+  if (finished) {
+    info(`${dir}: store is already complete (${finished.totals.patches} patches)`);
+    return { manifest: finished, imagesProcessed: 0 };
+  }
+  const state = prepareOutput(dir, opts.resume ?? false, options, files, inputsSha256);
+  const run = openRun(dir, options, files, inputsSha256, state);
+  const startInput = state?.nextInput ?? 0;
+  const bar = opts.progress === false ? null : progress('patchify', files.length, 'images');
+  bar?.set(startInput);
+
+  let processed: number;
+  try {
+    const jobs = await processJobs(run, startInput, opts, bar);
+    processed = jobs.processed;
+    if (jobs.aborted) return { manifest: null, imagesProcessed: processed };
+    if (run.writer.pending > 0) sealShard(run);
+    fsyncSync(run.imagesFd);
+  } finally {
+    bar?.stop();
+    closeSync(run.imagesFd);
+  }
+
+  const manifest = writeManifest(run);
+  if (run.skipped.length > 0) info(`${run.skipped.length} of ${files.length} inputs skipped (listed in ${join(dir, MANIFEST_FILE)})`);
   return { manifest, imagesProcessed: processed };
 }
 

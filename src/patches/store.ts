@@ -13,12 +13,13 @@
  * hashes, so two stores with the same fingerprint hold the same patches in the same order.
  * The reader never loads whole shards: it reads exactly the byte ranges asked for.
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { parseOrFail, readExact, sha256File } from '../util/fsio.js';
 import type { Rng } from '../util/rng.js';
 import { PATCH, PATCH_DIM } from './patchify.js';
 
@@ -145,23 +146,6 @@ export function sha256Hex(...parts: (Uint8Array | string)[]): string {
   return h.digest('hex');
 }
 
-/** sha256 of a file, streamed in 8 MiB blocks. */
-export function sha256File(path: string): string {
-  const h = createHash('sha256');
-  const buf = new Uint8Array(8 << 20);
-  const fd = openSync(path, 'r');
-  try {
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest('hex');
-}
-
 /** Content fingerprint: the options (keys sorted) and each shard's data and meta hashes. */
 export function storeFingerprint(options: StoreOptions, shards: ShardEntry[]): string {
   // passes = 1 is left out so that stores built before the option existed keep their fingerprint.
@@ -174,16 +158,6 @@ export function storeFingerprint(options: StoreOptions, shards: ShardEntry[]): s
   h.update(`${STORE_FORMAT}/${STORE_VERSION}\n${JSON.stringify(opts)}\n`);
   for (const s of shards) h.update(`${s.patches} ${s.sha256} ${s.metaSha256}\n`);
   return h.digest('hex');
-}
-
-/** Read exactly `length` bytes at `position` or fail naming the file. */
-function readFully(fd: number, buf: Uint8Array, offset: number, length: number, position: number, file: string): void {
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, offset + done, length - done, position + done);
-    if (n === 0) throw new UvuError(`${file}: unexpected end of file at byte ${position + done} (truncated shard?)`);
-    done += n;
-  }
 }
 
 /**
@@ -288,12 +262,7 @@ export class PatchStore {
       }
       throw new UvuError(`${manifestPath}: cannot read manifest: ${(err as Error).message.split('\n')[0]}`);
     }
-    const parsed = ManifestSchema.safeParse(raw);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new UvuError(`${manifestPath}: invalid manifest at "${issue.path.join('.')}": ${issue.message}`);
-    }
-    const m = parsed.data;
+    const m = parseOrFail(ManifestSchema, raw, `${manifestPath}: invalid manifest`);
     const sum = m.shards.reduce((a, s) => a + s.patches, 0);
     if (sum !== m.totals.patches) {
       throw new UvuError(`${manifestPath}: shards hold ${sum} patches but totals.patches is ${m.totals.patches}`);
@@ -369,10 +338,10 @@ export class PatchStore {
       const take = Math.min(n - done, this.shardStart[shard + 1]! - idx);
       const s = this.manifest.shards[shard]!;
       const fds = this.fdsFor(shard);
-      readFully(fds.data, patches, (at + done) * PATCH_DIM, take * PATCH_DIM, local * PATCH_DIM, s.file);
+      readExact(fds.data, patches.subarray((at + done) * PATCH_DIM, (at + done + take) * PATCH_DIM), local * PATCH_DIM, s.file, 'truncated shard?');
       for (let m = 0; m < take; m += 65536) {
         const k = Math.min(65536, take - m);
-        readFully(fds.meta, metaBuf, 0, k * META_BYTES, (local + m) * META_BYTES, s.metaFile);
+        readExact(fds.meta, metaBuf.subarray(0, k * META_BYTES), (local + m) * META_BYTES, s.metaFile, 'truncated shard?');
         decodeMeta(metaBuf, k, meta, at + done + m);
       }
       done += take;

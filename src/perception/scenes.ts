@@ -20,10 +20,10 @@ import { basename, join, relative, resolve, sep } from 'node:path';
 import sharp from 'sharp';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../data/bundled.js';
 import { resolveInputs } from '../patches/inputs.js';
-import type { RgbImage } from '../image/io.js';
+import { loadImageCovering, loadRgba, type RgbaImage, type RgbImage } from '../image/io.js';
 import { UvuError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
-import { ALPHA_OPAQUE, loadRgba, type ObjectClass, type ObjectInstance, type ObjectLibrary, type RgbaImage } from './stamps.js';
+import { ALPHA_OPAQUE, type ObjectClass, type ObjectInstance, type ObjectLibrary } from './stamps.js';
 
 export type Split = 'train' | 'test';
 /** [x0, y0, x1, y1] in pixels; x1, y1 exclusive. */
@@ -131,15 +131,8 @@ interface LoadedBackground extends RgbImage {
 async function loadBackground(src: BackgroundSource, size: number): Promise<LoadedBackground> {
   const short = Math.ceil(1.5 * size);
   try {
-    const { data, info } = await sharp(src.path, { failOn: 'truncated', pages: 1 })
-      .rotate()
-      .flatten({ background: '#808080' })
-      .toColourspace('srgb')
-      .resize(short, short, { fit: 'outside', kernel: 'lanczos3' })
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    return { id: src.id, data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+    const img = await loadImageCovering(src.path, short);
+    return { id: src.id, ...img };
   } catch (err) {
     throw new UvuError(`${src.path}: cannot read background photo (${String((err as Error).message).split('\n')[0]})`);
   }

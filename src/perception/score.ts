@@ -7,7 +7,7 @@
  * most size/62 px per side, so a perfect answer keeps IoU well above 0.5 for every object the
  * scenes contain (≥ 0.18·size on the long side).
  */
-import { LOC_BINS } from '../model/vocab.js';
+import { LOC_BINS } from '../tokens/vocab.js';
 import { Rng } from '../util/rng.js';
 import type { Box } from './scenes.js';
 import type { QaItem } from './tasks.js';

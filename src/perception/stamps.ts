@@ -13,9 +13,10 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp, { type OutputInfo } from 'sharp';
+import type { RgbaImage } from '../image/io.js';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail, readJsonFile } from '../util/fsio.js';
 
 export const DEFAULT_STAMPS_DIR = '/usr/share/tuxpaint/stamps';
 /** The reviewed list, resolved from dist/src/perception/ back to the source tree. */
@@ -24,13 +25,6 @@ export const STAMPS_INSTALL_HINT = 'install them with: sudo apt-get install tuxp
 
 /** Alpha above which a pixel counts as part of the object (for masks, boxes and statistics). */
 export const ALPHA_OPAQUE = 128;
-
-/** An RGBA image, [height, width, 4] row-major, 8 bits per channel. */
-export interface RgbaImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-}
 
 // ---------------------------------------------------------------- discovery
 
@@ -62,20 +56,6 @@ export function listStamps(root: string): StampFile[] {
   };
   walk(root);
   return out;
-}
-
-/** Decode a cut-out to RGBA (an image without alpha becomes fully opaque). */
-export async function loadRgba(path: string): Promise<RgbaImage> {
-  let out: { data: Buffer; info: OutputInfo };
-  try {
-    out = await sharp(readFileSync(path), { failOn: 'truncated' }).toColourspace('srgb').ensureAlpha().raw().toBuffer({ resolveWithObject: true });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new UvuError(`${path}: cannot read object cut-out (${e.code === 'ENOENT' ? 'file not found' : String(e.message).split('\n')[0]})`);
-  }
-  const { width, height, channels } = out.info;
-  if (channels !== 4) throw new UvuError(`${path}: decoder gave ${channels} channels, expected RGBA`);
-  return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
 }
 
 // ---------------------------------------------------------------- photo proposal
@@ -157,18 +137,7 @@ export type PhotoStampList = z.infer<typeof PhotoStampListSchema>;
 
 /** Parse and check the reviewed list (names unique, each file listed once). */
 export function loadPhotoStampList(path = PHOTO_STAMPS_LIST): PhotoStampList {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new UvuError(`${path}: ${(err as NodeJS.ErrnoException).code ? 'cannot read' : 'not valid JSON'}`);
-  }
-  const parsed = PhotoStampListSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UvuError(`${path}: ${issue.path.join('.')}: ${issue.message}`);
-  }
-  const list = parsed.data;
+  const list = parseOrFail(PhotoStampListSchema, readJsonFile(path, 'photo-stamp list'), path);
   const names = new Set<string>(), files = new Set<string>();
   for (const c of list.classes) {
     if (names.has(c.name)) throw new UvuError(`${path}: class "${c.name}" listed twice`);

@@ -11,7 +11,7 @@
  * so the referring expression is unambiguous. Yes/no answers alternate over the items of a
  * split (`TaskState`), so both are balanced to within one item.
  */
-import { LOC_BINS } from '../model/vocab.js';
+import { LOC_BINS } from '../tokens/vocab.js';
 import type { Rng } from '../util/rng.js';
 import type { Box, Scene, Split } from './scenes.js';
 import type { ObjectClass } from './stamps.js';

@@ -15,8 +15,10 @@
  * differently). In the JSON, tokens are spelled with GPT-2's byte→unicode map (space = "Ġ").
  */
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 import { progress } from '../util/progress.js';
 
 /** GPT-2 pre-tokenizer regex, as used by HF's ByteLevel pre-tokenizer with use_regex = true. */
@@ -115,111 +117,17 @@ export class ByteBpeTokenizer {
   }
 
   /**
-   * Learn merges from `texts`. Counts distinct pre-tokens once (word → frequency), then
-   * repeatedly merges the most frequent adjacent pair, updating pair counts incrementally
-   * for the words that contain it. Ties go to the smaller (left id, right id), so training
-   * is deterministic.
+   * Learn merges from `texts`: count distinct pre-tokens once (word → frequency), then
+   * repeatedly merge the most frequent adjacent pair, updating pair counts incrementally for
+   * the words that contain it. Ties go to the smaller (left id, right id), so training is
+   * deterministic.
    */
   static train(texts: Iterable<string>, opts: BpeTrainOptions): ByteBpeTokenizer {
-    const { vocabSize, specialTokens } = opts;
-    const minFrequency = opts.minFrequency ?? 2;
-    if (!Number.isInteger(vocabSize) || vocabSize < 256 || vocabSize >= PAIR_STRIDE) throw new UvuError(`bpe: vocabSize must be an integer in [256, ${PAIR_STRIDE}), got ${vocabSize}`);
-    if (!Number.isInteger(minFrequency) || minFrequency < 1) throw new UvuError(`bpe: minFrequency must be a positive integer, got ${minFrequency}`);
-    checkSpecials(specialTokens, 'bpe');
-    const trie = buildTrie(specialTokens);
-
-    // 1. Word frequencies over pre-tokens (special tokens never take part in merges).
-    const wordFreq = new Map<string, number>();
-    for (const text of texts) {
-      for (const [piece, isSpecial] of splitSpecials(text, trie)) {
-        if (isSpecial) continue;
-        for (const m of piece.matchAll(GPT2_SPLIT)) wordFreq.set(m[0], (wordFreq.get(m[0]) ?? 0) + 1);
-      }
-    }
-    // Byte b has id b. Words are sequences of ids.
-    const vocab = [...BYTE_TO_CHAR];
-    const tokenToId = new Map(vocab.map((t, i) => [t, i]));
-    const words: number[][] = [];
-    const counts: number[] = [];
-    for (const [w, c] of wordFreq) {
-      words.push(Array.from(utf8.encode(w)));
-      counts.push(c);
-    }
-
-    // 2. Pair counts, the words each pair occurs in, and a max-heap over (count, -pair).
-    const pairCount = new Map<number, number>();
-    const pairWords = new Map<number, Set<number>>();
-    for (let w = 0; w < words.length; w++) {
-      const s = words[w]!;
-      for (let i = 0; i + 1 < s.length; i++) {
-        const k = pairKey(s[i]!, s[i + 1]!);
-        pairCount.set(k, (pairCount.get(k) ?? 0) + counts[w]!);
-        let set = pairWords.get(k);
-        if (!set) pairWords.set(k, (set = new Set()));
-        set.add(w);
-      }
-    }
-    const heap = new PairHeap();
-    for (const [k, c] of pairCount) heap.push(c, k);
-
-    // 3. Merge loop. The heap is lazy: an entry is valid when its count equals the pair's
-    //    current count; every count increase pushes a fresh entry, so each live pair always
-    //    has an entry ≥ its count and the first valid pop is the true (count, pair) maximum.
-    const merges: [number, number][] = [];
-    const mergedPairs = new Set<number>();
-    const bar = progress('bpe merges', vocabSize - 256, 'tokens');
-    while (vocab.length < vocabSize && heap.length > 0) {
-      const [c, k] = heap.pop();
-      const cur = pairCount.get(k) ?? 0;
-      if (c !== cur) {
-        if (c > cur && cur > 0) heap.push(cur, k);
-        continue;
-      }
-      if (c < minFrequency) break;
-      const a = Math.floor(k / PAIR_STRIDE);
-      const b = k - a * PAIR_STRIDE;
-      // Two merges can spell the same token ("ab"+"c", "a"+"bc"): reuse its id, as HF does.
-      const merged = vocab[a]! + vocab[b]!;
-      let z = tokenToId.get(merged);
-      if (z === undefined) {
-        z = vocab.length;
-        vocab.push(merged);
-        tokenToId.set(merged, z);
-        bar.tick();
-      }
-      // A pair merged before can reappear next to a reused id; it keeps its first rank.
-      if (!mergedPairs.has(k)) {
-        mergedPairs.add(k);
-        merges.push([a, b]);
-      }
-      for (const w of pairWords.get(k) ?? []) {
-        const s = words[w]!;
-        const t = mergeWord(s, a, b, z);
-        if (t.length === s.length) continue; // stale membership: the pair already left this word
-        words[w] = t;
-        const delta = new Map<number, number>();
-        for (let i = 0; i + 1 < s.length; i++) {
-          const pk = pairKey(s[i]!, s[i + 1]!);
-          delta.set(pk, (delta.get(pk) ?? 0) - counts[w]!);
-        }
-        for (let i = 0; i + 1 < t.length; i++) {
-          const pk = pairKey(t[i]!, t[i + 1]!);
-          delta.set(pk, (delta.get(pk) ?? 0) + counts[w]!);
-          let set = pairWords.get(pk);
-          if (!set) pairWords.set(pk, (set = new Set()));
-          set.add(w);
-        }
-        for (const [pk, d] of delta) {
-          if (d === 0) continue;
-          const n = (pairCount.get(pk) ?? 0) + d;
-          pairCount.set(pk, n);
-          if (d > 0) heap.push(n, pk);
-        }
-      }
-      pairWords.delete(k);
-    }
-    bar.stop();
-    return new ByteBpeTokenizer(vocab, merges, specialTokens);
+    const minFrequency = checkTrainOptions(opts);
+    const corpus = countWords(texts, opts.specialTokens);
+    const pairs = indexPairs(corpus);
+    const { vocab, merges } = learnMerges(corpus, pairs, opts.vocabSize, minFrequency);
+    return new ByteBpeTokenizer(vocab, merges, opts.specialTokens);
   }
 
   /** Load a tokenizer.json written by save() (or any HF file of the same shape). */
@@ -242,74 +150,20 @@ export class ByteBpeTokenizer {
   /**
    * Build from a parsed tokenizer.json, refusing anything our encode would not reproduce
    * exactly (other models, normalizers, pre-tokenizer options, id gaps, dangling merges).
-   * `source` names the file in error messages.
+   * `source` names the file in error messages: `SOURCE: field.path: what is wrong`.
    */
   static fromJSON(obj: unknown, source = 'tokenizer.json'): ByteBpeTokenizer {
-    const fail: (problem: string) => never = (problem) => {
-      throw new UvuError(`${source}: ${problem}`);
+    const j = parseOrFail(TokenizerFileSchema, obj, source);
+    const fail = (path: string, problem: string): never => {
+      throw new UvuError(`${source}: ${path}: ${problem}`);
     };
-    const show = (x: unknown) => JSON.stringify(x);
-    if (!isObject(obj)) fail('not a tokenizer.json object');
-    const root = obj as Record<string, unknown>;
-    const m = root['model'];
-    if (!isObject(m)) return fail('missing "model"');
-    if (m['type'] !== 'BPE') fail(`model type is ${show(m['type'])}, expected "BPE"`);
-    for (const opt of ['dropout', 'unk_token', 'continuing_subword_prefix', 'end_of_word_suffix']) {
-      if (m[opt] !== undefined && m[opt] !== null && m[opt] !== '') fail(`model.${opt} = ${show(m[opt])} is not supported`);
-    }
-    if (m['byte_fallback'] === true || m['ignore_merges'] === true) fail('model.byte_fallback / model.ignore_merges are not supported');
-    if (root['normalizer'] !== null && root['normalizer'] !== undefined) fail('a normalizer is not supported (expected null)');
-    const pre = root['pre_tokenizer'];
-    if (!isObject(pre) || pre['type'] !== 'ByteLevel') return fail('pre_tokenizer must be ByteLevel');
-    if (pre['add_prefix_space'] === true || pre['use_regex'] === false) fail('pre_tokenizer must have add_prefix_space false and use_regex true');
-    const dec = root['decoder'];
-    if (!isObject(dec) || dec['type'] !== 'ByteLevel') fail('decoder must be ByteLevel');
-
-    // Vocab: ids exactly 0 … n-1, tokens in byte-level spelling, all 256 byte tokens present.
-    const v = m['vocab'];
-    if (!isObject(v)) return fail('missing model.vocab');
-    const entries = Object.entries(v);
-    const vocab: string[] = new Array(entries.length);
-    for (const [tok, id] of entries) {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= entries.length) fail(`vocab id ${show(id)} of ${show(tok)} is outside 0…${entries.length - 1} (ids must have no gaps)`);
-      if (vocab[id as number] !== undefined) fail(`vocab id ${id} is used twice`);
-      if (tok.length === 0 || [...tok].some((ch) => !CHAR_TO_BYTE.has(ch))) fail(`vocab token ${show(tok)} is not in byte-level spelling`);
-      vocab[id as number] = tok;
-    }
-    const tokenToId = new Map(vocab.map((t, i) => [t, i]));
-    for (const ch of BYTE_TO_CHAR) if (!tokenToId.has(ch)) fail(`vocab lacks byte token ${show(ch)} (byte-level BPE needs all 256)`);
-
-    // Merges: "a b" strings (old format) or [a, b] pairs; both parts and their concatenation in vocab.
-    const ms = m['merges'];
-    if (!Array.isArray(ms)) return fail('missing model.merges');
-    const merges: [number, number][] = [];
-    const seen = new Set<number>();
-    for (const [r, e] of (ms as unknown[]).entries()) {
-      const pair: unknown = typeof e === 'string' ? e.split(' ') : e;
-      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') return fail(`merge ${r} is not a pair of tokens: ${show(e)}`);
-      const [ta, tb] = pair as [string, string];
-      const a = tokenToId.get(ta);
-      const b = tokenToId.get(tb);
-      if (a === undefined || b === undefined || !tokenToId.has(ta + tb)) return fail(`merge ${r} (${show(ta)}, ${show(tb)}) uses or makes a token missing from the vocab`);
-      // HF keeps the last rank of a repeated pair, our encoder the first: refuse the ambiguity.
-      if (seen.has(pairKey(a, b))) fail(`merge ${r} (${show(ta)}, ${show(tb)}) is repeated`);
-      seen.add(pairKey(a, b));
-      merges.push([a, b]);
-    }
-
-    // Added tokens: all special, unnormalized, no stripping, ids textSize, textSize+1, … in order.
-    const added = root['added_tokens'] ?? [];
-    if (!Array.isArray(added)) return fail('added_tokens must be an array');
-    const specials: string[] = [];
-    for (const [i, at] of (added as unknown[]).entries()) {
-      if (!isObject(at) || typeof at['content'] !== 'string' || at['content'].length === 0) return fail(`added_tokens[${i}] has no content`);
-      const content = at['content'];
-      if (at['id'] !== vocab.length + i) fail(`added token ${show(content)} has id ${show(at['id'])}, expected ${vocab.length + i} (special ids must follow the BPE vocab in order)`);
-      if (at['special'] !== true) fail(`added token ${show(content)} is not marked special`);
-      if (at['lstrip'] === true || at['rstrip'] === true || at['single_word'] === true || at['normalized'] === true) fail(`added token ${show(content)}: lstrip/rstrip/single_word/normalized are not supported`);
-      specials.push(content);
-    }
-    checkSpecials(specials, source);
+    const vocab = vocabById(j.model.vocab, fail);
+    const merges = mergeIds(j.model.merges, new Map(vocab.map((t, i) => [t, i])), fail);
+    const specials = (j.added_tokens ?? []).map((at, i) => {
+      if (at.id !== vocab.length + i) fail(`added_tokens.${i}`, `${show(at.content)} has id ${at.id}, expected ${vocab.length + i} (special ids must follow the BPE vocab in order)`);
+      return at.content;
+    });
+    checkSpecials(specials, `${source}: added_tokens`);
     return new ByteBpeTokenizer(vocab, merges, specials);
   }
 
@@ -446,6 +300,249 @@ export class ByteBpeTokenizer {
     for (let i = 0; i >= 0; i = next[i]!) out.push(tok[i]!);
     return out;
   }
+}
+
+const show = (x: unknown): string => JSON.stringify(x);
+
+/** Error text for a value we cannot reproduce: `"WordPiece" is not supported (expected "BPE")`, or `missing (expected …)`. */
+const unsupported =
+  (expected: string) =>
+  (iss: { input?: unknown }): string =>
+    iss.input === undefined ? `missing (expected ${expected})` : `${show(iss.input)} is not supported (expected ${expected})`;
+/** A value that must be exactly `v`. */
+const only = <T extends string | boolean>(v: T) => z.literal(v, { error: unsupported(show(v)) });
+/** An option we do not implement: absent, null or "". */
+const unset = z.union([z.null(), z.literal('')], { error: unsupported('null') }).optional();
+/** A boolean option we do not implement: absent or false. */
+const off = only(false).optional();
+const byteLevel = z.object({ type: only('ByteLevel') });
+
+/**
+ * The tokenizer.json fields our encode depends on, with the only values it reproduces; other
+ * fields are ignored. Cross-field rules (ids without gaps, merges of vocab tokens, special ids
+ * after the vocab) are checked in fromJSON.
+ */
+const TokenizerFileSchema = z.object({
+  model: z.object({
+    type: only('BPE'),
+    dropout: unset,
+    unk_token: unset,
+    continuing_subword_prefix: unset,
+    end_of_word_suffix: unset,
+    byte_fallback: off,
+    ignore_merges: off,
+    // Token → id, as a Map: a plain object would lose a token spelled "__proto__".
+    vocab: z.preprocess(
+      (v) => (isObject(v) ? new Map(Object.entries(v)) : v),
+      z.map(z.string(), z.number().int().nonnegative(), { error: (iss) => (iss.input === undefined ? 'missing' : 'must be an object of token → id') }),
+    ),
+    // [a, b] pairs, or "a b" strings (the older format).
+    merges: z.array(z.union([z.tuple([z.string(), z.string()]), z.string()], { error: (iss) => `${show(iss.input)} is not a pair of tokens` }), {
+      error: (iss) => (iss.input === undefined ? 'missing' : 'must be an array of merges'),
+    }),
+  }),
+  normalizer: z.null({ error: unsupported('null') }).optional(),
+  pre_tokenizer: byteLevel.extend({ add_prefix_space: off, use_regex: only(true).optional() }),
+  decoder: byteLevel,
+  added_tokens: z
+    .array(
+      z.object({
+        id: z.number().int(),
+        content: z.string().min(1),
+        special: only(true),
+        single_word: off,
+        lstrip: off,
+        rstrip: off,
+        normalized: off,
+      }),
+    )
+    .nullish(),
+});
+
+type Fail = (path: string, problem: string) => never;
+
+/** Vocab as id → token: ids exactly 0 … n-1, tokens in byte-level spelling, all 256 byte tokens present. */
+function vocabById(tokenIds: Map<string, number>, fail: Fail): string[] {
+  const n = tokenIds.size;
+  const vocab: string[] = new Array(n);
+  for (const [tok, id] of tokenIds) {
+    if (id >= n) fail('model.vocab', `id ${id} of ${show(tok)} is outside 0…${n - 1} (ids must have no gaps)`);
+    if (vocab[id] !== undefined) fail('model.vocab', `id ${id} is used by both ${show(vocab[id])} and ${show(tok)}`);
+    if (tok.length === 0 || [...tok].some((ch) => !CHAR_TO_BYTE.has(ch))) fail('model.vocab', `token ${show(tok)} is not in byte-level spelling`);
+    vocab[id] = tok;
+  }
+  for (const ch of BYTE_TO_CHAR) if (!tokenIds.has(ch)) fail('model.vocab', `lacks byte token ${show(ch)} (byte-level BPE needs all 256)`);
+  return vocab;
+}
+
+/** Merges in rank order as id pairs: both parts and their concatenation in the vocab, no pair twice. */
+function mergeIds(entries: readonly (string | [string, string])[], tokenToId: Map<string, number>, fail: Fail): [number, number][] {
+  const merges: [number, number][] = [];
+  const seen = new Set<number>();
+  for (const [r, e] of entries.entries()) {
+    const pair = typeof e === 'string' ? e.split(' ') : e;
+    if (pair.length !== 2) fail(`model.merges.${r}`, `${show(e)} is not a pair of tokens`);
+    const [ta, tb] = pair as [string, string];
+    const a = tokenToId.get(ta);
+    const b = tokenToId.get(tb);
+    if (a === undefined || b === undefined || !tokenToId.has(ta + tb)) return fail(`model.merges.${r}`, `(${show(ta)}, ${show(tb)}) uses or makes a token missing from the vocab`);
+    // HF keeps the last rank of a repeated pair, our encoder the first: refuse the ambiguity.
+    if (seen.has(pairKey(a, b))) fail(`model.merges.${r}`, `(${show(ta)}, ${show(tb)}) is repeated`);
+    seen.add(pairKey(a, b));
+    merges.push([a, b]);
+  }
+  return merges;
+}
+
+/** Check the training options; returns minFrequency (default 2). */
+function checkTrainOptions(opts: BpeTrainOptions): number {
+  const { vocabSize } = opts;
+  const minFrequency = opts.minFrequency ?? 2;
+  if (!Number.isInteger(vocabSize) || vocabSize < 256 || vocabSize >= PAIR_STRIDE) throw new UvuError(`bpe: vocabSize must be an integer in [256, ${PAIR_STRIDE}), got ${vocabSize}`);
+  if (!Number.isInteger(minFrequency) || minFrequency < 1) throw new UvuError(`bpe: minFrequency must be a positive integer, got ${minFrequency}`);
+  checkSpecials(opts.specialTokens, 'bpe');
+  return minFrequency;
+}
+
+/** The training corpus as distinct words: each a sequence of token ids, with its frequency. */
+interface WordCounts {
+  words: number[][];
+  counts: number[];
+}
+
+/**
+ * Step 1: frequencies of the pre-tokens of `texts` (special tokens never take part in merges),
+ * each spelled in byte tokens (byte b has id b).
+ */
+function countWords(texts: Iterable<string>, specialTokens: readonly string[]): WordCounts {
+  const trie = buildTrie(specialTokens);
+  const wordFreq = new Map<string, number>();
+  for (const text of texts) {
+    for (const [piece, isSpecial] of splitSpecials(text, trie)) {
+      if (isSpecial) continue;
+      for (const m of piece.matchAll(GPT2_SPLIT)) wordFreq.set(m[0], (wordFreq.get(m[0]) ?? 0) + 1);
+    }
+  }
+  const words: number[][] = [];
+  const counts: number[] = [];
+  for (const [w, c] of wordFreq) {
+    words.push(Array.from(utf8.encode(w)));
+    counts.push(c);
+  }
+  return { words, counts };
+}
+
+/** Adjacent-pair statistics of the words, kept current as merges rewrite them. */
+interface PairIndex {
+  /** pairKey → occurrences, each word weighted by its frequency. */
+  count: Map<number, number>;
+  /** pairKey → the words it occurs in (may still list a word the pair has since left). */
+  words: Map<number, Set<number>>;
+  /** Lazy max-heap over (count, -pair): see popBestPair. */
+  heap: PairHeap;
+}
+
+/** Step 2: count every adjacent pair, note the words it occurs in, and heap the counts. */
+function indexPairs({ words, counts }: WordCounts): PairIndex {
+  const count = new Map<number, number>();
+  const pairWords = new Map<number, Set<number>>();
+  for (let w = 0; w < words.length; w++) {
+    const s = words[w]!;
+    for (let i = 0; i + 1 < s.length; i++) {
+      const k = pairKey(s[i]!, s[i + 1]!);
+      count.set(k, (count.get(k) ?? 0) + counts[w]!);
+      let set = pairWords.get(k);
+      if (!set) pairWords.set(k, (set = new Set()));
+      set.add(w);
+    }
+  }
+  const heap = new PairHeap();
+  for (const [k, c] of count) heap.push(c, k);
+  return { count, words: pairWords, heap };
+}
+
+/**
+ * Step 3: the merge loop. Merge the best pair into a new token (or the existing token of the
+ * same spelling) until the vocabulary has vocabSize ids or the best pair occurs fewer than
+ * minFrequency times. Byte b keeps id b; merged tokens follow in order of creation.
+ */
+function learnMerges(corpus: WordCounts, pairs: PairIndex, vocabSize: number, minFrequency: number): { vocab: string[]; merges: [number, number][] } {
+  const vocab = [...BYTE_TO_CHAR];
+  const tokenToId = new Map(vocab.map((t, i) => [t, i]));
+  const merges: [number, number][] = [];
+  const mergedPairs = new Set<number>();
+  const bar = progress('bpe merges', vocabSize - 256, 'tokens');
+  while (vocab.length < vocabSize) {
+    const best = popBestPair(pairs);
+    if (best === undefined || best.count < minFrequency) break;
+    const k = best.key;
+    const a = Math.floor(k / PAIR_STRIDE);
+    const b = k - a * PAIR_STRIDE;
+    // Two merges can spell the same token ("ab"+"c", "a"+"bc"): reuse its id, as HF does.
+    const merged = vocab[a]! + vocab[b]!;
+    let z = tokenToId.get(merged);
+    if (z === undefined) {
+      z = vocab.length;
+      vocab.push(merged);
+      tokenToId.set(merged, z);
+      bar.tick();
+    }
+    // A pair merged before can reappear next to a reused id; it keeps its first rank.
+    if (!mergedPairs.has(k)) {
+      mergedPairs.add(k);
+      merges.push([a, b]);
+    }
+    mergePair(corpus, pairs, k, z);
+  }
+  bar.stop();
+  return { vocab, merges };
+}
+
+/**
+ * The most frequent pair (the smaller key on ties), taken off the heap; undefined when no pair
+ * is left. The heap is lazy: an entry is valid when its count equals the pair's current count;
+ * every count increase pushes a fresh entry, so each live pair always has an entry ≥ its count
+ * and the first valid pop is the true (count, pair) maximum.
+ */
+function popBestPair(pairs: PairIndex): { count: number; key: number } | undefined {
+  while (pairs.heap.length > 0) {
+    const [c, k] = pairs.heap.pop();
+    const cur = pairs.count.get(k) ?? 0;
+    if (c === cur) return { count: c, key: k };
+    if (c > cur && cur > 0) pairs.heap.push(cur, k);
+  }
+  return undefined;
+}
+
+/** Replace pair `k` by token z in every word containing it, updating the pair index for the changed words. */
+function mergePair({ words, counts }: WordCounts, pairs: PairIndex, k: number, z: number): void {
+  const a = Math.floor(k / PAIR_STRIDE);
+  const b = k - a * PAIR_STRIDE;
+  for (const w of pairs.words.get(k) ?? []) {
+    const s = words[w]!;
+    const t = mergeWord(s, a, b, z);
+    if (t.length === s.length) continue; // stale membership: the pair already left this word
+    words[w] = t;
+    const delta = new Map<number, number>();
+    for (let i = 0; i + 1 < s.length; i++) {
+      const pk = pairKey(s[i]!, s[i + 1]!);
+      delta.set(pk, (delta.get(pk) ?? 0) - counts[w]!);
+    }
+    for (let i = 0; i + 1 < t.length; i++) {
+      const pk = pairKey(t[i]!, t[i + 1]!);
+      delta.set(pk, (delta.get(pk) ?? 0) + counts[w]!);
+      let set = pairs.words.get(pk);
+      if (!set) pairs.words.set(pk, (set = new Set()));
+      set.add(w);
+    }
+    for (const [pk, d] of delta) {
+      if (d === 0) continue;
+      const n = (pairs.count.get(pk) ?? 0) + d;
+      pairs.count.set(pk, n);
+      if (d > 0) pairs.heap.push(n, pk);
+    }
+  }
+  pairs.words.delete(k);
 }
 
 /** New sequence with every non-overlapping (a, b), scanned left to right, replaced by z. */

@@ -4,15 +4,17 @@
  *   - `CodebookCoder`: a pixel codebook (DESIGN §3); encode = nearest centre in assignment space
  *     (each patch at its own grid position when the codebook uses PE), decode = pixel centres.
  *   - `VqCoder` (src/vq/coder.ts): the patch-level VQ-VAE baseline of DESIGN §9.
- * `loadImageCoder` picks the kind from the safetensors metadata "format" tag.
+ * `loadImageCoder` picks the kind from the safetensors metadata "format" tag (IMAGE_CODER_REGISTRY).
+ * Loading a VQ-VAE needs the tensor engine: call initEngine() (src/engine/tf.ts) first.
  */
 import { readSafetensorsMetadata } from '../io/safetensors.js';
 import { assignmentCenters, loadCodebook, CODEBOOK_FORMAT, type Codebook } from '../codebook/file.js';
 import { FlatIndex } from '../codebook/search.js';
-import { PatchPoints } from '../codebook/points.js';
 import { floatToPatchesU8, PATCH_DIM } from '../patches/patchify.js';
-import { sha256File } from '../patches/store.js';
-import { gridPositions } from './tokenize.js';
+import { sha256File } from '../util/fsio.js';
+import { loadVqCoder } from '../vq/coder.js';
+import { VQ_FORMAT } from '../vq/file.js';
+import { gridPositions, PatchPoints } from '../codebook/points.js';
 import { UvuError } from '../util/errors.js';
 
 export interface ImageCoder {
@@ -25,9 +27,6 @@ export interface ImageCoder {
   /** code ids [n] → u8 patches [n,3072] (codebook centres, or the VQ decoder). */
   decode(codes: Int32Array): Uint8Array;
 }
-
-/** Metadata "format" tag of a VQ-VAE checkpoint (src/vq). */
-export const VQ_FORMAT = 'uvu-vq';
 
 /** Patches per nearest-centre search call: bounds the float scratch to ENCODE_BLOCK·3072·4 bytes (12 MiB). */
 const ENCODE_BLOCK = 1024;
@@ -85,14 +84,17 @@ export class CodebookCoder implements ImageCoder {
   }
 }
 
-/** Load a codebook or a VQ-VAE checkpoint as an image coder, by its metadata format tag. */
-export async function loadImageCoder(path: string): Promise<ImageCoder> {
+/** The image-coder file formats, by safetensors metadata "format" tag: what each is and how it loads. */
+export const IMAGE_CODER_REGISTRY: Readonly<Record<string, { name: string; load: (path: string) => ImageCoder }>> = {
+  [CODEBOOK_FORMAT]: { name: 'codebook', load: (path) => CodebookCoder.load(path) },
+  [VQ_FORMAT]: { name: 'VQ-VAE', load: (path) => loadVqCoder(path) },
+};
+
+/** Load a codebook or a VQ-VAE file as an image coder, by its metadata format tag. */
+export function loadImageCoder(path: string): ImageCoder {
   const format = readSafetensorsMetadata(path).format;
-  if (format === CODEBOOK_FORMAT) return CodebookCoder.load(path);
-  if (format === VQ_FORMAT) {
-    // Loaded on demand: the VQ coder pulls in the autograd engine.
-    const { loadVqCoder } = await import('../vq/coder.js');
-    return loadVqCoder(path);
-  }
-  throw new UvuError(`${path}: not an image tokenizer: metadata "format" is ${JSON.stringify(format)}, expected "${CODEBOOK_FORMAT}" (codebook) or "${VQ_FORMAT}" (VQ-VAE)`);
+  const entry = format === undefined ? undefined : IMAGE_CODER_REGISTRY[format];
+  if (entry) return entry.load(path);
+  const known = Object.entries(IMAGE_CODER_REGISTRY).map(([tag, e]) => `"${tag}" (${e.name})`).join(' or ');
+  throw new UvuError(`${path}: not an image tokenizer: metadata "format" is ${JSON.stringify(format)}, expected ${known}`);
 }

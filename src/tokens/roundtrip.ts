@@ -4,7 +4,9 @@
  * (0 → black, HEAT_MAX_ERROR u8 levels or more → white, through red and yellow), so pictures
  * of different codebooks can be compared by eye.
  */
-import type { RgbImage } from '../image/io.js';
+import { writePng, type RgbImage } from '../image/io.js';
+import type { Codebook } from '../codebook/file.js';
+import { reconstructImage, tokenizeImage } from './tokenize.js';
 
 /** Mean |error| (in u8 levels) that maps to white. */
 export const HEAT_MAX_ERROR = 64;
@@ -41,4 +43,12 @@ export function sideBySide(images: RgbImage[]): RgbImage {
     x0 += img.width + GAP_PX;
   }
   return { data: out, width, height };
+}
+
+/** Tokenize, reconstruct and write original | reconstruction | error heat-map. */
+export async function roundtripImage(image: string, cb: Codebook, out: string, maxPixels: number) {
+  const { tokens, image: original, metrics } = await tokenizeImage(image, cb, { maxPixels });
+  const recon = reconstructImage(tokens, cb);
+  await writePng(out, sideBySide([original, recon, errorHeatmap(original, recon)]));
+  return { out, prp: metrics.prp, psnr: metrics.psnr, mse: metrics.mse, rows: tokens.rows, cols: tokens.cols, k_active: metrics.k_active };
 }

@@ -4,14 +4,14 @@
  *                in assignment space (each patch encoded at its own grid position when PE is on)
  *   reconstruct: ids → pixel-space centres → patches → image
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { loadImage, type RgbImage } from '../image/io.js';
 import { patchify, unpatchify, floatToPatchesU8, PATCH_DIM } from '../patches/patchify.js';
 import type { Codebook } from '../codebook/file.js';
 import { MetricsAccumulator, type CodebookMetrics } from '../codebook/metrics.js';
-import type { PatchPositions } from '../codebook/points.js';
+import { gridPositions } from '../codebook/points.js';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail, readJsonFile } from '../util/fsio.js';
 
 /** The tokens of one image, as written by `uvu tokenize`. */
 export const TokenFileSchema = z.object({
@@ -28,18 +28,6 @@ export const TokenFileSchema = z.object({
   ids: z.array(z.number().int().nonnegative()),
 });
 export type TokenFile = z.infer<typeof TokenFileSchema>;
-
-/** Grid positions of a rows×cols raster of patches. */
-export function gridPositions(rows: number, cols: number): PatchPositions {
-  const n = rows * cols;
-  const row = new Uint16Array(n);
-  const col = new Uint16Array(n);
-  for (let i = 0; i < n; i++) {
-    row[i] = Math.floor(i / cols);
-    col[i] = i % cols;
-  }
-  return { row, col, cols: new Uint16Array(n).fill(cols) };
-}
 
 export interface TokenizedImage {
   tokens: TokenFile;
@@ -77,19 +65,7 @@ export function reconstructImage(tokens: TokenFile, cb: Codebook): RgbImage {
 
 /** Read and validate a tokens JSON file. */
 export function readTokenFile(path: string): TokenFile {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UvuError(`${path}: ${code ? `cannot read (${code})` : 'not valid JSON'}`);
-  }
-  const parsed = TokenFileSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UvuError(`${path}: not a uvu tokens file: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  const t = parsed.data;
+  const t = parseOrFail(TokenFileSchema, readJsonFile(path, 'tokens file'), `${path}: not a uvu tokens file`);
   if (t.width !== t.cols * 32 || t.height !== t.rows * 32) throw new UvuError(`${path}: ${t.width}×${t.height} px does not match a ${t.rows}×${t.cols} grid of 32-px patches`);
   return t;
 }

@@ -16,11 +16,11 @@ import { z } from 'zod';
 import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { ModelConfigSchema } from '../model/config.js';
 import { UvuModel, variableFrom } from '../model/model.js';
-import { Vocab } from '../model/vocab.js';
-import { sha256File } from '../patches/store.js';
+import { Vocab } from '../tokens/vocab.js';
+import { sha256File } from '../util/fsio.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UvuError } from '../util/errors.js';
-import type { AdamW } from './optim.js';
+import type { AdamW, AdamWState } from '../optim/adamw.js';
 
 export const CHECKPOINT_FORMAT = 'uvu-checkpoint';
 const FILES = ['model.safetensors', 'optimizer.safetensors', 'tokenizer.json'] as const;
@@ -53,7 +53,7 @@ export interface LoadedCheckpoint {
   state: CheckpointState;
   tokenizerJson: string;
   /** Present when loaded with optimizer state. */
-  optimizer?: { t: number; m: Map<string, Float32Array>; v: Map<string, Float32Array> };
+  optimizer?: AdamWState;
 }
 
 /** Write a checkpoint directory atomically (temp dir + rename). */
@@ -64,20 +64,21 @@ export function saveCheckpoint(
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const { model, optimizer } = args;
+  const { model } = args;
+  const { t, m, v } = args.optimizer.state();
   const weights: Record<string, Tensor> = {};
   const moments: Record<string, Tensor> = {};
   for (const [name, p] of model.params) {
     weights[name] = { dtype: 'F32', shape: p.shape, data: Float32Array.from(p.dataSync() as Float32Array) };
-    moments[`m.${name}`] = { dtype: 'F32', shape: p.shape, data: optimizer.m.get(name)! };
-    moments[`v.${name}`] = { dtype: 'F32', shape: p.shape, data: optimizer.v.get(name)! };
+    moments[`m.${name}`] = { dtype: 'F32', shape: p.shape, data: m.get(name)! };
+    moments[`v.${name}`] = { dtype: 'F32', shape: p.shape, data: v.get(name)! };
   }
   writeSafetensors(join(tmp, 'model.safetensors'), weights, {
     format: 'uvu-model',
     model_config: JSON.stringify(model.config),
     vocab: JSON.stringify(model.vocab.toJSON()),
   });
-  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { format: 'uvu-adamw', t: String(optimizer.t) });
+  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { format: 'uvu-adamw', t: String(t) });
   writeFileAtomic(join(tmp, 'tokenizer.json'), args.tokenizerJson);
   const files: Record<string, string> = {};
   for (const f of FILES) files[f] = sha256File(join(tmp, f));

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ModelConfigSchema } from '../model/config.js';
 import { UvuError, UsageError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 
 export const TrainConfigSchema = z
   .object({
@@ -116,12 +117,7 @@ export function applyOverrides(raw: Record<string, unknown>, overrides: string[]
 
 /** Validate a raw config object; errors name the source and every offending field. */
 export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
-  const r = TrainConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new UvuError(`${source}: invalid training config: ${issues}`);
-  }
-  return r.data;
+  return parseOrFail(TrainConfigSchema, raw, `${source}: invalid training config`, { all: true });
 }
 
 /** Read, override and validate a config file. */

@@ -4,7 +4,7 @@
  */
 import { tf } from '../engine/tf.js';
 import type { UvuModel } from '../model/model.js';
-import type { GradMap } from './optim.js';
+import type { GradMap } from '../optim/adamw.js';
 
 /** ∇ loss over every parameter. `loss` runs inside the gradient tape (tensors it makes are freed). */
 export function lossGrads(model: UvuModel, loss: () => tf.Scalar): { value: number; grads: GradMap } {

@@ -1,20 +1,24 @@
 /**
- * The training loop, top to bottom:
+ * The training loop, top to bottom (train(), then one function per part):
  *
- *   for step in [start, steps):
- *     batch      ← dataset.batch(train, step)            deterministic in (seed, step): resumable
- *     targets    ← DESIGN §6 targets and masks for the stage
- *     imageMask  ← long-tail balanced sampling (DESIGN §7), pretrain only
- *     grads      ← ∇(w_img·L_image + w_text·L_text); every `angle_every` steps the two losses are
- *                  differentiated separately and their angle over shared weights logged (DESIGN §8)
- *     clip, AdamW with warmup + cosine learning rate
- *     log.jsonl, progress bar; checkpoint every `checkpoint_every` steps and at the end
- *
- * At the end: validation loss, curves.png (losses and gradient angle) and summary.json.
+ *   openRun      model + optimizer: resumed from the checkpoint, initialised from `init`, or fresh
+ *   replayLog    a resumed run keeps the log lines of the steps before its resume point
+ *   for step in [start, steps), until opts.signal aborts:
+ *     trainStep
+ *       batch      ← dataset.batch(train, step)            deterministic in (seed, step): resumable
+ *       targets    ← DESIGN §6 targets and masks for the stage
+ *       imageMask  ← long-tail balanced sampling (DESIGN §7), pretrain only
+ *       grads      ← ∇(w_img·L_image + w_text·L_text) (jointGrads); every `angle_every` steps the
+ *                    two losses are differentiated separately and their angle over shared weights
+ *                    logged (splitGrads, DESIGN §8)
+ *       clip, AdamW with warmup + cosine learning rate
+ *     log.jsonl, progress bar; saveProgress (checkpoint + log) every `checkpoint_every` steps
+ *   saveProgress at the end, or where the run was stopped
+ *   summarize    validation loss, curves.png (losses and gradient angle) and summary.json
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { tf, useEngine } from '../engine/tf.js';
+import { tf, requireEngine } from '../engine/tf.js';
 import { balanceImageTargets, codeProbabilities } from '../data/balance.js';
 import { SeqDataset, type Batch } from '../data/dataset.js';
 import { buildTargets } from '../data/targets.js';
@@ -28,7 +32,7 @@ import { loadCheckpoint, saveCheckpoint, type DataFacts } from './checkpoint.js'
 import { effectiveWeights, type TrainConfig } from './config.js';
 import { combineGrads, gradientAngle, lossGrads } from './grads.js';
 import { supervisedCounts, unifiedLoss, type LossTargets, type LossWeights } from './loss.js';
-import { AdamW, clipGradients, learningRate } from './optim.js';
+import { AdamW, clipGradients, learningRate, type GradMap } from '../optim/adamw.js';
 
 /** One line of log.jsonl. */
 export interface StepLog {
@@ -70,11 +74,16 @@ export interface TrainSummary {
 }
 
 export interface TrainOptions {
+  /** Continue from `out`/checkpoint when it exists (a fresh start otherwise). */
   resume?: boolean;
   /** Called after every step (tests, the demo). */
   onStep?: (log: StepLog) => void;
-  /** Stop after this many steps of this invocation (simulates an interruption in tests). */
-  stopAfter?: number;
+  /**
+   * Stop early: checked between steps. Once aborted, the run finishes the step in progress,
+   * writes its checkpoint and log as at any interruption point, and returns (no validation
+   * loss); `resume: true` continues from there.
+   */
+  signal?: AbortSignal;
 }
 
 /** Check the dataset against the run before any work: coder kind, vocabulary, context. */
@@ -132,27 +141,79 @@ export function evaluateLoss(model: UvuModel, ds: SeqDataset, c: TrainConfig, ba
   return { total: w.text * text + w.image * (image ?? 0), image, text };
 }
 
+/**
+ * Train (or resume) the run `c` describes; returns its summary (also written to summary.json).
+ * The engine must be started (initEngine) first.
+ */
 export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
-  await useEngine(c.engine);
+  requireEngine('train', c.engine);
+  const run = openRun(c, opts.resume === true);
+  const logs = replayLog(run.logPath, run.start);
+
+  const bar = progress(`train ${c.variant}/${c.stage}`, c.steps, 'steps');
+  bar.set(run.start);
+  const t0 = Date.now();
+  let tokensDone = 0;
+  let step = run.start;
+  while (step < c.steps && !opts.signal?.aborted) {
+    const log = trainStep(run, step);
+    step++;
+    tokensDone += log.tokens;
+    logs.push(log);
+    opts.onStep?.(log);
+    bar.tick(1, `loss ${log.loss.toFixed(3)} | ${Math.round((tokensDone / Math.max(1, Date.now() - t0)) * 1000)} tok/s`);
+    // The last step's checkpoint (at the end or when stopped) is written after the loop.
+    if (step % c.checkpoint_every === 0 && step < c.steps && !opts.signal?.aborted) saveProgress(run, step, logs);
+  }
+  bar.stop();
+  saveProgress(run, step, logs);
+
+  const seconds = (Date.now() - t0) / 1000;
+  const summary = await summarize(run, logs, step, tokensDone, seconds);
+  run.model.dispose();
+  return summary;
+}
+
+/** A run being trained: its paths, data, model and optimizer, and what every step needs. */
+interface Run {
+  c: TrainConfig;
+  out: string;
+  ckptDir: string;
+  logPath: string;
+  ds: SeqDataset;
+  /** Loss weights of the stage. */
+  w: LossWeights;
+  model: UvuModel;
+  optimizer: AdamW;
+  /** First step of this invocation (the checkpoint's step when resuming, else 0). */
+  start: number;
+  tokenizerJson: string;
+  data: DataFacts;
+  /** Supervised-code probabilities for balanced sampling; null when the run does not balance. */
+  p: Float64Array | null;
+  /** Parameters both losses reach, over which the gradient angle is measured. */
+  shared: string[];
+}
+
+/**
+ * Open the run: model and optimizer resumed from `out`/checkpoint, initialised from `c.init`,
+ * or fresh; both checked against the dataset before the output directory is created.
+ */
+function openRun(c: TrainConfig, resume: boolean): Run {
   const out = resolve(c.out);
   const ckptDir = join(out, 'checkpoint');
-  const logPath = join(out, 'log.jsonl');
   const ds = SeqDataset.open(c.data);
   const w = effectiveWeights(c);
-
-  // Model and optimizer: resumed, initialised from another run, or fresh.
   let model: UvuModel;
   let optimizer: AdamW;
   let start = 0;
   let tokenizerJson: string;
-  if (opts.resume && existsSync(join(ckptDir, 'state.json'))) {
+  if (resume && existsSync(join(ckptDir, 'state.json'))) {
     const ck = loadCheckpoint(ckptDir, { withOptimizer: true });
     model = ck.model;
     checkData(c, ds, model, ckptDir);
     optimizer = new AdamW(model.params, c.optim);
-    optimizer.t = ck.optimizer!.t;
-    for (const [name, m] of ck.optimizer!.m) optimizer.m.get(name)!.set(m);
-    for (const [name, v] of ck.optimizer!.v) optimizer.v.get(name)!.set(v);
+    optimizer.loadState(ck.optimizer!);
     start = ck.state.step;
     tokenizerJson = ck.tokenizerJson;
     info(`resuming ${out} at step ${start}`);
@@ -169,8 +230,12 @@ export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<Tr
   }
   const data: DataFacts = { imageCoder: ds.manifest.imageCoder, maxPixels: ds.manifest.images.maxPixels, contextLength: ds.manifest.contextLength };
   mkdirSync(out, { recursive: true });
+  const p = w.image > 0 && c.balance.enabled ? codeProbabilities(ds.codeCounts()) : null;
+  return { c, out, ckptDir, logPath: join(out, 'log.jsonl'), ds, w, model, optimizer, start, tokenizerJson, data, p, shared: model.sharedParamNames() };
+}
 
-  // The log keeps only steps before the resume point, so a resumed run's log has no duplicates.
+/** The log so far: the lines of steps before `start`, so a resumed run's log has no duplicates. */
+function replayLog(logPath: string, start: number): StepLog[] {
   const logs: StepLog[] = [];
   if (start > 0 && existsSync(logPath)) {
     for (const line of readFileSync(logPath, 'utf8').split('\n')) {
@@ -179,85 +244,90 @@ export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<Tr
       if (l.step < start) logs.push(l);
     }
   }
-  const writeLog = (): void => writeFileAtomic(logPath, logs.map((l) => JSON.stringify(l)).join('\n') + (logs.length ? '\n' : ''));
+  return logs;
+}
 
-  const p = w.image > 0 && c.balance.enabled ? codeProbabilities(ds.codeCounts()) : null;
-  const shared = model.sharedParamNames();
-  const bar = progress(`train ${c.variant}/${c.stage}`, c.steps, 'steps');
-  bar.set(start);
-  const t0 = Date.now();
-  let tokensDone = 0;
-  const end = opts.stopAfter !== undefined ? Math.min(c.steps, start + opts.stopAfter) : c.steps;
-  const checkpoint = (step: number): void => saveCheckpoint(ckptDir, { model, optimizer, tokenizerJson, step, trainConfig: c, data });
+/** One optimizer step on training batch `step`: targets, gradients, clip, AdamW update; returns its log line. */
+function trainStep(run: Run, step: number): StepLog {
+  const { c, ds, w } = run;
+  const ts = Date.now();
+  const batch = ds.batch('train', step, c.batch_size, c.seed);
+  const { t, balance } = batchTargets(c, ds, batch, step, run.p, w);
+  const counts = supervisedCounts(t);
+  const lr = learningRate(step, c.steps, c.optim);
+  const measureAngle = c.angle_every > 0 && step % c.angle_every === 0 && w.image > 0 && counts.image > 0 && counts.text > 0;
+  const g = measureAngle ? splitGrads(run, batch, t) : jointGrads(run, batch, t, counts.image > 0);
+  const gradNorm = clipGradients(g.grads, c.optim.grad_clip);
+  run.optimizer.step(g.grads, lr);
+  const loss = w.text * g.lossText + w.image * (g.lossImage ?? 0);
+  if (!Number.isFinite(loss)) throw new UvuError(`${run.out}: loss became ${loss} at step ${step}; lower optim.lr (the last checkpoint is intact)`);
+  const tokens = batch.B * batch.T;
+  return {
+    step,
+    lr,
+    loss,
+    loss_image: g.lossImage,
+    loss_text: g.lossText,
+    grad_norm: gradNorm,
+    n_image: counts.image,
+    n_text: counts.text,
+    tokens,
+    tokens_per_s: tokens / Math.max(1e-3, (Date.now() - ts) / 1000),
+    kept_fraction: balance?.keptFraction ?? null,
+    entropy_before: balance?.entropyBefore ?? null,
+    entropy_after: balance?.entropyAfter ?? null,
+    angle_deg: g.angleDeg,
+  };
+}
 
-  for (let step = start; step < end; step++) {
-    const ts = Date.now();
-    const batch = ds.batch('train', step, c.batch_size, c.seed);
-    const { t, balance } = batchTargets(c, ds, batch, step, p, w);
-    const counts = supervisedCounts(t);
-    const lr = learningRate(step, c.steps, c.optim);
-    let lossImage: number | null = null;
-    let lossText = 0;
-    let angle: number | null = null;
-    let grads;
-    const measureAngle = c.angle_every > 0 && step % c.angle_every === 0 && w.image > 0 && counts.image > 0 && counts.text > 0;
-    if (measureAngle) {
-      // Same batch, two backward passes; their weighted sum is exactly ∇L, so the update is unchanged.
-      const gi = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 1, text: 0 }).image);
-      const gt = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 0, text: 1 }).text);
-      angle = gradientAngle(gi.grads, gt.grads, shared).degrees;
-      lossImage = gi.value;
-      lossText = gt.value;
-      grads = combineGrads(gi.grads, w.image, gt.grads, w.text);
-    } else {
-      let li = 0;
-      let lt = 0;
-      const g = lossGrads(model, () => {
-        const parts = unifiedLoss(model, batch, t, w);
-        li = parts.image.dataSync()[0]!;
-        lt = parts.text.dataSync()[0]!;
-        return parts.total;
-      });
-      grads = g.grads;
-      lossImage = w.image > 0 && counts.image > 0 ? li : null;
-      lossText = lt;
-    }
-    const gradNorm = clipGradients(grads, c.optim.grad_clip);
-    optimizer.step(grads, lr);
-    const loss = w.text * lossText + w.image * (lossImage ?? 0);
-    if (!Number.isFinite(loss)) throw new UvuError(`${out}: loss became ${loss} at step ${step}; lower optim.lr (the last checkpoint is intact)`);
-    const tokens = batch.B * batch.T;
-    tokensDone += tokens;
-    const log: StepLog = {
-      step,
-      lr,
-      loss,
-      loss_image: lossImage,
-      loss_text: lossText,
-      grad_norm: gradNorm,
-      n_image: counts.image,
-      n_text: counts.text,
-      tokens,
-      tokens_per_s: tokens / Math.max(1e-3, (Date.now() - ts) / 1000),
-      kept_fraction: balance?.keptFraction ?? null,
-      entropy_before: balance?.entropyBefore ?? null,
-      entropy_after: balance?.entropyAfter ?? null,
-      angle_deg: angle,
-    };
-    logs.push(log);
-    opts.onStep?.(log);
-    bar.tick(1, `loss ${loss.toFixed(3)} | ${Math.round((tokensDone / Math.max(1, Date.now() - t0)) * 1000)} tok/s`);
-    if ((step + 1) % c.checkpoint_every === 0 && step + 1 < end) {
-      checkpoint(step + 1);
-      writeLog();
-    }
-  }
-  bar.stop();
-  checkpoint(end);
-  writeLog();
+/** Gradients of one step, the losses they came from, and the gradient angle when it was measured. */
+interface StepGrads {
+  grads: GradMap;
+  lossImage: number | null;
+  lossText: number;
+  angleDeg: number | null;
+}
 
-  const seconds = (Date.now() - t0) / 1000;
-  const val = end === c.steps ? evaluateLoss(model, ds, c, c.eval_batches) : null;
+/** ∇(w_img·L_image + w_text·L_text) in one backward pass. */
+function jointGrads(run: Run, batch: Batch, t: LossTargets, hasImage: boolean): StepGrads {
+  const { model, w } = run;
+  let li = 0;
+  let lt = 0;
+  const g = lossGrads(model, () => {
+    const parts = unifiedLoss(model, batch, t, w);
+    li = parts.image.dataSync()[0]!;
+    lt = parts.text.dataSync()[0]!;
+    return parts.total;
+  });
+  return { grads: g.grads, lossImage: w.image > 0 && hasImage ? li : null, lossText: lt, angleDeg: null };
+}
+
+/**
+ * ∇L_image and ∇L_text in two backward passes over the same batch, and the angle between them
+ * over shared weights (DESIGN §8). Their weighted sum is exactly ∇L, so the update is unchanged.
+ */
+function splitGrads(run: Run, batch: Batch, t: LossTargets): StepGrads {
+  const { model, w } = run;
+  const gi = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 1, text: 0 }).image);
+  const gt = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 0, text: 1 }).text);
+  const angleDeg = gradientAngle(gi.grads, gt.grads, run.shared).degrees;
+  return { grads: combineGrads(gi.grads, w.image, gt.grads, w.text), lossImage: gi.value, lossText: gt.value, angleDeg };
+}
+
+/** Checkpoint at `step` and log.jsonl up to it: together, all a resume needs. */
+function saveProgress(run: Run, step: number, logs: StepLog[]): void {
+  const { model, optimizer, tokenizerJson, c, data } = run;
+  saveCheckpoint(run.ckptDir, { model, optimizer, tokenizerJson, step, trainConfig: c, data });
+  writeFileAtomic(run.logPath, logs.map((l) => JSON.stringify(l)).join('\n') + (logs.length ? '\n' : ''));
+}
+
+/**
+ * Validation loss (only when the run reached its last step), curves.png and summary.json:
+ * final losses averaged over the last 10 logged steps, gradient-angle and balancing means.
+ */
+async function summarize(run: Run, logs: StepLog[], end: number, tokensDone: number, seconds: number): Promise<TrainSummary> {
+  const { c, out } = run;
+  const val = end === c.steps ? evaluateLoss(run.model, run.ds, c, c.eval_batches) : null;
   const plotPath = join(out, 'curves.png');
   await plotCurves(plotPath, logs, c);
   const last = logs.slice(-Math.max(1, Math.min(10, logs.length)));
@@ -270,8 +340,8 @@ export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<Tr
     variant: c.variant,
     stage: c.stage,
     steps: end,
-    resumedFrom: start,
-    parameters: model.parameterCount(),
+    resumedFrom: run.start,
+    parameters: run.model.parameterCount(),
     seconds,
     tokensPerSecond: tokensDone / Math.max(1e-3, seconds),
     finalLoss: { total: mean(last.map((l) => l.loss)), image: lastImage.length ? mean(lastImage) : null, text: mean(last.map((l) => l.loss_text)) },
@@ -284,12 +354,11 @@ export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<Tr
           meanEntropyAfter: mean(balanced.map((l) => l.entropy_after!)),
         }
       : null,
-    checkpoint: ckptDir,
-    log: logPath,
+    checkpoint: run.ckptDir,
+    log: run.logPath,
     plot: plotPath,
   };
   writeFileAtomic(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  model.dispose();
   return summary;
 }
 

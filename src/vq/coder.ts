@@ -1,13 +1,13 @@
 /**
- * The VQ-VAE as an ImageCoder: encode = encoder + nearest code, decode = decoder → u8 patches.
+ * The VQ-VAE as an image coder (it has the shape of tokens/coder.ts's ImageCoder, which lists it
+ * in its registry): encode = encoder + nearest code, decode = decoder → u8 patches.
  * Work is done in batches of CODER_BATCH patches inside tf.tidy, so memory stays bounded
  * for images of any size. Unlike the pixel codebook it ignores the patch grid: each patch is
  * coded on its own.
  */
 import { tf } from '../engine/tf.js';
 import { PATCH_DIM, floatToPatchesU8, patchesToFloat } from '../patches/patchify.js';
-import { sha256File } from '../patches/store.js';
-import type { ImageCoder } from '../tokens/coder.js';
+import { sha256File } from '../util/fsio.js';
 import { UvuError } from '../util/errors.js';
 import { loadVq } from './file.js';
 import type { VqModel } from './model.js';
@@ -15,7 +15,7 @@ import type { VqModel } from './model.js';
 /** Patches per tf call: [4096, 3072] f32 is 48 MiB of input. */
 const CODER_BATCH = 4096;
 
-export class VqCoder implements ImageCoder {
+export class VqCoder {
   readonly kind = 'vq' as const;
   readonly K: number;
 

@@ -4,7 +4,7 @@
  * load; the training fields only describe how the stored weights were obtained.
  */
 import { z } from 'zod';
-import { UsageError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 
 export const VqConfigSchema = z
   .object({
@@ -46,10 +46,5 @@ export type VqArch = Pick<VqConfig, 'K' | 'codeDim' | 'hidden' | 'activation' | 
 
 /** Parse a config object; unknown fields and wrong types are usage errors naming the field. */
 export function parseVqConfig(raw: unknown, source = 'vq config'): VqConfig {
-  const r = VqConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new UsageError(`${source}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  return r.data;
+  return parseOrFail(VqConfigSchema, raw, source, { usage: true });
 }

@@ -8,7 +8,12 @@
  */
 import { PATCH_DIM, patchesToFloat } from '../patches/patchify.js';
 import { ReconstructionStats, type ReconstructionMetrics } from '../codebook/metrics.js';
+import type { PatchStore } from '../patches/store.js';
+import { Rng } from '../util/rng.js';
 import type { VqCoder } from './coder.js';
+
+/** Patches per store read while evaluating: bounds memory to EVAL_BATCH·3072 bytes plus the coder's batch. */
+const EVAL_BATCH = 4096;
 
 export interface VqMetrics extends ReconstructionMetrics {
   k: number;
@@ -61,4 +66,27 @@ export class VqEvalAccumulator {
       perplexity: perplexity(this.counts),
     };
   }
+}
+
+/**
+ * Metrics of the VQ-VAE over every patch of an open store, or over `sample` patches drawn with
+ * `seed` (read in ascending store order); `onPatches(n)` after each batch of n.
+ */
+export function evalVqOnStore(coder: VqCoder, store: PatchStore, o: { sample?: number; seed?: number } = {}, onPatches?: (n: number) => void): VqMetrics {
+  const acc = new VqEvalAccumulator(coder);
+  if (o.sample !== undefined) {
+    const indices = new Rng(o.seed ?? 0).sampleIndices(store.count, o.sample).sort();
+    for (let s = 0; s < indices.length; s += EVAL_BATCH) {
+      const idx = indices.subarray(s, s + EVAL_BATCH);
+      acc.add(store.readIndices(idx).patches, idx.length);
+      onPatches?.(idx.length);
+    }
+  } else {
+    for (const b of store.scan(EVAL_BATCH)) {
+      const n = b.meta.row.length;
+      acc.add(b.patches, n);
+      onPatches?.(n);
+    }
+  }
+  return acc.result();
 }

@@ -8,11 +8,13 @@
  */
 import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 import { PATCH } from '../patches/patchify.js';
-import { VQ_FORMAT } from '../tokens/coder.js';
 import { VqConfigSchema } from './config.js';
 import { PARAM_NAMES, paramShapes, VqModel, type VqWeights } from './model.js';
 
+/** Metadata "format" tag of a VQ-VAE file. */
+export const VQ_FORMAT = 'uvu-vq';
 export const VQ_VERSION = 1;
 
 /** Write the model atomically (writeSafetensors goes through writeFileAtomic). */
@@ -50,12 +52,7 @@ export function loadVq(path: string): VqModel {
     if (err instanceof UvuError) throw err;
     fail('metadata "config" is not valid JSON');
   }
-  const parsed = VqConfigSchema.safeParse(rawConfig);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    fail(`metadata "config" is invalid at "${issue.path.join('.')}": ${issue.message}`);
-  }
-  const config = parsed.data!;
+  const config = parseOrFail(VqConfigSchema, rawConfig, `${path}: invalid VQ model: metadata "config"`);
   if (Number(metadata.K) !== config.K) fail(`metadata K = ${JSON.stringify(metadata.K)} disagrees with config K = ${config.K}`);
   if (Number(metadata.code_dim) !== config.codeDim) fail(`metadata code_dim = ${JSON.stringify(metadata.code_dim)} disagrees with config codeDim = ${config.codeDim}`);
 

@@ -15,7 +15,7 @@
  * JS kernels with hand-written gradients (checked against tfjs autodiff in test/vq.test.ts):
  * composed of tfjs-cpu elementwise ops they cost more than all the step's matrix products.
  */
-import { tf } from '../engine/tf.js';
+import { requireEngine, tf } from '../engine/tf.js';
 import type { VqArch, VqConfig } from './config.js';
 import { PATCH_DIM } from '../patches/patchify.js';
 import type { Rng } from '../util/rng.js';
@@ -172,6 +172,7 @@ export class VqModel {
     readonly config: VqConfig,
     weights: VqWeights,
   ) {
+    requireEngine('VqModel');
     this.K = config.K;
     this.codeDim = config.codeDim;
     const shapes = paramShapes(config);

@@ -21,7 +21,7 @@ import { parseVqConfig, type VqConfig, type VqConfigInput } from './config.js';
 import { perplexity, VqEvalAccumulator, type VqMetrics } from './eval.js';
 import { saveVq } from './file.js';
 import { PARAM_NAMES, randomWeights, VqModel } from './model.js';
-import { AdamW, learningRate, type GradMap, type ScheduleConfig } from '../train/optim.js';
+import { AdamW, learningRate, type GradMap, type ScheduleConfig } from '../optim/adamw.js';
 
 /** Learning-rate schedule: 2% linear warmup, then cosine decay to 10% of `lr`. */
 const SCHEDULE: Omit<ScheduleConfig, 'lr'> = { warmup_frac: 0.02, min_lr_ratio: 0.1 };

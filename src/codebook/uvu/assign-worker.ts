@@ -1,13 +1,12 @@
 /** Worker thread of AssignPool: assigns its share of a job's shards (see assign.ts). */
 import { parentPort, workerData } from 'node:worker_threads';
 import { PatchStore } from '../../patches/store.js';
-import { setBlasThreads } from '../../linalg/blas.js';
 import type { PosEnc } from '../posenc.js';
 import { assignShards, type AssignJob, type AssignOutput } from './assign.js';
 
 const { storeDir, pe, shardSize } = workerData as { storeDir: string; pe: PosEnc; shardSize: number };
-// The workers already use every core between them.
-setBlasThreads(1);
+// The pool runs each job with a single-threaded BLAS (withBlasThreads in assign.ts): the workers
+// already use every core between them.
 const store = PatchStore.open(storeDir);
 
 parentPort!.on('message', (msg: { job: AssignJob; out: AssignOutput; first: number; stride: number }) => {

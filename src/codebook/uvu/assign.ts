@@ -6,13 +6,16 @@
  * shards could run on other machines and be concatenated in shard order.
  *
  * workers = 1 runs in-process (the BLAS uses every core); workers > 1 start worker threads
- * that each use a single-threaded BLAS.
+ * that each use a single-threaded BLAS while a job runs. OpenBLAS's thread count is one per
+ * process, so the pool sets it to 1 for the job and puts it back afterwards: the main thread's
+ * own BLAS work (validation, re-clustering) keeps every core.
  */
 import { Worker } from 'node:worker_threads';
 import { PatchStore } from '../../patches/store.js';
 import { PATCH_DIM } from '../../patches/patchify.js';
 import { FlatIndex } from '../search.js';
 import { PatchPoints } from '../points.js';
+import { withBlasThreads } from '../../linalg/blas.js';
 import type { PosEnc } from '../posenc.js';
 
 export interface AssignJob {
@@ -87,6 +90,12 @@ export class AssignPool {
       slots: shared(job.slots, (b) => new Int32Array(b)),
     };
     const out: AssignOutput = { ids: new Int32Array(new SharedArrayBuffer(4 * n)), distSq: new Float32Array(new SharedArrayBuffer(4 * n)) };
+    await withBlasThreads(1, () => this.runOnWorkers(sharedJob, out));
+    return { ids: Int32Array.from(out.ids), distSq: Float32Array.from(out.distSq) };
+  }
+
+  /** Each worker w assigns shards w, w + nWorkers, … of the job into the shared `out`. */
+  private async runOnWorkers(sharedJob: AssignJob, out: AssignOutput): Promise<void> {
     await Promise.all(
       this.workers.map(
         (worker, w) =>
@@ -106,7 +115,6 @@ export class AssignPool {
           }),
       ),
     );
-    return { ids: Int32Array.from(out.ids), distSq: Float32Array.from(out.distSq) };
   }
 
   async close(): Promise<void> {

@@ -180,8 +180,11 @@ function recluster(state: ClusterState, cfg: UvuClusterConfig, rng: Rng): void {
   state.totals.reclusters++;
 }
 
+/** The fixed validation sample: `n` patches ([n, 3072] u8) and their grid positions. */
+type ValSample = { patches: Uint8Array; meta: PatchMetaArrays; n: number };
+
 /** Validation objective (assignment space) and PRP with the current active centres. */
-function validate(state: ClusterState, cfg: UvuClusterConfig, val: { patches: Uint8Array; meta: PatchMetaArrays; n: number }): { objective: number; prp: number } {
+function validate(state: ClusterState, cfg: UvuClusterConfig, val: ValSample): { objective: number; prp: number } {
   const a = activeCentres(state, state.centersAssign);
   const p = activeCentres(state, state.centersPixel);
   const view: Codebook = { K: a.slots.length, D, patchSize: PATCH, centersPixel: p.centers, centersAssign: a.centers, counts: new Float32Array(a.slots.length), pe: cfg.pe, build: {}, data: '', metrics: {} };
@@ -191,92 +194,143 @@ function validate(state: ClusterState, cfg: UvuClusterConfig, val: { patches: Ui
   return { objective: m.mean_dist_sq, prp: m.prp };
 }
 
-/** One round (state.round + 1). */
-async function runRound(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignPool, val: { patches: Uint8Array; meta: PatchMetaArrays; n: number }): Promise<RoundLog> {
-  const t0 = performance.now();
-  const round = state.round + 1;
-  const rng = roundRng(cfg.seed, round);
-  const K = state.K;
+/** A round's candidate pool: ascending store indices with their nearest active slot and squared distance (assignment space). */
+interface CandidatePool {
+  indices: Uint32Array;
+  ids: Int32Array;
+  distSq: Float32Array;
+  /** Active clusters when the pool was assigned (K_active of the sampling cap). */
+  kActive: number;
+}
 
-  // 1. Candidate pool, assigned to the active centres (sharded, possibly parallel).
+/** The round's members S (after sampling and dedup): features, slot of each, and distance to it (not squared). */
+interface RoundMembers {
+  points: PatchPoints;
+  ids: Int32Array;
+  dist: Float64Array;
+  /** Sampled members dropped by the rounded-distance dedup. */
+  duplicates: number;
+}
+
+/** Step 1. Draw poolFactor·N_round store indices and assign them to the active centres (sharded, possibly on workers). */
+async function assignCandidatePool(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignPool, rng: Rng): Promise<CandidatePool> {
   const poolN = Math.min(store.count, Math.ceil(cfg.poolFactor * cfg.roundSize));
-  const poolIdx = rng.sampleIndices(store.count, poolN).sort();
+  const indices = rng.sampleIndices(store.count, poolN).sort();
   const active = activeCentres(state, state.centersAssign);
-  const { ids: poolIds, distSq: poolDist } = await pool.run({ indices: poolIdx, centers: active.centers, slots: active.slots });
+  const { ids, distSq } = await pool.run({ indices, centers: active.centers, slots: active.slots });
+  return { indices, ids, distSq, kActive: active.slots.length };
+}
 
-  // 2. Hierarchical sampling, then dedup by rounded distance.
-  const chosen = balancedSample(poolIds, K, active.slots.length, cfg.roundSize, rng);
-  const ids = Int32Array.from(chosen, (i) => poolIds[i]!);
-  const distSq = Float32Array.from(chosen, (i) => poolDist[i]!);
+/**
+ * Step 2. Hierarchical sampling of N_round pool members (capped per cluster), then dedup by
+ * rounded distance within each cluster; reads the kept patches from the store.
+ */
+function sampleMembers(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, cand: CandidatePool, rng: Rng): RoundMembers {
+  const chosen = balancedSample(cand.ids, state.K, cand.kActive, cfg.roundSize, rng);
+  const ids = Int32Array.from(chosen, (i) => cand.ids[i]!);
+  const distSq = Float32Array.from(chosen, (i) => cand.distSq[i]!);
   const keep = dedupByRoundedDistance(ids, distSq, cfg.dedupDecimals);
   const keptPos: number[] = [];
   keep.forEach((k, i) => k && keptPos.push(i));
-  const duplicates = chosen.length - keptPos.length;
-  const { patches, meta } = store.readIndices(Uint32Array.from(keptPos, (i) => poolIdx[chosen[i]!]!));
-  const members = new PatchPoints(patches, keptPos.length, D, meta, cfg.pe);
-  const memberIds = Int32Array.from(keptPos, (i) => ids[i]!);
-  const memberDist = Float64Array.from(keptPos, (i) => Math.sqrt(distSq[i]!));
+  const { patches, meta } = store.readIndices(Uint32Array.from(keptPos, (i) => cand.indices[chosen[i]!]!));
+  return {
+    points: new PatchPoints(patches, keptPos.length, D, meta, cfg.pe),
+    ids: Int32Array.from(keptPos, (i) => ids[i]!),
+    dist: Float64Array.from(keptPos, (i) => Math.sqrt(distSq[i]!)),
+    duplicates: chosen.length - keptPos.length,
+  };
+}
 
-  // 3. Global distance dictionary.
-  const m = new Float64Array(K);
-  for (let i = 0; i < memberIds.length; i++) {
-    const k = memberIds[i]!;
-    const d = memberDist[i]!;
+/**
+ * Step 3. Add the members' distances to the global distance dictionary (count, sum, sum of
+ * squares, max per slot). Returns |S_k|, the round's member count per slot ([K]).
+ */
+function updateDistanceDictionary(state: ClusterState, members: RoundMembers): Float64Array {
+  const m = new Float64Array(state.K);
+  for (let i = 0; i < members.ids.length; i++) {
+    const k = members.ids[i]!;
+    const d = members.dist[i]!;
     m[k]!++;
     state.distCount[k]!++;
     state.distSum[k]! += d;
     state.distSumSq[k]! += d * d;
     if (d > state.distMax[k]!) state.distMax[k] = d;
   }
+  return m;
+}
 
-  // 4. Empty active clusters: re-seed by splitting a large one; its members are re-divided
-  //    between the two perturbed centres by exact distance.
-  const pairs = splitClusters(m, memberIds.length, D, [state.centersAssign, state.centersPixel], rng, state.active);
+/** Of slots ci and cj of `table` ([K, D]), the one nearer to `row` ([D]) by squared distance; cj on a tie. */
+function nearerSlot(row: Float32Array, table: Float32Array, ci: number, cj: number): number {
+  let di = 0;
+  let dj = 0;
+  for (let d = 0; d < D; d++) {
+    di += (row[d]! - table[ci * D + d]!) ** 2;
+    dj += (row[d]! - table[cj * D + d]!) ** 2;
+  }
+  return di < dj ? ci : cj;
+}
+
+/**
+ * Step 4. Re-seed empty active clusters by splitting a large one (Faiss-style perturbation);
+ * the split cluster's members are re-divided between the two centres by exact distance, and
+ * `m` is updated to match. Returns the number of splits.
+ */
+function splitEmptyClusters(state: ClusterState, members: RoundMembers, m: Float64Array, rng: Rng): number {
+  const ids = members.ids;
+  const pairs = splitClusters(m, ids.length, D, [state.centersAssign, state.centersPixel], rng, state.active);
   const row = new Float32Array(D);
   for (const [ci, cj] of pairs) {
     state.weight[ci] = 0;
     state.moved[ci] = 1;
     m[ci] = 0;
     m[cj] = 0;
-    for (let i = 0; i < memberIds.length; i++) {
-      if (memberIds[i] !== cj) continue;
-      members.readAssign(i, 1, row);
-      let di = 0;
-      let dj = 0;
-      for (let d = 0; d < D; d++) {
-        di += (row[d]! - state.centersAssign[ci * D + d]!) ** 2;
-        dj += (row[d]! - state.centersAssign[cj * D + d]!) ** 2;
-      }
-      const k = di < dj ? ci : cj;
-      memberIds[i] = k;
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] !== cj) continue;
+      members.points.readAssign(i, 1, row);
+      const k = nearerSlot(row, state.centersAssign, ci, cj);
+      ids[i] = k;
       m[k]!++;
     }
   }
+  return pairs.length;
+}
 
-  // 5. Long tail: active clusters with 0 < |S_k| < δ leave for the cache with their members.
+/**
+ * Step 5. Long tail: active clusters with 0 < |S_k| < δ leave the active set for the cache,
+ * their slots and this round's members with them. Returns the number of clusters cached.
+ */
+function cacheLongTail(state: ClusterState, cfg: UvuClusterConfig, members: RoundMembers, m: Float64Array): number {
   let cached = 0;
-  const toCache: number[] = [];
-  for (let k = 0; k < K; k++) {
+  for (let k = 0; k < state.K; k++) {
     if (state.active[k] && m[k]! > 0 && m[k]! < cfg.delta) {
       state.active[k] = 0;
       state.cache.slots.push(k);
       cached++;
     }
   }
-  for (let i = 0; i < memberIds.length; i++) if (!state.active[memberIds[i]!]) toCache.push(i);
+  const toCache: number[] = [];
+  for (let i = 0; i < members.ids.length; i++) if (!state.active[members.ids[i]!]) toCache.push(i);
   if (toCache.length > 0) {
-    const sub = members.subset(toCache);
+    const sub = members.points.subset(toCache);
     cacheAppend(state.cache, sub.u8, sub.pos!.row, sub.pos!.col, sub.pos!.cols, sub.n);
   }
+  return cached;
+}
 
-  // 6. Streaming centre update of the remaining active clusters, cluster by cluster.
-  const { order, start } = groupByCluster(memberIds, K);
+/**
+ * Step 6. Streaming centre update of the clusters still active, one at a time: each centre
+ * becomes the count-weighted mean of itself (weight w) and its new members, pixel centres in
+ * [0, 1] and assignment centres with the positional encoding added.
+ */
+function streamingUpdate(state: ClusterState, members: RoundMembers): void {
+  const K = state.K;
+  const { order, start } = groupByCluster(members.ids, K);
   const pixelSum = new Float64Array(D);
-  const encSum = members.encoded ? new Float64Array(D) : null;
+  const encSum = members.points.encoded ? new Float64Array(D) : null;
   for (let k = 0; k < K; k++) {
     const count = start[k + 1]! - start[k]!;
     if (count === 0 || !state.active[k]) continue;
-    members.sumRows(order, start[k]!, start[k + 1]!, pixelSum, encSum);
+    members.points.sumRows(order, start[k]!, start[k + 1]!, pixelSum, encSum);
     const w = state.weight[k]!;
     const total = w + count;
     for (let d = 0; d < D; d++) {
@@ -286,36 +340,69 @@ async function runRound(state: ClusterState, cfg: UvuClusterConfig, store: Patch
     }
     state.weight[k] = total;
   }
+}
 
-  // 7. Re-cluster the cache once it is full.
-  const reclustersBefore = state.totals.reclusters;
-  if (state.cache.n >= cfg.alpha && state.cache.slots.length > 0) recluster(state, cfg, rng);
+/** What a round did, for its log line and the run totals. */
+interface RoundCounts {
+  round: number;
+  t0: number;
+  poolN: number;
+  duplicates: number;
+  splits: number;
+  cached: number;
+  reclusters: number;
+}
 
-  // 8. Bookkeeping and the convergence test on the fixed validation sample.
+/**
+ * Step 8. Measure the validation objective, run the convergence test (relative change < ε),
+ * advance state.round, add to the totals and append the round's log to the history.
+ */
+function closeRound(state: ClusterState, cfg: UvuClusterConfig, val: ValSample, c: RoundCounts): RoundLog {
   const v = validate(state, cfg, val);
   const prev = state.history.at(-1)?.objective;
   state.converged = prev !== undefined && Math.abs(prev - v.objective) / prev < cfg.epsilon;
-  state.round = round;
-  state.totals.duplicatesDropped += duplicates;
-  state.totals.splits += pairs.length;
-  state.totals.clustersCached += cached;
-  state.totals.patchesAssigned += poolN;
-  const seconds = (performance.now() - t0) / 1000;
+  state.round = c.round;
+  state.totals.duplicatesDropped += c.duplicates;
+  state.totals.splits += c.splits;
+  state.totals.clustersCached += c.cached;
+  state.totals.patchesAssigned += c.poolN;
+  const seconds = (performance.now() - c.t0) / 1000;
   const log: RoundLog = {
-    round,
+    round: c.round,
     objective: v.objective,
     prp: v.prp,
     k_active: state.active.reduce((a, b) => a + b, 0),
-    clusters_cached: cached,
+    clusters_cached: c.cached,
     cache_size: state.cache.n,
-    reclusters: state.totals.reclusters - reclustersBefore,
-    duplicates_dropped: duplicates,
-    splits: pairs.length,
-    patches_per_s: poolN / seconds,
+    reclusters: c.reclusters,
+    duplicates_dropped: c.duplicates,
+    splits: c.splits,
+    patches_per_s: c.poolN / seconds,
     seconds,
   };
   state.history.push(log);
   return log;
+}
+
+/**
+ * One round (state.round + 1). All its randomness comes from one generator seeded by
+ * (seed, round), drawn in step order: pool indices, sampling, splits, re-cluster.
+ */
+async function runRound(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignPool, val: ValSample): Promise<RoundLog> {
+  const t0 = performance.now();
+  const round = state.round + 1;
+  const rng = roundRng(cfg.seed, round);
+  const cand = await assignCandidatePool(state, cfg, store, pool, rng); // 1. candidate pool → active centres
+  const members = sampleMembers(state, cfg, store, cand, rng); // 2. hierarchical sampling + dedup
+  const m = updateDistanceDictionary(state, members); // 3. global distance dictionary
+  const splits = splitEmptyClusters(state, members, m, rng); // 4. re-seed empty clusters
+  const cached = cacheLongTail(state, cfg, members, m); // 5. long tail → cache
+  streamingUpdate(state, members); // 6. streaming centre update
+  const reclustersBefore = state.totals.reclusters; // 7. re-cluster the cache once it is full
+  if (state.cache.n >= cfg.alpha && state.cache.slots.length > 0) recluster(state, cfg, rng);
+  const reclusters = state.totals.reclusters - reclustersBefore;
+  const counts = { round, t0, poolN: cand.indices.length, duplicates: members.duplicates, splits, cached, reclusters };
+  return closeRound(state, cfg, val, counts); // 8. validation, convergence, bookkeeping
 }
 
 /** Everything a resumed run must share with the original: config (less workers/memory) and data. */
@@ -327,12 +414,11 @@ function runIdentity(cfg: UvuClusterConfig, fingerprint: string, initial?: Codeb
 
 const MiB = 2 ** 20;
 
-/** Build (or refine) a codebook with the paper's iterative hierarchical clustering. */
-export async function buildUvuCodebook(opts: UvuBuildOptions): Promise<UvuBuildResult> {
-  const cfg = opts.config;
-  const store = PatchStore.open(opts.storeDir);
-  checkUvuConfig(cfg, store.count);
-  if (opts.initial && opts.initial.K !== cfg.size) throw new UsageError(`the codebook has K = ${opts.initial.K}, the config says ${cfg.size}`);
+/**
+ * Print the run's parameters and estimated peak memory by part; refuse to start above
+ * `maxMemoryMiB`, naming the largest part and the flag that shrinks it.
+ */
+function announceAndCheckMemory(cfg: UvuClusterConfig): void {
   const memory = estimateMemory(cfg);
   const peak = Object.values(memory).reduce((a, b) => a + b, 0);
   info(`uvu clustering: K = ${cfg.size}, N_round = ${cfg.roundSize}, δ = ${cfg.delta}, α = ${cfg.alpha}, ε = ${cfg.epsilon}, pe = ${cfg.pe.type} λ = ${cfg.pe.scale}; estimated peak memory ${(peak / MiB).toFixed(0)} MiB (${Object.entries(memory).map(([k, v]) => `${k} ${(v / MiB).toFixed(0)}`).join(', ')})`);
@@ -341,6 +427,15 @@ export async function buildUvuCodebook(opts: UvuBuildOptions): Promise<UvuBuildR
     const hint = { centre_tables: '--size', search_index: '--size or --workers', round_patches: '--round-size', pool_assignment: '--pool-factor', cache: '--alpha or --round-size', validation: '--val-size', runtime: '--max-memory' }[biggest];
     throw new UsageError(`estimated peak memory ${(peak / MiB).toFixed(0)} MiB exceeds --max-memory ${cfg.maxMemoryMiB} MiB; the largest part is ${biggest} (${(memory[biggest]! / MiB).toFixed(0)} MiB): lower ${hint}`);
   }
+}
+
+/** Build (or refine) a codebook with the paper's iterative hierarchical clustering. */
+export async function buildUvuCodebook(opts: UvuBuildOptions): Promise<UvuBuildResult> {
+  const cfg = opts.config;
+  const store = PatchStore.open(opts.storeDir);
+  checkUvuConfig(cfg, store.count);
+  if (opts.initial && opts.initial.K !== cfg.size) throw new UsageError(`the codebook has K = ${opts.initial.K}, the config says ${cfg.size}`);
+  announceAndCheckMemory(cfg);
 
   const identity = runIdentity(cfg, store.fingerprint, opts.initial);
   let state = loadLatestCheckpoint(opts.checkpointDir, identity);

@@ -8,6 +8,8 @@
 import { z } from 'zod';
 import { PosEncSchema } from '../posenc.js';
 import { UsageError } from '../../util/errors.js';
+import { parseOrFail } from '../../util/fsio.js';
+import { DEFAULT_CODEBOOK_SEED, DEFAULT_PE_SCALE } from '../../util/defaults.js';
 
 export const UvuClusterConfigSchema = z
   .object({
@@ -26,7 +28,7 @@ export const UvuClusterConfigSchema = z
     /** Maximum number of rounds. */
     maxRounds: z.number().int().min(1).default(20),
     /** Positional encoding before clustering; λ = scale. Paper: sin/cos, λ not given. */
-    pe: PosEncSchema.default({ type: '2d-sincos', scale: 0.1 }),
+    pe: PosEncSchema.default({ type: '2d-sincos', scale: DEFAULT_PE_SCALE }),
     /** Decimals of the intra-cluster distance used for dedup. Paper: 5. */
     dedupDecimals: z.number().int().min(0).max(12).default(5),
     /** Lloyd iterations of the initial k-means. */
@@ -39,7 +41,7 @@ export const UvuClusterConfigSchema = z
     workers: z.number().int().min(1).default(1),
     /** Patches per assignment shard: the unit of parallel work and of exact merging. */
     shardSize: z.number().int().min(1).default(8192),
-    seed: z.number().int().min(0).default(1234),
+    seed: z.number().int().min(0).default(DEFAULT_CODEBOOK_SEED),
     /** Refuse to start when the estimated peak memory exceeds this (MiB). */
     maxMemoryMiB: z.number().positive().optional(),
   })
@@ -49,12 +51,7 @@ export type UvuClusterConfigInput = z.input<typeof UvuClusterConfigSchema>;
 
 /** Parse a config object; unknown fields and wrong types are usage errors naming the field. */
 export function parseUvuConfig(raw: unknown, source = 'config'): UvuClusterConfig {
-  const r = UvuClusterConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new UsageError(`${source}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  return r.data;
+  return parseOrFail(UvuClusterConfigSchema, raw, source, { usage: true });
 }
 
 /**

@@ -15,7 +15,7 @@
  *           zstd frame (Qt ≥ 5.13), which Node 20 cannot decode.
  */
 import { inflateSync } from 'node:zlib';
-import { UvuError } from '../util/errors.js';
+import { UvuError } from '../src/util/errors.js';
 
 export interface RccEntry {
   /** Resource path without the leading ':/' (e.g. "gcompris/src/activities/x/resource/a.jpg"). */

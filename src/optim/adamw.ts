@@ -51,12 +51,24 @@ export function clipGradients(grads: GradMap, maxNorm: number): number {
   return norm;
 }
 
+/**
+ * Everything AdamW carries from one step to the next: what a checkpoint stores and restores.
+ * Moments are keyed by parameter name, one value per parameter element.
+ */
+export interface AdamWState {
+  /** Number of updates applied so far (bias correction uses it). */
+  t: number;
+  /** First moments. */
+  m: ReadonlyMap<string, Float32Array>;
+  /** Second moments. */
+  v: ReadonlyMap<string, Float32Array>;
+}
+
 export class AdamW {
-  /** First and second moments per parameter name. */
+  /** First and second moments per parameter name (restartDeadCodes resets rows of them in place). */
   readonly m = new Map<string, Float32Array>();
   readonly v = new Map<string, Float32Array>();
-  /** Number of updates applied so far (bias correction uses it). */
-  t = 0;
+  private updates = 0;
 
   constructor(
     private readonly params: Map<string, tf.Variable>,
@@ -68,6 +80,39 @@ export class AdamW {
     }
   }
 
+  /** Number of updates applied so far (bias correction uses it). */
+  get t(): number {
+    return this.updates;
+  }
+
+  /**
+   * The optimizer state, for a checkpoint: the live moment arrays, not copies, so write them
+   * out before the next step().
+   */
+  state(): AdamWState {
+    return { t: this.updates, m: this.m, v: this.v };
+  }
+
+  /**
+   * Restore a state saved by state() (a resumed run then steps exactly as the original would
+   * have). It must hold moments of every parameter, of the parameter's size, and nothing else;
+   * values are copied in.
+   */
+  loadState(s: AdamWState): void {
+    if (!Number.isInteger(s.t) || s.t < 0) throw new UvuError(`AdamW: update count must be a non-negative integer, got ${s.t}`);
+    for (const [which, saved, mine] of [['m', s.m, this.m], ['v', s.v, this.v]] as const) {
+      for (const name of saved.keys()) if (!mine.has(name)) throw new UvuError(`AdamW: state has ${which} of ${name}, which is not a parameter`);
+      for (const [name, dst] of mine) {
+        const src = saved.get(name);
+        if (!src) throw new UvuError(`AdamW: state lacks ${which} of ${name}`);
+        if (src.length !== dst.length) throw new UvuError(`AdamW: ${which} of ${name} has ${src.length} values, parameter has ${dst.length}`);
+      }
+    }
+    for (const [name, dst] of this.m) dst.set(s.m.get(name)!);
+    for (const [name, dst] of this.v) dst.set(s.v.get(name)!);
+    this.updates = s.t;
+  }
+
   /** Decay matrices (linear weights, embeddings) but not norms or biases, as is standard. */
   static decays(name: string, rank: number): boolean {
     return rank >= 2 && !name.includes('norm');
@@ -75,10 +120,10 @@ export class AdamW {
 
   /** One update with learning rate lr. Parameters without a gradient are left untouched. */
   step(grads: GradMap, lr: number): void {
-    this.t++;
+    this.updates++;
     const { beta1, beta2, eps, weight_decay } = this.c;
-    const bc1 = 1 - Math.pow(beta1, this.t);
-    const bc2 = 1 - Math.pow(beta2, this.t);
+    const bc1 = 1 - Math.pow(beta1, this.updates);
+    const bc2 = 1 - Math.pow(beta2, this.updates);
     for (const [name, p] of this.params) {
       const g = grads.get(name);
       if (!g) continue;

@@ -15,7 +15,7 @@ import { loadCheckpoint, type CheckpointState } from '../train/checkpoint.js';
 import { UvuError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { generate } from './generate.js';
-import type { ImageInput, UvuModel } from './model.js';
+import type { ImageInput, UvuModel } from '../model/model.js';
 
 export interface AskOptions {
   maxNewTokens?: number;
@@ -76,7 +76,7 @@ export class ModelSession {
   async imageCoder(override?: string): Promise<ImageCoder> {
     if (this.coder) return this.coder;
     const ref = this.state.data.imageCoder;
-    const coder = await loadImageCoder(override ?? ref.path);
+    const coder = loadImageCoder(override ?? ref.path);
     if (coder.K !== this.model.vocab.K) throw new UvuError(`${coder.path}: image coder has K = ${coder.K}, the checkpoint's vocabulary K = ${this.model.vocab.K}`);
     if (!override && coder.sha256 !== ref.sha256) throw new UvuError(`${coder.path}: changed since training (sha256 differs); pass the original with --coder`);
     this.coder = coder;

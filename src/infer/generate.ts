@@ -7,7 +7,7 @@
 import { tf } from '../engine/tf.js';
 import { UvuError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
-import type { ImageInput, UvuModel } from './model.js';
+import type { ImageInput, UvuModel } from '../model/model.js';
 
 export interface GenerateOptions {
   /** Stop after this many new tokens. */

@@ -1,0 +1,86 @@
+/**
+ * File helpers every layer uses: content hashes, exact positional reads, and the one way a
+ * parsed file (JSON, a manifest, a metadata field) is checked against its zod schema. Each
+ * failure is a UvuError whose message starts with the file's name.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import type { z } from 'zod';
+import { UsageError, UvuError } from './errors.js';
+
+/** Bytes per read of sha256File: 8 MiB. */
+const HASH_BLOCK_BYTES = 8 << 20;
+/** Largest single readSync request (Node rejects lengths ≥ 2 GiB). */
+const MAX_READ_BYTES = 1 << 30;
+
+/** sha256 of a file, streamed in 8 MiB blocks (hex). */
+export function sha256File(path: string): string {
+  const h = createHash('sha256');
+  const buf = new Uint8Array(HASH_BLOCK_BYTES);
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/**
+ * Fill `buf` with the bytes of `fd` from byte `position` on, or fail with
+ * `FILE: unexpected end of file at byte N (HINT)` when the file ends first.
+ */
+export function readExact(fd: number, buf: Uint8Array, position: number, file: string, hint = 'truncated?'): void {
+  let got = 0;
+  while (got < buf.length) {
+    const n = readSync(fd, buf, got, Math.min(buf.length - got, MAX_READ_BYTES), position + got);
+    if (n === 0) throw new UvuError(`${file}: unexpected end of file at byte ${position + got} (${hint})`);
+    got += n;
+  }
+}
+
+/** One line for a zod error: `field.path: message` for the first issue, or for every issue with `all`. */
+export function describeZodError(error: z.ZodError, all = false): string {
+  const issues = all ? error.issues : error.issues.slice(0, 1);
+  return issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+export interface ParseOrFailOptions {
+  /** List every issue, not just the first (configs a person wrote). */
+  all?: boolean;
+  /** A usage error (exit 2: a config or flag the user wrote) instead of an input error (exit 1). */
+  usage?: boolean;
+}
+
+/**
+ * Validate `raw` with `schema`; on failure throw `WHERE: field.path: what is wrong` as one
+ * line. `where` names the file (and what it should have been, e.g. "m.json: not a dataset manifest").
+ */
+export function parseOrFail<S extends z.ZodType>(schema: S, raw: unknown, where: string, opts: ParseOrFailOptions = {}): z.output<S> {
+  const r = schema.safeParse(raw);
+  if (r.success) return r.data;
+  const message = `${where}: ${describeZodError(r.error, opts.all)}`;
+  throw opts.usage ? new UsageError(message) : new UvuError(message);
+}
+
+/**
+ * Read and parse a JSON file; `FILE: cannot read WHAT (ENOENT)` or `FILE: WHAT is not valid
+ * JSON` otherwise. `what` names the kind of file ("dataset manifest").
+ */
+export function readJsonFile(path: string, what = 'file'): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UvuError(`${path}: cannot read ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UvuError(`${path}: ${what} is not valid JSON`);
+  }
+}
