@@ -1,5 +1,5 @@
 /** `uvu codebook build|refine|eval`. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { buildKmeansCodebook } from '../codebook/build.js';
 import { loadCodebook, saveCodebook, type Codebook } from '../codebook/file.js';
@@ -13,6 +13,7 @@ import { info, progress } from '../util/progress.js';
 import { UsageError, UvuError } from '../util/errors.js';
 import { applyOutputOptions, emit, fmt, parseNonNegative, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
 import { DEFAULT_CODEBOOK_SEED, DEFAULT_MAX_PIXELS, DEFAULT_PE_SCALE } from '../util/defaults.js';
+import { parseSize } from '../util/limits.js';
 
 export function codebookCommand(): Command {
   const cmd = new Command('codebook');
@@ -162,14 +163,9 @@ interface BuildFlags extends OutputOptions {
   out: string;
 }
 
-/** "8G", "512M", "1.5GiB", or a plain number of MiB → MiB. */
+/** A size flag ("8G", "512M"; a plain number is MiB) → MiB. */
 function parseMemory(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
-  if (!m) throw new InvalidArgumentError(`expected a size such as 8G or 512M, got "${value}"`);
-  const unit = m[2]!.toLowerCase();
-  const mib = Number(m[1]) * ({ '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 } as Record<string, number>)[unit]!;
-  if (!(mib > 0)) throw new InvalidArgumentError(`expected a positive size, got "${value}"`);
-  return mib;
+  return /^\d+(\.\d+)?$/.test(value.trim()) ? parseSize(`${value}M`) / 2 ** 20 : parseSize(value) / 2 ** 20;
 }
 
 /** Config file (if any) overlaid with the flags that were given. */

@@ -37,9 +37,17 @@ export const COMMANDS: readonly CommandEntry[] = [
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-/** The command named on the command line: the first argument that is not an option (`help X` names X). */
+/** Options of `uvu` itself that take a value (`uvu --max-alloc 16G train …`). */
+const ROOT_OPTIONS_WITH_VALUE = new Set(['--max-alloc']);
+
+/** The command named on the command line: the first word that is neither an option nor its value (`help X` names X). */
 function commandName(argv: readonly string[]): string | undefined {
-  const words = argv.slice(2).filter((a) => !a.startsWith('-'));
+  const words: string[] = [];
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    if (ROOT_OPTIONS_WITH_VALUE.has(args[i]!)) i++;
+    else if (!args[i]!.startsWith('-')) words.push(args[i]!);
+  }
   return words[0] === 'help' ? words[1] : words[0];
 }
 
@@ -51,7 +59,14 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   const program = new Command('uvu')
     .description('UVU: pixel-level visual codebook (patches → codebook → tokens → images) and the unified autoregressive model (data → train → ask / complete-image → eval)')
     .version(pkg.version)
-    .showHelpAfterError('(run with --help for usage)');
+    .option('--max-alloc <size>', 'largest single allocation a file or flag may ask for, e.g. 16G (default 4G; see README "Files we read")')
+    .showHelpAfterError('(run with --help for usage)')
+    .hook('preAction', async () => {
+      const size = program.opts<{ maxAlloc?: string }>().maxAlloc;
+      if (size === undefined) return;
+      const { parseSize, setMaxAllocBytes } = await import('../util/limits.js');
+      setMaxAllocBytes(parseSize(size));
+    });
   const wanted = commandName(argv);
   for (const entry of COMMANDS) {
     const cmd = entry.name === wanted ? await entry.load() : new Command(entry.name);
