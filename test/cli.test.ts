@@ -43,9 +43,15 @@ test('every command has --help (exit 0); usage errors exit 2', () => {
   // `help X` shows the same page as `X --help`.
   assert.equal(uvu('help', 'tokenize').stdout, uvu('tokenize', '--help').stdout);
   assert.equal(uvu('patches', 'build', photos, '--out', 'x', '--bogus').status, 2);
-  assert.equal(uvu('codebook', 'build', '--patches', 'p', '--size', 'ten', '--out', 'c').status, 2);
+  const ten = uvu('codebook', 'build', '--patches', 'p', '--size', 'ten', '--out', 'c');
+  assert.equal(ten.status, 2);
+  // Usage errors are printed like every other error: one line `uvu: error: …` naming the flag.
+  assert.match(ten.stderr, /^uvu: error: option '--size [^']*' argument 'ten' is invalid/);
+  assert.equal(ten.stderr.split('\n').filter((l) => l.startsWith('uvu: error:')).length, 1);
   assert.equal(uvu('codebook', 'build', '--patches', 'p', '--size', '4', '--method', 'magic', '--out', 'c').status, 2);
-  assert.equal(uvu('no-such-command').status, 2);
+  const unknown = uvu('no-such-command');
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /^uvu: error: unknown command 'no-such-command'/);
 });
 
 test('patches → codebook → eval → tokenize → reconstruct → roundtrip, all with --json', () => {

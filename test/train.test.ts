@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPatchStore } from '../src/patches/build.js';
@@ -21,6 +21,7 @@ import { UvuError } from '../src/util/errors.js';
 import { setQuiet } from '../src/util/progress.js';
 import { initEngine } from '../src/engine/tf.js';
 import { TEST_MODEL } from './fixtures.js';
+import { assertCleanFailure, runUvu } from './hostile.js';
 
 await initEngine();
 
@@ -111,6 +112,64 @@ test('config errors are one clear message before any work: unknown field, wrong 
   await assert.rejects(train(config('run-k', { init: otherDir, stage: 'sft' })), /vocabulary \(text \d+, K 8\) does not match dataset .* K 16/);
   await assert.rejects(train(config('run-vq', { variant: 'ar-vq' })), /variant ar-vq needs a dataset built with a VQ-VAE/);
   assert.ok(!existsSync(join(work, 'run-k')) && !existsSync(join(work, 'run-vq')), 'no output before the checks pass');
+});
+
+test('--resume refuses a config that changes the data order or the optimization, naming the fields; steps may change', async () => {
+  const ckpt = join(work, 'run-b', 'checkpoint');
+  const before = readFileSync(join(ckpt, 'model.safetensors'));
+  const stateBefore = readFileSync(join(ckpt, 'state.json'));
+  await assert.rejects(train(config('run-b', { seed: 5, batch_size: 3 }), { resume: true }), (e: unknown) => {
+    assert.ok(e instanceof UvuError);
+    assert.match(e.message, /^.*run-b\/checkpoint\/state\.json: --resume with a config or dataset that differs from the checkpoint's: batch_size \(2 → 3\), seed \(0 → 5\)/);
+    return true;
+  });
+  await assert.rejects(train(config('run-b', { optim: { lr: 0.01 }, balance: { enabled: false } }), { resume: true }), /balance\.enabled \(true → false\), optim\.lr \(0\.001 → 0\.01\)/);
+  assert.ok(readFileSync(join(ckpt, 'model.safetensors')).equals(before) && readFileSync(join(ckpt, 'state.json')).equals(stateBefore), 'a refused resume changed the checkpoint');
+  // steps, checkpoint_every, eval_* and angle_every may change: the run goes on from step 6.
+  const more = await train(config('run-b', { steps: 7, checkpoint_every: 5, eval_batches: 0, angle_every: 0 }), { resume: true });
+  assert.equal(more.resumedFrom, 6);
+  assert.equal(more.steps, 7);
+});
+
+test('a crash between the two renames of the checkpoint swap loses at most checkpoint_every steps', async () => {
+  // run-c: stopped at step 3 (snapshot kept), then resumed to 6.
+  const interrupt = new AbortController();
+  let done = 0;
+  await train(config('run-c'), { signal: interrupt.signal, onStep: () => void (++done === 3 && interrupt.abort()) });
+  const ckpt = join(work, 'run-c', 'checkpoint');
+  const step3 = join(work, 'run-c-step3');
+  cpSync(ckpt, step3, { recursive: true });
+  await train(config('run-c'), { resume: true });
+  const runA = readFileSync(join(work, 'run-a', 'checkpoint', 'model.safetensors'));
+
+  // Crashed after "checkpoint → checkpoint.old-PID" and before "checkpoint.tmp-PID → checkpoint": both are complete.
+  renameSync(ckpt, `${ckpt}.tmp-4242`);
+  cpSync(step3, `${ckpt}.old-4242`, { recursive: true });
+  assert.equal(loadCheckpoint(ckpt).state.step, 6, 'the newer intact copy is used');
+  const resumedA = await train(config('run-c'), { resume: true });
+  assert.equal(resumedA.resumedFrom, 6);
+  assert.ok(readFileSync(join(ckpt, 'model.safetensors')).equals(runA));
+  assert.deepEqual(readdirSync(join(work, 'run-c')).filter((n) => n.startsWith('checkpoint.')), [], 'the leftovers of the interrupted swap are removed');
+
+  // Crashed while the new checkpoint was being written (tmp incomplete) after the old one was renamed away.
+  rmSync(ckpt, { recursive: true });
+  cpSync(step3, `${ckpt}.old-4243`, { recursive: true });
+  mkdirSync(`${ckpt}.tmp-4243`);
+  writeFileSync(join(`${ckpt}.tmp-4243`, 'model.safetensors'), readFileSync(join(step3, 'model.safetensors')).subarray(0, 1000));
+  const resumedB = await train(config('run-c'), { resume: true });
+  assert.equal(resumedB.resumedFrom, 3, 'the intact older copy is used, not a fresh start');
+  assert.ok(readFileSync(join(ckpt, 'model.safetensors')).equals(runA), 'weights after recovery differ from the uninterrupted run');
+  const losses = (run: string) => readFileSync(join(work, run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss);
+  assert.deepEqual(losses('run-c'), losses('run-a'));
+});
+
+test('a batch or model too large for the allocation limit is refused before anything is allocated, with the memory it needs', async () => {
+  await assert.rejects(train(config('run-big', { batch_size: 1e9 })), (e: unknown) => e instanceof UvuError && /^test: batch_size 1000000000 × context 64 × vocabulary \d+ logits.* needs [\d.]+ GiB, above the 4\.0 GiB allocation limit/.test(e.message));
+  await assert.rejects(train(config('run-big', { model: { ...TEST_MODEL, text_config: { ...TEST_MODEL.text_config, hidden_size: 65536, intermediate_size: 262144 } } })), /parameters with gradients and AdamW moments, needs [\d.]+ GiB/);
+  assert.ok(!existsSync(join(work, 'run-big')));
+  const file = join(work, 'big.json');
+  writeFileSync(file, JSON.stringify({ data: dataDir, out: join(work, 'run-big'), model: TEST_MODEL }));
+  assertCleanFailure(runUvu(['train', '--config', file, '--set', 'batch_size=1e9', '--set', 'engine=cpu']), { names: file, noOutputs: [join(work, 'run-big')] }, 'train --set batch_size=1e9');
 });
 
 test('ask answers in text ids only; complete-image predicts the missing rows and reconstructs them with the codebook', async () => {

@@ -10,7 +10,7 @@ import type { CodebookMetrics } from '../codebook/metrics.js';
 import { evalCodebookOnImages, evalCodebookOnStore, tokenChanges } from '../codebook/eval.js';
 import { PatchStore } from '../patches/store.js';
 import { info, progress } from '../util/progress.js';
-import { UsageError, UvuError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import { applyOutputOptions, emit, fmt, parseNonNegative, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
 import { DEFAULT_CODEBOOK_SEED, DEFAULT_MAX_PIXELS, DEFAULT_PE_SCALE } from '../util/defaults.js';
 import { parseSize } from '../util/limits.js';
@@ -44,6 +44,7 @@ export function codebookCommand(): Command {
       .option('--checkpoint-dir <dir>', 'uvu: per-round checkpoints (default: OUT.ckpt)')
       .option('--resume', 'uvu: continue from the newest good checkpoint', false)
       .option('--log <file>', 'uvu: JSONL log, one line per round (default: OUT.log.jsonl)')
+      .option('--no-verify', 'skip the sha256 check of the store\'s shards (done once per run)')
       .requiredOption('--out <file>', 'codebook file to write (.safetensors)'),
   ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
@@ -59,6 +60,7 @@ export function codebookCommand(): Command {
         bar.tick();
         if (!process.stderr.isTTY) info(`iter ${s.iter}: objective ${s.objective.toPrecision(7)} mse ${s.mse.toExponential(4)} imbalance ${s.imbalance.toFixed(3)} splits ${s.nsplit} (${s.seconds.toFixed(2)} s)`);
       },
+      { verify: o.verify },
     );
     bar.stop();
     saveCodebook(o.out, cb);
@@ -78,8 +80,9 @@ export function codebookCommand(): Command {
       .option('--workers <n>', 'worker threads for the assignment', parsePositiveInt)
       .option('--checkpoint-dir <dir>', 'per-round checkpoints (default: OUT.ckpt)')
       .option('--resume', 'continue from the newest good checkpoint', false)
-      .option('--log <file>', 'JSONL log, one line per round (default: OUT.log.jsonl)'),
-  ).action(async (file: string, o: OutputOptions & { patches: string; out: string; maxRounds?: number; workers?: number; checkpointDir?: string; resume: boolean; log?: string }) => {
+      .option('--log <file>', 'JSONL log, one line per round (default: OUT.log.jsonl)')
+      .option('--no-verify', 'skip the sha256 check of the store\'s shards (done once per run)'),
+  ).action(async (file: string, o: OutputOptions & { patches: string; out: string; maxRounds?: number; workers?: number; checkpointDir?: string; resume: boolean; log?: string; verify: boolean }) => {
     applyOutputOptions(o);
     const initial = loadCodebook(file);
     if (initial.build.method !== 'uvu') throw new UsageError(`${file}: refine continues a codebook built with --method uvu (this one: ${String(initial.build.method)})`);
@@ -88,7 +91,8 @@ export function codebookCommand(): Command {
     const t0 = performance.now();
     const { codebook, state, movedSlots } = await runUvu(o, config, initial);
     const seconds = (performance.now() - t0) / 1000;
-    const changed = tokenChanges(initial, codebook, o.patches, config.valSize);
+    // The run above checked the shards already (unless --no-verify): no second pass here.
+    const changed = tokenChanges(initial, codebook, o.patches, config.valSize, { verify: false });
     const result = { out: o.out, k: codebook.K, rounds: state.round, moved_ids: movedSlots, stable_ids: codebook.K - movedSlots, token_changes_on_new_data: changed, seconds, totals: state.totals };
     emit(o, result, () => `wrote ${o.out}: ${state.round} rounds on ${o.patches}; ${movedSlots} of ${codebook.K} token ids moved (centre replaced), ${(100 * changed).toFixed(1)}% of sampled new patches change token (${seconds.toFixed(1)} s)`);
   });
@@ -100,14 +104,15 @@ export function codebookCommand(): Command {
       .argument('<codebook>', 'codebook file')
       .option('--patches <dir>', 'evaluate on every patch of this store')
       .option('--images <paths...>', 'evaluate on the patches of these images')
-      .option('--max-pixels <n>', 'resize policy for --images (w·h ≤ n)', parsePositiveInt, DEFAULT_MAX_PIXELS),
-  ).action(async (file: string, o: OutputOptions & { patches?: string; images?: string[]; maxPixels: number }) => {
+      .option('--max-pixels <n>', 'resize policy for --images (w·h ≤ n)', parsePositiveInt, DEFAULT_MAX_PIXELS)
+      .option('--no-verify', 'with --patches: skip the sha256 check of each shard before its first read'),
+  ).action(async (file: string, o: OutputOptions & { patches?: string; images?: string[]; maxPixels: number; verify: boolean }) => {
     applyOutputOptions(o);
     if (Boolean(o.patches) === Boolean(o.images)) throw new UsageError('codebook eval: give exactly one of --patches DIR or --images PATHS...');
     const cb = loadCodebook(file);
     let metrics: CodebookMetrics;
     if (o.patches) {
-      const store = PatchStore.open(o.patches);
+      const store = PatchStore.open(o.patches, { verify: o.verify });
       const bar = progress('eval', store.count, 'patches');
       metrics = evalCodebookOnStore(cb, store, (n) => bar.tick(n));
       bar.stop();
@@ -160,6 +165,7 @@ interface BuildFlags extends OutputOptions {
   checkpointDir?: string;
   resume: boolean;
   log?: string;
+  verify: boolean;
   out: string;
 }
 
@@ -168,16 +174,32 @@ function parseMemory(value: string): number {
   return /^\d+(\.\d+)?$/.test(value.trim()) ? parseSize(`${value}M`) / 2 ** 20 : parseSize(value) / 2 ** 20;
 }
 
+/**
+ * The --config file: a JSON object (fields checked by parseUvuConfig after the flags are laid
+ * over it). Unreadable, invalid JSON, or anything but an object is a usage error naming the file.
+ */
+export function readUvuConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${path}: cannot read the --config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${path}: the --config file is not valid JSON`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new UsageError(`${path}: the --config file must hold a JSON object of uvu fields, not ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : `a ${typeof raw}`}`);
+  }
+  return raw as Record<string, unknown>;
+}
+
 /** Config file (if any) overlaid with the flags that were given. */
 function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
-  let fromFile: Record<string, unknown> = {};
-  if (o.config) {
-    try {
-      fromFile = JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>;
-    } catch (err) {
-      throw new UvuError(`${o.config}: ${(err as NodeJS.ErrnoException).code ? `cannot read (${(err as NodeJS.ErrnoException).code})` : 'not valid JSON'}`);
-    }
-  }
+  const fromFile: Record<string, unknown> = o.config ? readUvuConfigFile(o.config) : {};
   const flags: Record<string, unknown> = {
     size: o.size,
     seed: o.seed,
@@ -199,11 +221,12 @@ function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
 }
 
 /** Run the rounds with a progress bar, a JSONL log rewritten after each round, and save the codebook. */
-async function runUvu(o: OutputOptions & { patches: string; out: string; checkpointDir?: string; resume: boolean; log?: string }, config: UvuClusterConfig, initial?: Codebook) {
+async function runUvu(o: OutputOptions & { patches: string; out: string; checkpointDir?: string; resume: boolean; log?: string; verify: boolean }, config: UvuClusterConfig, initial?: Codebook) {
   const logPath = o.log ?? `${o.out}.log.jsonl`;
   const bar = progress('uvu rounds', config.maxRounds, 'rounds');
   const result = await buildUvuCodebook({
     storeDir: o.patches,
+    verify: o.verify,
     config,
     checkpointDir: o.checkpointDir ?? `${o.out}.ckpt`,
     resume: o.resume,

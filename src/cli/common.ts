@@ -4,29 +4,38 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { UvuError } from '../util/errors.js';
+import { unwritableReason } from '../util/atomic.js';
+import { fsErrorReason } from '../util/fserror.js';
 import { setQuiet } from '../util/progress.js';
 
-/** Parse a positive integer option value ("200000", "200_000" and "200k" accepted). */
+/** Largest integer a flag may hold: 2^53 − 1 (beyond it a JavaScript number is no longer exact). */
+const MAX_FLAG_INT = Number.MAX_SAFE_INTEGER;
+const SAFE_RANGE = `at most 2^53 − 1 = ${MAX_FLAG_INT}`;
+
+/** Parse a positive integer option value ("200000", "200_000" and "200k" accepted), at most 2^53 − 1. */
 export function parsePositiveInt(value: string): number {
   const m = /^(\d[\d_]*)([kKmM]?)$/.exec(value.trim());
   if (!m) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
   const base = Number(m[1]!.replaceAll('_', ''));
   const mult = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6 }[m[2]!]!;
   const v = base * mult;
-  if (!Number.isSafeInteger(v) || v < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  if (v < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  if (!Number.isSafeInteger(v)) throw new InvalidArgumentError(`expected a positive integer ${SAFE_RANGE}, got "${value}"`);
   return v;
 }
 
-/** Parse a non-negative integer (seeds, δ). */
+/** Parse a non-negative integer (seeds, δ), at most 2^53 − 1. */
 export function parseNonNegativeInt(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
-  return Number(value);
+  const v = Number(value);
+  if (!Number.isSafeInteger(v)) throw new InvalidArgumentError(`expected a non-negative integer ${SAFE_RANGE}, got "${value}"`);
+  return v;
 }
 
-/** Parse a finite non-negative number. */
+/** Parse a finite non-negative decimal number ("0.7", "1e-3", ".5"); no hex, no empty string, no Infinity. */
 export function parseNonNegative(value: string): number {
-  const v = Number(value);
-  if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`expected a non-negative number, got "${value}"`);
+  const v = /^\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`expected a finite non-negative number, got "${value}"`);
   return v;
 }
 
@@ -65,15 +74,29 @@ function jsonNumbers(_key: string, value: unknown): unknown {
 /** Format a number with a fixed number of significant decimals for humans. */
 export const fmt = (x: number, digits = 4): string => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
+/**
+ * Refuse an output path that cannot be written (a directory, a missing folder) before the
+ * command does any work: `OUT: cannot write: is a directory`.
+ */
+export function checkOutputPath(path: string): void {
+  const why = unwritableReason(path);
+  if (why) throw new UvuError(`${path}: cannot write: ${why}`);
+}
+
+/** One line for the user: no newline inside (a message quoting a file's bytes could hold one). */
+function oneLine(message: string): string {
+  return message.replace(/[\r\n]+/g, ' ');
+}
+
 /** Turn any error into a one-line message on stderr and an exit code (1 input, 2 usage). */
 export function reportError(err: unknown): number {
   if (err instanceof UvuError) {
-    process.stderr.write(`uvu: error: ${err.message}\n`);
+    process.stderr.write(`uvu: error: ${oneLine(err.message)}\n`);
     return err.exitCode;
   }
   const e = err as NodeJS.ErrnoException;
   if (e && typeof e.code === 'string' && typeof e.path === 'string') {
-    process.stderr.write(`uvu: error: ${e.path}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.code}\n`);
+    process.stderr.write(`uvu: error: ${oneLine(`${e.path}: ${fsErrorReason(e.path, e)}`)}\n`);
     return 1;
   }
   process.stderr.write(`uvu: internal error: ${e?.stack ?? String(err)}\n`);

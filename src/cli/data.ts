@@ -1,13 +1,12 @@
 /** `uvu data build|info`: the packed sequence dataset the model trains on (DESIGN §6–§7). */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { buildDataset, type DataBuildOptions, type DataBuildSummary } from '../data/build.js';
+import type { DataBuildOptions, DataBuildSummary } from '../data/build.js';
 import { SeqDataset, SPLITS, type Split } from '../data/dataset.js';
 import { FLAG_VISUAL } from '../data/sequence.js';
 import { TEXT_SOURCES, type TextSource } from '../text/corpus.js';
 import { UsageError } from '../util/errors.js';
-import { collect, applyOutputOptions, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { collect, applyOutputOptions, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
-import { initEngine } from '../engine/tf.js';
 
 function parseTextSources(value: string): TextSource[] {
   const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -15,15 +14,17 @@ function parseTextSources(value: string): TextSource[] {
   return names as TextSource[];
 }
 
+/** A decimal number in [0, 1) (the validation fraction). */
 function parseFraction(value: string): number {
-  const v = Number(value);
-  if (!(v >= 0 && v < 1)) throw new InvalidArgumentError(`expected a number in [0, 1), got "${value}"`);
+  const v = parseNonNegative(value);
+  if (!(v < 1)) throw new InvalidArgumentError(`expected a number in [0, 1), got "${value}"`);
   return v;
 }
 
+/** A finite decimal number > 0 (the shard size in MiB). */
 function parsePositiveNumber(value: string): number {
-  const v = Number(value);
-  if (!(v > 0 && Number.isFinite(v))) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
+  const v = parseNonNegative(value);
+  if (!(v > 0)) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
   return v;
 }
 
@@ -57,6 +58,8 @@ export function dataCommand(): Command {
   ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
     if (o.tokenizer && o.trainTokenizer) throw new UsageError('data build: give either --tokenizer or --train-tokenizer, not both');
+    // Loaded here, so that `data info` starts without the image and model stack.
+    const [{ buildDataset }, { initEngine }] = await Promise.all([import('../data/build.js'), import('../engine/tf.js')]);
     await initEngine(); // a VQ-VAE image tokenizer runs on it
     const summary = await buildDataset({
       out: o.out,
@@ -86,7 +89,8 @@ export function dataCommand(): Command {
       .option('--row <split:index>', 'print one row: its tokens as text, images as [img RxC]'),
   ).action(async (dir: string, o: OutputOptions & { verify?: boolean; row?: string }) => {
     applyOutputOptions(o);
-    const ds = SeqDataset.open(dir, { verify: o.verify });
+    // Shard hashes only with --verify (info stays quick); sizes, tables and small files always.
+    const ds = SeqDataset.open(dir, { verify: Boolean(o.verify) });
     try {
       const m = ds.manifest;
       const result: Record<string, unknown> = { dir, contextLength: m.contextLength, vocab: m.vocab, imageCoder: m.imageCoder, splits: Object.fromEntries(SPLITS.map((s) => [s, { rows: m.splits[s].rows, shards: m.splits[s].shards.length }])), counts: m.counts, verified: Boolean(o.verify) };

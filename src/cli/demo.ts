@@ -27,6 +27,8 @@ import { loadImage, writePng } from '../image/io.js';
 import { applyOutputOptions, emit, fmt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 import { DEFAULT_CODEBOOK_SEED, DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 import { initEngine } from '../engine/tf.js';
+import { UvuError } from '../util/errors.js';
+import { fsErrorReason } from '../util/fserror.js';
 
 /** The photo left out of training and reconstructed at the end. */
 const HELD_OUT: BundledPhoto = 'nagasaki-boats';
@@ -48,7 +50,12 @@ export function demoCommand(): Command {
     const storeDir = join(o.out, 'patches');
     const codebookPath = join(o.out, `codebook-k${o.size}.safetensors`);
     const pngPath = join(o.out, 'roundtrip.png');
-    mkdirSync(o.out, { recursive: true });
+    try {
+      mkdirSync(o.out, { recursive: true });
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'it exists and is not a folder' : fsErrorReason(o.out, err);
+      throw new UvuError(`${o.out}: cannot create the output folder: ${why}`);
+    }
     rmSync(storeDir, { recursive: true, force: true });
 
     const train = BUNDLED_PHOTOS.filter((p) => p !== HELD_OUT).map(bundledPhotoPath);

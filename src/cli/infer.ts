@@ -1,9 +1,9 @@
 /** `uvu ask` and `uvu complete-image`: run a trained checkpoint. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { writePng } from '../image/io.js';
 import { ModelSession } from '../infer/session.js';
 import { sideBySide } from '../tokens/roundtrip.js';
-import { applyOutputOptions, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { applyOutputOptions, checkOutputPath, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 import { initEngine } from '../engine/tf.js';
 
 const temperatureOption = ['--temperature <t>', 'sampling temperature; 0 = greedy', parseNonNegative, 0] as const;
@@ -40,16 +40,14 @@ export function completeImageCommand(): Command {
     new Command('complete-image')
       .requiredOption('--checkpoint <dir>', 'checkpoint directory (<run>/checkpoint)')
       .requiredOption('--image <file>', 'image file')
-      .requiredOption('--keep-rows <r>', 'patch rows (32 px each) given to the model', (v) => {
-        if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`expected a non-negative integer, got "${v}"`);
-        return Number(v);
-      })
+      .requiredOption('--keep-rows <r>', 'patch rows (32 px each) given to the model', parseNonNegativeInt)
       .requiredOption('--out <png>', 'PNG: original | completion | image coder reconstruction of the true codes')
       .option('--coder <file>', 'image coder (codebook or VQ) to use instead of the one recorded in the checkpoint')
       .option(...temperatureOption)
       .option(...seedOption),
   ).action(async (o: OutputOptions & { checkpoint: string; image: string; keepRows: number; out: string; coder?: string; temperature: number; seed: number }) => {
     applyOutputOptions(o);
+    checkOutputPath(o.out);
     await initEngine();
     const session = ModelSession.load(o.checkpoint);
     const r = await session.completeImage(o.image, o.keepRows, { coder: o.coder, temperature: o.temperature, seed: o.seed });

@@ -65,16 +65,23 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
       const size = program.opts<{ maxAlloc?: string }>().maxAlloc;
       if (size === undefined) return;
       const { parseSize, setMaxAllocBytes } = await import('../util/limits.js');
-      setMaxAllocBytes(parseSize(size));
+      try {
+        setMaxAllocBytes(parseSize(size));
+      } catch (err) {
+        const { UsageError } = await import('../util/errors.js');
+        throw new UsageError(`--max-alloc: ${(err as Error).message.replace(/^--max-alloc /, '')}`);
+      }
     });
   const wanted = commandName(argv);
   for (const entry of COMMANDS) {
     const cmd = entry.name === wanted ? await entry.load() : new Command(entry.name);
     program.addCommand(cmd.description(entry.summary));
   }
-  // Usage errors (unknown option, missing argument, bad value) exit 2 instead of commander's 1.
+  // Usage errors (unknown option, missing argument, bad value) exit 2 instead of commander's 1,
+  // and are printed as every other error is: one line `uvu: error: …`.
   const exitOverride = (cmd: Command): void => {
     cmd.exitOverride();
+    cmd.configureOutput({ outputError: (str, write) => write(str.startsWith('error: ') ? `uvu: ${str}` : str) });
     cmd.commands.forEach(exitOverride);
   };
   exitOverride(program);

@@ -32,6 +32,7 @@ export function patchesCommand(): Command {
       `wrote ${o.out}: ${m.totals.patches} patches from ${m.totals.images} images in ${m.shards.length} shard(s)` +
       (m.totals.skipped ? `, ${m.totals.skipped} input(s) skipped` : '') +
       (m.options.dedup ? `, ${m.totals.duplicatesRemoved} duplicate patches removed` : '') +
+      (m.totals.duplicateInputs ? `, ${m.totals.duplicateInputs} duplicate input path(s) stored once` : '') +
       ` (${seconds.toFixed(1)} s)`,
     );
   });
@@ -81,10 +82,11 @@ export function patchesCommand(): Command {
       .addOption(new Option('--format <fmt>', 'file format').choices(['npy']).default('npy'))
       .requiredOption('--count <n>', 'patches to export', parsePositiveInt)
       .requiredOption('--out <file>', '.npy file to write')
-      .option('--seed <s>', 'sampling seed', parseNonNegativeInt, 0),
-  ).action((dir: string, o: OutputOptions & { format: 'npy'; count: number; out: string; seed: number }) => {
+      .option('--seed <s>', 'sampling seed', parseNonNegativeInt, 0)
+      .option('--no-verify', 'skip the sha256 check of each shard before its first read'),
+  ).action((dir: string, o: OutputOptions & { format: 'npy'; count: number; out: string; seed: number; verify: boolean }) => {
     applyOutputOptions(o);
-    const store = PatchStore.open(dir);
+    const store = PatchStore.open(dir, { verify: o.verify });
     exportSample(store, o.count, o.seed, o.out);
     store.close();
     emit(o, { out: o.out, count: o.count, dim: 3072, dtype: 'float32', seed: o.seed }, () => `wrote ${o.out}: float32 [${o.count}, 3072]`);

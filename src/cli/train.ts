@@ -11,12 +11,13 @@ export function trainCommand(): Command {
     new Command('train')
       .requiredOption('--config <file>', 'run config (JSON; see configs/ and README "Training")')
       .option('--set <path=value>', 'override a config field, e.g. --set steps=50 --set optim.lr=3e-4 (repeatable)', collect, [])
-      .option('--resume', 'continue from <out>/checkpoint if it exists (same data order and results as an uninterrupted run)'),
-  ).action(async (o: OutputOptions & { config: string; set: string[]; resume?: boolean }) => {
+      .option('--resume', 'continue from <out>/checkpoint if it exists (same data order and results as an uninterrupted run)')
+      .option('--no-verify', "skip the sha256 check of the dataset's shards when it is opened (sizes, tables and the tokenizer are still checked)"),
+  ).action(async (o: OutputOptions & { config: string; set: string[]; resume?: boolean; verify: boolean }) => {
     applyOutputOptions(o);
     const config = loadTrainConfig(o.config, o.set);
     await initEngine(config.engine);
-    const s = await train(config, { resume: o.resume });
+    const s = await train(config, { resume: o.resume, verify: o.verify });
     emit(o, s, () =>
       [
         `${s.variant}/${s.stage}: ${s.steps} steps (from ${s.resumedFrom}) in ${fmt(s.seconds, 1)} s, ${Math.round(s.tokensPerSecond)} tokens/s, ${s.parameters.toLocaleString('en-US')} parameters`,

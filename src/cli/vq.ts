@@ -7,7 +7,7 @@ import { loadVqCoder } from '../vq/coder.js';
 import { parseVqConfig, type VqConfigInput } from '../vq/config.js';
 import { evalVqOnStore, type VqMetrics } from '../vq/eval.js';
 import { trainVq } from '../vq/train.js';
-import { applyOutputOptions, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
+import { applyOutputOptions, checkOutputPath, emit, fmt, parseNonNegative, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 import { initEngine } from '../engine/tf.js';
 
 
@@ -65,6 +65,7 @@ export function vqCommand(): Command {
     };
     // Validate every flag before opening the store (zod defaults fill what was not given).
     const config = parseVqConfig(Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)), 'vq train');
+    checkOutputPath(o.out);
     const store = PatchStore.open(o.patches);
     const count = store.count;
     store.close();

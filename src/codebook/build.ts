@@ -32,9 +32,13 @@ export type KmeansBuildOptions = z.input<typeof KmeansBuildSchema>;
 /** Default cap on training points per centre (Faiss max_points_per_centroid). */
 const MAX_POINTS_PER_CENTROID = 256;
 
-export function buildKmeansCodebook(storeDir: string, options: KmeansBuildOptions, onIter?: (s: KmeansIterStats) => void): Codebook {
+/**
+ * `io.verify` (default true): check each store shard's sha256 before its first read (kept out of
+ * the options so that it is not recorded in the codebook).
+ */
+export function buildKmeansCodebook(storeDir: string, options: KmeansBuildOptions, onIter?: (s: KmeansIterStats) => void, io: { verify?: boolean } = {}): Codebook {
   const opts = KmeansBuildSchema.parse(options);
-  const store = PatchStore.open(storeDir);
+  const store = PatchStore.open(storeDir, { verify: io.verify ?? true });
   const K = opts.size;
   if (K > store.count) throw new UvuError(`${storeDir}: K = ${K} is larger than the number of patches in the store (${store.count}); lower --size or add images`);
   const nSample = Math.min(store.count, opts.sample ?? K * MAX_POINTS_PER_CENTROID);

@@ -39,9 +39,12 @@ export async function evalCodebookOnImages(cb: Codebook, paths: string[], maxPix
   return acc.result();
 }
 
-/** Fraction of a fixed random sample of the store's patches whose token differs between two codebooks. */
-export function tokenChanges(a: Codebook, b: Codebook, storeDir: string, sample: number): number {
-  const store = PatchStore.open(storeDir);
+/**
+ * Fraction of a fixed random sample of the store's patches whose token differs between two
+ * codebooks. `opts.verify` (default true): check the shards read; false when this run checked them already.
+ */
+export function tokenChanges(a: Codebook, b: Codebook, storeDir: string, sample: number, opts: { verify?: boolean } = {}): number {
+  const store = PatchStore.open(storeDir, { verify: opts.verify ?? true });
   const n = Math.min(sample, store.count);
   const { patches, meta } = store.sample(n, new Rng(TOKEN_CHANGE_SEED));
   store.close();

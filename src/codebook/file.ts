@@ -6,6 +6,7 @@
  * and __metadata__ { format: "uvu-codebook", version, patch_size, pe, build, data, metrics }.
  * Loading validates shapes, dtypes, finiteness and metadata and says exactly what is wrong.
  */
+import { z } from 'zod';
 import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { UvuError } from '../util/errors.js';
 import { parseOrFail } from '../util/fsio.js';
@@ -64,6 +65,9 @@ function firstNonFinite(a: Float32Array): number {
   return -1;
 }
 
+/** "build" and "metrics" metadata: JSON objects (what they hold is informational). */
+const InfoObjectSchema = z.record(z.string(), z.unknown());
+
 function parseJsonField(path: string, meta: Record<string, string>, key: string): unknown {
   const raw = meta[key];
   if (raw === undefined) throw new UvuError(`${path}: codebook metadata lacks "${key}"`);
@@ -116,6 +120,9 @@ export function loadCodebook(path: string): Codebook {
   if (countsT.dtype === 'F32') counts = countsT.data as Float32Array;
   else if (countsT.dtype === 'I64') counts = Float32Array.from(countsT.data as BigInt64Array, (v) => Number(v));
   else return fail(`counts has dtype ${countsT.dtype}, expected F32 or I64`);
+  for (let k = 0; k < K; k++) if (!(counts[k]! >= 0 && Number.isFinite(counts[k]!))) fail(`counts has an invalid value (${counts[k]}) at entry ${k}, expected a finite count ≥ 0`);
+  const build = parseOrFail(InfoObjectSchema, parseJsonField(path, metadata, 'build'), `${path}: invalid codebook: metadata "build"`);
+  const metrics = parseOrFail(InfoObjectSchema, parseJsonField(path, metadata, 'metrics'), `${path}: invalid codebook: metadata "metrics"`);
 
   return {
     K,
@@ -125,8 +132,8 @@ export function loadCodebook(path: string): Codebook {
     centersAssign,
     counts,
     pe: pe,
-    build: parseJsonField(path, metadata, 'build') as Record<string, unknown>,
+    build,
     data: metadata.data ?? '',
-    metrics: parseJsonField(path, metadata, 'metrics') as Record<string, unknown>,
+    metrics,
   };
 }

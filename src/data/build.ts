@@ -29,7 +29,8 @@ import { BUNDLED_PHOTOS, bundledPhotoPath } from './bundled.js';
 import { readSamples, photoSamples, textSamples, where, type Sample } from './samples.js';
 import { buildSequence, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type ImageCodes, type Sequence } from './sequence.js';
 import { assembleRow, packSequences, slicePiece, type Piece } from './pack.js';
-import { shardBaseName, ShardWriter, type RowImage, type ShardEntry } from './shards.js';
+import { rowBytes, shardBaseName, ShardWriter, type RowImage, type ShardEntry } from './shards.js';
+import { checkAlloc } from '../util/limits.js';
 import {
   CODE_COUNTS_FILE,
   CODE_COUNTS_FORMAT,
@@ -212,6 +213,7 @@ export async function buildDataset(options: DataBuildOptions): Promise<DataBuild
 
 function checkOptions(o: ResolvedOptions, out: string): void {
   if (!Number.isInteger(o.context) || o.context < 8) throw new UsageError(`data build: --context must be an integer ≥ 8, got ${o.context}`);
+  checkAlloc('data build: --context', `a row of ${o.context} tokens`, rowBytes(o.context));
   if (!(o.valFraction >= 0 && o.valFraction < 1)) throw new UsageError(`data build: --val-fraction must be in [0, 1), got ${o.valFraction}`);
   if (!(o.maxPixels >= PATCH * PATCH)) throw new UsageError(`data build: --max-pixels must be at least ${PATCH * PATCH} (one patch), got ${o.maxPixels}`);
   if ((o.tokenizer === undefined) === (o.trainTokenizer === undefined)) throw new UsageError('data build: give exactly one of --tokenizer FILE or --train-tokenizer VOCAB_SIZE');

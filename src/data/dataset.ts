@@ -9,6 +9,13 @@
  *                                  the train split (DESIGN §7)
  *   DIR/<split>-<iiiii>.*          row shards (see shards.ts)
  *
+ * Opening checks, in this order and before any work: the manifest against its schema (names
+ * must be plain file names in DIR), the sizes it implies against the allocation limit, the
+ * sha256 of tokenizer.json and code-counts.safetensors (always: they are small, and training
+ * copies the tokenizer into its checkpoint), each shard's sizes, then (`verify`, the default)
+ * each shard's sha256, once per open, before any of it is parsed; then the tokenizer and code
+ * counts are loaded and cross-checked with the manifest's vocabulary.
+ *
  * Batches are a pure function of (split, seed, step, batch size): position g = step·B + j of the
  * stream is row perm_e[g mod N] of epoch e = ⌊g / N⌋, perm_e a seeded shuffle per epoch. So a run
  * resumed at step s reads exactly the batches it would have read.
@@ -19,11 +26,12 @@ import { z } from 'zod';
 import { readSafetensors } from '../io/safetensors.js';
 import { Vocab } from '../tokens/vocab.js';
 import { ByteBpeTokenizer } from '../text/bpe.js';
-import { parseOrFail, readJsonFile, sha256File } from '../util/fsio.js';
+import { parseOrFail, readJsonFile } from '../util/fsio.js';
+import { checkAlloc } from '../util/limits.js';
 import { PATCH } from '../patches/patchify.js';
 import { Rng } from '../util/rng.js';
-import { UvuError } from '../util/errors.js';
-import { ShardEntrySchema, ShardReader, type Row, type RowImage } from './shards.js';
+import { UsageError, UvuError } from '../util/errors.js';
+import { checkSha256, rowBytes, ShardEntrySchema, ShardReader, type Row, type RowImage } from './shards.js';
 import { FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL } from './sequence.js';
 
 export const DATASET_FORMAT = 'uvu-seqdata';
@@ -38,6 +46,8 @@ export const SPLITS: readonly Split[] = ['train', 'val'];
 
 const count = z.number().int().nonnegative();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+/** Ids are stored as int32. */
+const MAX_VOCAB_SIZE = 2 ** 31 - 1;
 
 export const SplitCountsSchema = z.object({
   samples: z.object({ caption: count, qa: count, text: count }),
@@ -62,7 +72,8 @@ export const ManifestSchema = z.object({
   version: z.literal(DATASET_VERSION),
   contextLength: z.number().int().min(8),
   vocab: z.object({ textSize: z.number().int().min(256), K: z.number().int().positive() }),
-  tokenizer: z.object({ file: z.string().min(1), sha256 }),
+  /** Fixed names (train copies DIR/tokenizer.json into its checkpoint by that name). */
+  tokenizer: z.object({ file: z.literal(TOKENIZER_FILE), sha256 }),
   imageCoder: z.object({ kind: z.enum(['codebook', 'vq']), path: z.string(), sha256, K: z.number().int().positive() }),
   /** Resize policy the images went through (DESIGN §1) and the patch side. */
   images: z.object({ maxPixels: z.number().int().positive(), patch: z.literal(PATCH) }),
@@ -72,7 +83,7 @@ export const ManifestSchema = z.object({
     train: z.object({ rows: count, shards: z.array(ShardEntrySchema) }),
     val: z.object({ rows: count, shards: z.array(ShardEntrySchema) }),
   }),
-  codeCounts: z.object({ file: z.string().min(1), sha256 }),
+  codeCounts: z.object({ file: z.literal(CODE_COUNTS_FILE), sha256 }),
   counts: z.object({ train: SplitCountsSchema, val: SplitCountsSchema }),
   /** How it was built (seed, val fraction, sources); informational. */
   build: z.record(z.string(), z.unknown()),
@@ -108,7 +119,7 @@ export function epochPermutation(n: number, seed: number, epoch: number): Uint32
 export function batchRowIndices(n: number, step: number, B: number, seed: number, permFor: (epoch: number) => Uint32Array = (e) => epochPermutation(n, seed, e)): number[] {
   if (n < 1) throw new UvuError('dataset split has no rows');
   if (!(Number.isInteger(step) && step >= 0)) throw new RangeError(`batch step must be a non-negative integer, got ${step}`);
-  if (!(Number.isInteger(B) && B >= 1)) throw new RangeError(`batch size must be a positive integer, got ${B}`);
+  if (!(Number.isInteger(B) && B >= 1)) throw new UsageError(`batch size must be a positive integer, got ${B}`);
   const out: number[] = [];
   for (let j = 0; j < B; j++) {
     const g = step * B + j;
@@ -132,6 +143,7 @@ export class SeqDataset {
   private constructor(
     readonly dir: string,
     readonly manifest: DatasetManifest,
+    verify: boolean,
   ) {
     this.T = manifest.contextLength;
     this.vocabulary = new Vocab(manifest.vocab);
@@ -142,7 +154,7 @@ export class SeqDataset {
         const s = manifest.splits[split];
         let total = 0;
         for (const entry of s.shards) {
-          this.readers[split].push(new ShardReader(dir, entry, this.T, this.vocabulary.size, this.vocabulary.imageOffset));
+          this.readers[split].push(new ShardReader(dir, entry, this.T, this.vocabulary.size, this.vocabulary.imageOffset, verify));
           total += entry.rows;
           this.shardStart[split].push(total);
         }
@@ -155,20 +167,22 @@ export class SeqDataset {
   }
 
   /**
-   * Open a dataset folder: validates the manifest, the tokenizer and code-count files and every
-   * shard's sizes and image table. `verify` also checks every file's sha256 (reads everything).
+   * Open a dataset folder: validates the manifest, the sha256 of the tokenizer and code-count
+   * files, every shard's sizes and image table, and loads the tokenizer and code counts (see the
+   * file comment). `verify` (default true) also checks every shard's sha256 first (reads every
+   * byte once); `verify: false` is `uvu train --no-verify`.
    */
   static open(dir: string, opts: { verify?: boolean } = {}): SeqDataset {
-    const manifestPath = join(dir, MANIFEST_FILE);
-    if (!existsSync(manifestPath)) throw new UvuError(`${dir}: not a uvu dataset (no ${MANIFEST_FILE}; build one with "uvu data build")`);
-    const m = parseOrFail(ManifestSchema, readJsonFile(manifestPath, 'dataset manifest'), `${manifestPath}: not a uvu dataset manifest`);
-    if (m.imageCoder.K !== m.vocab.K) throw new UvuError(`${manifestPath}: image coder K = ${m.imageCoder.K} but the vocabulary has K = ${m.vocab.K}`);
-    for (const f of [m.tokenizer.file, m.codeCounts.file]) {
-      if (!existsSync(join(dir, f))) throw new UvuError(`${join(dir, f)}: missing dataset file`);
+    const m = readManifest(dir);
+    for (const f of [m.tokenizer, m.codeCounts]) {
+      const path = join(dir, f.file);
+      if (!existsSync(path)) throw new UvuError(`${path}: missing dataset file`);
+      checkSha256(path, f.sha256, 'dataset file');
     }
-    const ds = new SeqDataset(dir, m);
+    const ds = new SeqDataset(dir, m, opts.verify ?? true);
     try {
-      if (opts.verify) ds.verify();
+      ds.tokenizer();
+      ds.codeCounts();
     } catch (err) {
       ds.close();
       throw err;
@@ -176,13 +190,10 @@ export class SeqDataset {
     return ds;
   }
 
-  /** Check the sha256 of every file against the manifest. */
+  /** Check the sha256 of every file against the manifest (reads everything again). */
   verify(): void {
     const m = this.manifest;
-    for (const f of [m.tokenizer, m.codeCounts]) {
-      const path = join(this.dir, f.file);
-      if (sha256File(path) !== f.sha256) throw new UvuError(`${path}: dataset file is corrupt (sha256 differs from the manifest)`);
-    }
+    for (const f of [m.tokenizer, m.codeCounts]) checkSha256(join(this.dir, f.file), f.sha256, 'dataset file');
     for (const split of SPLITS) for (const r of this.readers[split]) r.verify(this.dir);
   }
 
@@ -209,6 +220,7 @@ export class SeqDataset {
   rowsBatch(split: Split, indices: readonly number[]): Batch {
     const B = indices.length;
     const { T } = this;
+    checkAlloc(this.dir, `a batch of ${B} rows of ${T} tokens`, B * rowBytes(T));
     const ids = new Int32Array(B * T);
     const flags = new Uint8Array(B * T);
     const images: Batch['images'] = [];
@@ -258,12 +270,20 @@ export class SeqDataset {
   codeCounts(): Float64Array {
     if (!this.counts) {
       const path = join(this.dir, this.manifest.codeCounts.file);
+      checkAlloc(join(this.dir, MANIFEST_FILE), `code counts of K = ${this.manifest.vocab.K} codes`, 8 * this.manifest.vocab.K);
       const { tensors, metadata } = readSafetensors(path);
       const t = tensors.counts;
-      if (metadata.format !== CODE_COUNTS_FORMAT || !t || t.dtype !== 'F64' || t.shape.length !== 1 || t.shape[0] !== this.manifest.vocab.K) {
+      if (metadata?.format !== CODE_COUNTS_FORMAT || !t || t.dtype !== 'F64' || t.shape.length !== 1 || t.shape[0] !== this.manifest.vocab.K) {
         throw new UvuError(`${path}: invalid code counts: expected format "${CODE_COUNTS_FORMAT}" with tensor "counts" F64 [${this.manifest.vocab.K}]`);
       }
-      this.counts = t.data as Float64Array;
+      const counts = t.data as Float64Array;
+      let sum = 0;
+      for (const c of counts) {
+        if (!(Number.isInteger(c) && c >= 0)) throw new UvuError(`${path}: invalid code counts: ${c} is not a count`);
+        sum += c;
+      }
+      if (sum !== this.manifest.counts.train.imageTargets) throw new UvuError(`${path}: code counts sum to ${sum}, the manifest counts ${this.manifest.counts.train.imageTargets} train image targets`);
+      this.counts = counts;
     }
     return this.counts;
   }
@@ -271,4 +291,20 @@ export class SeqDataset {
   close(): void {
     for (const split of SPLITS) for (const r of this.readers[split]) r.close();
   }
+}
+
+/**
+ * Read DIR/manifest.json: one schema check (names are plain file names in DIR), then the
+ * cross-field rules and the sizes it implies, against the allocation limit.
+ */
+export function readManifest(dir: string): DatasetManifest {
+  const manifestPath = join(dir, MANIFEST_FILE);
+  if (!existsSync(manifestPath)) throw new UvuError(`${dir}: not a uvu dataset (no ${MANIFEST_FILE}; build one with "uvu data build")`);
+  const m = parseOrFail(ManifestSchema, readJsonFile(manifestPath, 'dataset manifest'), `${manifestPath}: not a uvu dataset manifest`);
+  if (m.imageCoder.K !== m.vocab.K) throw new UvuError(`${manifestPath}: image coder K = ${m.imageCoder.K} but the vocabulary has K = ${m.vocab.K}`);
+  const vocabSize = new Vocab(m.vocab).size;
+  if (vocabSize > MAX_VOCAB_SIZE) throw new UvuError(`${manifestPath}: vocabulary of ${vocabSize} ids does not fit the int32 ids of the row shards`);
+  checkAlloc(manifestPath, `a row of ${m.contextLength} tokens`, rowBytes(m.contextLength));
+  for (const split of SPLITS) checkAlloc(manifestPath, `the ${split} permutation (${m.splits[split].rows} rows)`, 4 * m.splits[split].rows);
+  return m;
 }

@@ -11,8 +11,10 @@
  *                                        tokenized (sides = 32·grid), concatenated in table order
  *
  * Fixed-size rows give random access by row index with one pread. The manifest lists each file
- * with its size and sha256; opening checks the sizes, `verify` the hashes, and every row read is
- * range-checked, so a damaged shard is reported by name instead of feeding garbage to training.
+ * with its size and sha256. Opening checks the names (plain file names in the dataset folder),
+ * then the sizes, then (unless verification is off) the sha256 of all three files, before the
+ * image table is parsed; every row read is range-checked too. So a damaged shard is reported by
+ * name instead of feeding garbage to training.
  */
 import { closeSync, fstatSync, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
@@ -20,6 +22,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { readExact, sha256File } from '../util/fsio.js';
+import { plainFileName } from '../util/filenames.js';
+import { checkAlloc } from '../util/limits.js';
 import { PATCH } from '../patches/patchify.js';
 import { UvuError } from '../util/errors.js';
 import { FLAG_MASK } from './sequence.js';
@@ -29,9 +33,10 @@ export const IMAGE_TABLE_FORMAT = 'uvu-seqdata-images';
 const TABLE_COLS = 6;
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
-const FileEntrySchema = z.object({ file: z.string().min(1), bytes: z.number().int().nonnegative(), sha256 });
+const fileName = plainFileName('the dataset folder');
+const FileEntrySchema = z.object({ file: fileName, bytes: z.number().int().nonnegative(), sha256 });
 export const ShardEntrySchema = z.object({
-  file: z.string().min(1),
+  file: fileName,
   rows: z.number().int().positive(),
   bytes: z.number().int().positive(),
   sha256,
@@ -160,12 +165,27 @@ function openChecked(path: string, expectedBytes: number): number {
   } catch (err) {
     throw new UvuError(`${path}: cannot open dataset shard (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  const size = fstatSync(fd).size;
-  if (size !== expectedBytes) {
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
     closeSync(fd);
-    throw new UvuError(`${path}: dataset shard is ${size} bytes, the manifest says ${expectedBytes} (${size < expectedBytes ? 'truncated' : 'corrupt'}); rebuild the dataset`);
+    throw new UvuError(`${path}: dataset shard is not a regular file`);
+  }
+  if (st.size !== expectedBytes) {
+    closeSync(fd);
+    throw new UvuError(`${path}: dataset shard is ${st.size} bytes, the manifest says ${expectedBytes} (${st.size < expectedBytes ? 'truncated' : 'corrupt'}); rebuild the dataset`);
   }
   return fd;
+}
+
+/** Compare a dataset file's sha256 with the manifest: `PATH: … is corrupt (sha256 differs …)`. */
+export function checkSha256(path: string, expected: string, what = 'dataset shard'): void {
+  let actual: string;
+  try {
+    actual = sha256File(path);
+  } catch (err) {
+    throw new UvuError(`${path}: cannot read ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (actual !== expected) throw new UvuError(`${path}: ${what} is corrupt (sha256 differs from the manifest); rebuild the dataset`);
 }
 
 /** Random access to the rows of one shard. Holds two open file descriptors until `close`. */
@@ -182,7 +202,9 @@ export class ShardReader {
   private closed = false;
 
   /**
+   * `entry` comes from a validated manifest (its names are plain file names).
    * @param vocabSize ids must lie in [0, vocabSize); `imageOffset` is the first image id (for checks)
+   * @param verify check the sha256 of the three files before the image table is parsed
    */
   constructor(
     dir: string,
@@ -190,11 +212,16 @@ export class ShardReader {
     private readonly T: number,
     private readonly vocabSize: number,
     private readonly imageOffset: number,
+    verify = false,
   ) {
     this.rowsPath = join(dir, entry.file);
     this.pixelsPath = join(dir, entry.pixels.file);
     const imagesPath = join(dir, entry.images.file);
-    if (entry.bytes !== entry.rows * rowBytes(T)) throw new UvuError(`${this.rowsPath}: the manifest lists ${entry.bytes} bytes for ${entry.rows} rows of ${rowBytes(T)} bytes`);
+    const manifestPath = join(dir, 'manifest.json');
+    if (entry.bytes !== entry.rows * rowBytes(T)) throw new UvuError(`${manifestPath}: shard ${entry.file} is listed with ${entry.bytes} bytes for ${entry.rows} rows of ${rowBytes(T)} bytes`);
+    // Sizes from the manifest, checked before anything of that size is allocated.
+    checkAlloc(manifestPath, `the row index of shard ${entry.file} (${entry.rows} rows)`, 4 * (entry.rows + 1));
+    checkAlloc(manifestPath, `the image table of shard ${entry.file} (${entry.images.count} images)`, 40 * entry.images.count);
     // Sizes first: a truncated file is named before anything is read from it.
     const imagesFd = openChecked(imagesPath, entry.images.bytes);
     closeSync(imagesFd);
@@ -206,6 +233,8 @@ export class ShardReader {
       throw err;
     }
     try {
+      // Hashes before parsing: a damaged image table is named as corrupt, never half-read.
+      if (verify) this.verify(dir);
       const t = readImageTable(imagesPath, entry, T);
       this.table = t.table;
       this.pixelOffset = t.pixelOffset;
@@ -252,10 +281,7 @@ export class ShardReader {
 
   /** Compare each file's sha256 with the manifest (reads every byte). */
   verify(dir: string): void {
-    for (const f of [this.entry, this.entry.images, this.entry.pixels]) {
-      const path = join(dir, f.file);
-      if (sha256File(path) !== f.sha256) throw new UvuError(`${path}: dataset shard is corrupt (sha256 differs from the manifest); rebuild the dataset`);
-    }
+    for (const f of [this.entry, this.entry.images, this.entry.pixels]) checkSha256(join(dir, f.file), f.sha256);
   }
 
   close(): void {
@@ -272,11 +298,11 @@ function readImageTable(path: string, entry: ShardEntry, T: number): { table: In
   const fail = (what: string): never => {
     throw new UvuError(`${path}: invalid image table: ${what}`);
   };
-  if (metadata.format !== IMAGE_TABLE_FORMAT) fail(`metadata "format" is ${JSON.stringify(metadata.format)}, expected "${IMAGE_TABLE_FORMAT}"`);
+  if (metadata?.format !== IMAGE_TABLE_FORMAT) fail(`metadata "format" is ${JSON.stringify(metadata?.format)}, expected "${IMAGE_TABLE_FORMAT}"`);
   const n = entry.images.count;
   const tab = tensors.table ?? fail('missing tensor "table"');
   const off = tensors.pixel_offset ?? fail('missing tensor "pixel_offset"');
-  if (tab.dtype !== 'I32' || tab.shape[0] !== n || tab.shape[1] !== TABLE_COLS) fail(`"table" is ${tab.dtype} ${JSON.stringify(tab.shape)}, expected I32 [${n}, ${TABLE_COLS}]`);
+  if (tab.dtype !== 'I32' || tab.shape.length !== 2 || tab.shape[0] !== n || tab.shape[1] !== TABLE_COLS) fail(`"table" is ${tab.dtype} ${JSON.stringify(tab.shape)}, expected I32 [${n}, ${TABLE_COLS}]`);
   if (off.dtype !== 'I64' || off.shape[0] !== n || off.shape.length !== 1) fail(`"pixel_offset" is ${off.dtype} ${JSON.stringify(off.shape)}, expected I64 [${n}]`);
   const table = tab.data as Int32Array;
   const pixelOffset = Float64Array.from(off.data as BigInt64Array, Number);

@@ -8,6 +8,8 @@ import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 import { UvuError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
+import { fsErrorReason } from '../util/fserror.js';
+import { checkAlloc } from '../util/limits.js';
 
 // One image at a time, no decoded-image cache: keeps memory flat while streaming millions of files.
 sharp.cache(false);
@@ -15,6 +17,13 @@ sharp.concurrency(1);
 
 /** Patch side in pixels; the resize policy rounds sides to multiples of it. */
 const GRID = 32;
+
+/**
+ * Decompression-bomb guard: the most pixels (width·height of the encoded image) we let the
+ * decoder open, 2^30 (e.g. 32768×32768). A small file that declares more is refused from its
+ * header, before any pixel is decoded; sharp's limitInputPixels enforces it in the decoder too.
+ */
+export const MAX_INPUT_PIXELS = 2 ** 30;
 
 export interface DecodeOptions {
   /** Pixel budget w·h after resizing (default 512·512). */
@@ -74,14 +83,14 @@ function sourceName(input: string | Buffer): string {
   return typeof input === 'string' ? input : '<buffer>';
 }
 
-/** Turn sharp/libvips' multi-line messages into one short phrase. */
-function shortReason(err: unknown): string {
+/** Turn sharp/libvips' multi-line messages (and fs errors) into one short phrase. */
+function shortReason(err: unknown, input: string | Buffer = '<buffer>'): string {
   const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ENOENT') return 'file not found';
-  if (e?.code === 'EISDIR') return 'is a directory';
-  if (e?.code === 'EACCES') return 'permission denied';
+  if (typeof e?.code === 'string' && typeof input === 'string') return fsErrorReason(input, e);
   const msg = String(e?.message ?? err).split('\n')[0]!.trim();
   if (/buffer is empty|file is empty/i.test(msg)) return 'empty file (0 bytes)';
+  if (/exceeds pixel limit/i.test(msg)) return 'more pixels than the decoder allows (a decompression bomb?)';
+  if (/missing|not exist/i.test(msg) && typeof input === 'string') return fsErrorReason(input, Object.assign(new Error(msg), { code: 'ENOENT' }));
   if (/unsupported image format/i.test(msg)) return 'not a supported image (JPEG, PNG, WebP, GIF, TIFF, ...)';
   if (/premature end|truncated|unexpected end|read error|not enough data/i.test(msg)) return 'truncated image data';
   if (/corrupt|invalid|bad |error/i.test(msg)) {
@@ -92,7 +101,7 @@ function shortReason(err: unknown): string {
 }
 
 function decodeError(input: string | Buffer, err: unknown): UvuError {
-  return new UvuError(`cannot decode image ${sourceName(input)}: ${shortReason(err)}`);
+  return new UvuError(`${sourceName(input)}: cannot decode image: ${shortReason(err, input)}`);
 }
 
 /**
@@ -113,23 +122,32 @@ function readInput(input: string | Buffer): Buffer {
  * `failOn: 'truncated'` makes a JPEG/PNG that ends early an error rather than grey rows.
  */
 function pipeline(bytes: Buffer, background: [number, number, number]): Sharp {
-  return sharp(bytes, { failOn: 'truncated', pages: 1, limitInputPixels: 1 << 30 })
+  return sharp(bytes, { failOn: 'truncated', pages: 1, limitInputPixels: MAX_INPUT_PIXELS })
     .rotate()
     .flatten({ background: { r: background[0], g: background[1], b: background[2] } })
     .toColourspace('srgb')
     .removeAlpha();
 }
 
+/** The decompression-bomb guard on a header's size (see MAX_INPUT_PIXELS). */
+function refuseBomb(input: string | Buffer, width: number, height: number): void {
+  if (width * height > MAX_INPUT_PIXELS) {
+    throw new UvuError(`${sourceName(input)}: cannot decode image: its header declares ${width}×${height} = ${width * height} pixels, more than the decoder's limit of ${MAX_INPUT_PIXELS} (a decompression bomb?)`);
+  }
+}
+
 async function orientedSize(bytes: Buffer, input: string | Buffer): Promise<{ width: number; height: number }> {
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, { failOn: 'truncated', pages: 1, limitInputPixels: 1 << 30 }).metadata();
+    // Header only: no limit here, so that refuseBomb can say how large the image claims to be.
+    meta = await sharp(bytes, { failOn: 'truncated', pages: 1, limitInputPixels: false }).metadata();
   } catch (err) {
     throw decodeError(input, err);
   }
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
-  if (!width || !height) throw new UvuError(`cannot decode image ${sourceName(input)}: image has no pixels`);
+  if (!width || !height) throw new UvuError(`${sourceName(input)}: cannot decode image: image has no pixels`);
+  refuseBomb(input, width, height);
   return { width, height };
 }
 
@@ -142,7 +160,7 @@ async function toRgb(p: Sharp, input: string | Buffer): Promise<RgbImage> {
   }
   const { width, height, channels } = out.info;
   if (channels !== 3 || out.data.length !== width * height * 3) {
-    throw new UvuError(`cannot decode image ${sourceName(input)}: decoder gave ${channels} channels, expected 3`);
+    throw new UvuError(`${sourceName(input)}: cannot decode image: decoder gave ${channels} channels, expected 3`);
   }
   return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
 }
@@ -153,6 +171,7 @@ export async function loadImage(pathOrBuffer: string | Buffer, opts: DecodeOptio
   const bytes = readInput(pathOrBuffer);
   const orig = await orientedSize(bytes, pathOrBuffer);
   const size = targetSize(orig.width, orig.height, maxPixels);
+  checkAlloc(sourceName(pathOrBuffer), `the decoded ${size.width}×${size.height} image`, size.width * size.height * 3);
   let p = pipeline(bytes, opts.background ?? DEFAULT_BACKGROUND);
   if (size.width !== orig.width || size.height !== orig.height) {
     // fit 'fill': rounding to multiples of 32 changes the aspect ratio by < 32 px per side.
@@ -176,14 +195,23 @@ function rawInput(img: RgbImage): Sharp {
   if (img.data.length !== img.width * img.height * 3) {
     throw new UvuError(`RGB image data has ${img.data.length} bytes, expected ${img.width}×${img.height}×3`);
   }
+  // The pixels are already in memory (their size was checked where it came from a file or a
+  // flag): the decoder's bomb guard does not apply to them.
   return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
     raw: { width: img.width, height: img.height, channels: 3 },
+    limitInputPixels: false,
   });
 }
 
-/** Write an RGB image as PNG, atomically (temp file + rename). */
+/** Write an RGB image as PNG, atomically (temp file + rename); errors name `path`. */
 export async function writePng(path: string, img: RgbImage): Promise<void> {
-  const png = await rawInput(img).png().toBuffer();
+  let png: Buffer;
+  try {
+    png = await rawInput(img).png().toBuffer();
+  } catch (err) {
+    if (err instanceof UvuError) throw err;
+    throw new UvuError(`${path}: cannot encode the ${img.width}×${img.height} image as PNG (${String((err as Error)?.message ?? err).split('\n')[0]})`);
+  }
   writeFileAtomic(path, png);
 }
 
@@ -202,14 +230,14 @@ export async function readImageSize(path: string): Promise<{ width: number; heig
   let w: number | undefined;
   let h: number | undefined;
   try {
-    const meta = await sharp(path, { pages: 1, limitInputPixels: 1 << 30 }).metadata();
+    const meta = await sharp(path, { pages: 1, limitInputPixels: false }).metadata();
     w = meta.autoOrient?.width ?? meta.width;
     h = meta.autoOrient?.height ?? meta.height;
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new UvuError(`cannot decode image ${path}: ${e.code === 'ENOENT' || /missing|not exist/i.test(String(e.message)) ? 'file not found' : String(e.message).split('\n')[0]}`);
+    throw decodeError(path, err);
   }
-  if (!w || !h) throw new UvuError(`cannot decode image ${path}: image has no pixels`);
+  if (!w || !h) throw new UvuError(`${path}: cannot decode image: image has no pixels`);
+  refuseBomb(path, w, h);
   return { width: w, height: h };
 }
 
@@ -219,8 +247,7 @@ export async function loadRgba(path: string): Promise<RgbaImage> {
   try {
     out = await sharp(readFileSync(path), { failOn: 'truncated' }).toColourspace('srgb').ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new UvuError(`${path}: cannot read object cut-out (${e.code === 'ENOENT' ? 'file not found' : String(e.message).split('\n')[0]})`);
+    throw new UvuError(`${path}: cannot read object cut-out (${shortReason(err, path)})`);
   }
   const { width, height, channels } = out.info;
   if (channels !== 4) throw new UvuError(`${path}: decoder gave ${channels} channels, expected RGBA`);
@@ -232,13 +259,19 @@ export async function loadRgba(path: string): Promise<RgbaImage> {
  * side×side square: the shorter side becomes `side`. Alpha is composited onto mid-grey.
  */
 export async function loadImageCovering(path: string, side: number): Promise<RgbImage> {
-  const { data, info } = await sharp(path, { failOn: 'truncated', pages: 1 })
-    .rotate()
-    .flatten({ background: '#808080' })
-    .toColourspace('srgb')
-    .resize(side, side, { fit: 'outside', kernel: 'lanczos3' })
-    .removeAlpha()
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  let data: Buffer;
+  let info: OutputInfo;
+  try {
+    ({ data, info } = await sharp(path, { failOn: 'truncated', pages: 1 })
+      .rotate()
+      .flatten({ background: '#808080' })
+      .toColourspace('srgb')
+      .resize(side, side, { fit: 'outside', kernel: 'lanczos3' })
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true }));
+  } catch (err) {
+    throw decodeError(path, err);
+  }
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
 }

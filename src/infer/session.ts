@@ -6,6 +6,7 @@
  *     embedding rows, and the image coder reconstructs them: the paper's internalized
  *     reconstruction, with no decoder network for the pixel codebook.
  */
+import { join } from 'node:path';
 import { loadImageCoder, type ImageCoder } from '../tokens/coder.js';
 import { questionPrompt } from '../data/sequence.js';
 import { loadImage, type RgbImage } from '../image/io.js';
@@ -57,7 +58,14 @@ export class ModelSession {
 
   static load(dir: string): ModelSession {
     const ck = loadCheckpoint(dir);
-    const tokenizer = ByteBpeTokenizer.fromJSON(JSON.parse(ck.tokenizerJson));
+    const tokenizerPath = join(dir, 'tokenizer.json');
+    let tokenizerObject: unknown;
+    try {
+      tokenizerObject = JSON.parse(ck.tokenizerJson);
+    } catch {
+      throw new UvuError(`${tokenizerPath}: tokenizer is not valid JSON`);
+    }
+    const tokenizer = ByteBpeTokenizer.fromJSON(tokenizerObject, tokenizerPath);
     if (tokenizer.textSize !== ck.model.vocab.textSize) throw new UvuError(`${dir}: tokenizer has ${tokenizer.textSize} text ids, the model ${ck.model.vocab.textSize}`);
     return new ModelSession(dir, ck.model, tokenizer, ck.state);
   }

@@ -8,9 +8,12 @@
  * The format is small and fully specified; the npm packages that implement it are unmaintained
  * stubs, so we keep ~150 lines here with strict validation on read.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UvuError } from '../util/errors.js';
+import { describeZodError, readExact } from '../util/fsio.js';
+import { checkAlloc } from '../util/limits.js';
 
 export type SafeDtype = 'F32' | 'F64' | 'I64' | 'I32' | 'U8' | 'U32' | 'I16' | 'U16';
 type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Uint32Array | Int16Array | Uint16Array;
@@ -67,8 +70,46 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-/** Open a safetensors file and parse its JSON header (validated against the file size). */
-function openHeader(path: string): { fd: number; fileSize: number; headerLen: number; header: Record<string, unknown>; bad: (what: string) => UvuError } {
+/** Largest JSON header accepted (the reference implementation's limit, 100 MB). */
+const MAX_HEADER_BYTES = 100_000_000;
+
+/** "__metadata__": a string → string map (the spec's only allowed value type). */
+const MetadataSchema = z.record(z.string(), z.string());
+
+/** One tensor entry of the header (the spec's three fields; the dtype is checked against BYTES after). */
+const TensorInfoSchema = z.object({
+  dtype: z.string(),
+  shape: z.array(z.number().int().nonnegative()),
+  data_offsets: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+});
+
+/** A tensor entry of a validated header: where its bytes lie in the data section. */
+interface TensorEntry {
+  name: string;
+  dtype: SafeDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+interface Header {
+  fd: number;
+  dataStart: number;
+  metadata: Record<string, string>;
+  entries: TensorEntry[];
+}
+
+/** A name that would set the prototype of the plain objects we return ("__proto__") is refused. */
+const UNSAFE_NAME = '__proto__';
+
+/**
+ * Open a safetensors file and validate its header completely before any tensor byte is read:
+ * the length prefix against the file size, UTF-8 JSON, the metadata map and each tensor entry
+ * (schema, dtype, shape × dtype size = byte span), and the byte ranges: inside the data section,
+ * no overlaps, no holes, nothing after the last tensor (the spec's "entirely indexed" buffer).
+ * Every failure is `FILE: not a valid safetensors file: WHAT`.
+ */
+function openHeader(path: string): Header {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -80,69 +121,86 @@ function openHeader(path: string): { fd: number; fileSize: number; headerLen: nu
     const fileSize = fstatSync(fd).size;
     if (fileSize < 8) throw bad(`file is ${fileSize} bytes, shorter than the 8-byte header length`);
     const lenBuf = Buffer.alloc(8);
-    readSync(fd, lenBuf, 0, 8, 0);
+    readExact(fd, lenBuf, 0, path);
     const headerLen = Number(lenBuf.readBigUInt64LE());
-    if (headerLen > 100_000_000 || 8 + headerLen > fileSize) throw bad(`header length ${headerLen} exceeds the file size ${fileSize}`);
+    if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > fileSize) throw bad(`header length ${headerLen} exceeds the file size ${fileSize}`);
     const headerBuf = Buffer.alloc(headerLen);
-    readSync(fd, headerBuf, 0, headerLen, 8);
-    let header: Record<string, unknown>;
+    readExact(fd, headerBuf, 8, path);
+    let header: unknown;
     try {
-      header = JSON.parse(headerBuf.toString('utf8')) as Record<string, unknown>;
+      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBuf));
     } catch {
       throw bad('header is not JSON');
     }
     if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('header is not a JSON object');
-    return { fd, fileSize, headerLen, header, bad };
+    const dataStart = 8 + headerLen;
+    const { metadata, entries } = validateHeader(header as Record<string, unknown>, fileSize - dataStart, bad);
+    return { fd, dataStart, metadata, entries };
   } catch (err) {
     closeSync(fd);
     throw err;
   }
 }
 
-/** The "__metadata__" map of a safetensors file, reading only its header (codebooks can be GBs). */
-export function readSafetensorsMetadata(path: string): Record<string, string> {
-  const { fd, header } = openHeader(path);
-  closeSync(fd);
-  const meta = header.__metadata__;
-  return meta && typeof meta === 'object' ? (meta as Record<string, string>) : {};
+/** Check the parsed header object (see openHeader) against a data section of `dataLen` bytes. */
+function validateHeader(header: Record<string, unknown>, dataLen: number, bad: (what: string) => UvuError): { metadata: Record<string, string>; entries: TensorEntry[] } {
+  let metadata: Record<string, string> = {};
+  const entries: TensorEntry[] = [];
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      const r = MetadataSchema.safeParse(raw);
+      if (!r.success) throw bad(`"__metadata__" must map names to strings: ${describeZodError(r.error)}`);
+      if (Object.hasOwn(raw as object, UNSAFE_NAME)) throw bad(`metadata name "${UNSAFE_NAME}" is not allowed`);
+      metadata = r.data;
+      continue;
+    }
+    if (name === UNSAFE_NAME) throw bad(`tensor name "${UNSAFE_NAME}" is not allowed`);
+    const r = TensorInfoSchema.safeParse(raw);
+    if (!r.success) throw bad(`tensor "${name}": ${describeZodError(r.error)}`);
+    const info = r.data;
+    if (!Object.hasOwn(BYTES, info.dtype)) throw bad(`tensor "${name}" has unsupported dtype ${JSON.stringify(info.dtype)}`);
+    const dtype = info.dtype as SafeDtype;
+    const [begin, end] = info.data_offsets;
+    const bytes = numel(info.shape) * BYTES[dtype];
+    if (end - begin !== bytes) throw bad(`tensor "${name}": data_offsets span ${end - begin} bytes but shape ${JSON.stringify(info.shape)} ${dtype} needs ${bytes}`);
+    if (end > dataLen) throw bad(`tensor "${name}" lies outside the file (file truncated? data section is ${dataLen} bytes, tensor ends at ${end})`);
+    entries.push({ name, dtype, shape: info.shape, begin, end });
+  }
+  // The byte ranges must tile the data section exactly: sorted by offset, each starts where the previous ended.
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
+  let previous: TensorEntry | null = null;
+  for (const e of sorted) {
+    if (e.begin < covered) throw bad(`tensors "${previous!.name}" and "${e.name}" overlap (bytes ${e.begin} … ${Math.min(covered, e.end)} of the data section)`);
+    if (e.begin > covered) throw bad(`bytes ${covered} … ${e.begin} of the data section belong to no tensor (before "${e.name}")`);
+    covered = e.end;
+    previous = e;
+  }
+  if (covered !== dataLen) throw bad(`the data section has ${dataLen - covered} bytes after the last tensor (its ${dataLen} bytes must be exactly the tensors' bytes)`);
+  return { metadata, entries };
 }
 
-/** Read a whole safetensors file, validating the header against the file size. Errors name the file. */
+/** The "__metadata__" map of a safetensors file, reading only its header (codebooks can be GBs). */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  const { fd, metadata } = openHeader(path);
+  closeSync(fd);
+  return metadata;
+}
+
+/**
+ * Read a whole safetensors file after validating its header (openHeader). Each tensor's size
+ * passes the allocation limit (checkAlloc) before its buffer is allocated. Errors name the file.
+ */
 export function readSafetensors(path: string): SafetensorsFile {
-  const { fd, fileSize, headerLen, header, bad } = openHeader(path);
+  const { fd, dataStart, metadata, entries } = openHeader(path);
   try {
-    const dataStart = 8 + headerLen;
-    const dataLen = fileSize - dataStart;
-    const metadata: Record<string, string> = {};
     const tensors: Record<string, Tensor> = {};
-    for (const [name, raw] of Object.entries(header)) {
-      if (name === '__metadata__') {
-        for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-          if (typeof v !== 'string') throw bad(`metadata "${k}" is not a string`);
-          metadata[k] = v;
-        }
-        continue;
-      }
-      const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof info.dtype !== 'string' || !(info.dtype in BYTES)) throw bad(`tensor "${name}" has unsupported dtype ${JSON.stringify(info.dtype)}`);
-      const dtype = info.dtype as SafeDtype;
-      if (!Array.isArray(info.shape) || !info.shape.every((s) => Number.isInteger(s) && s >= 0)) throw bad(`tensor "${name}" has an invalid shape`);
-      const shape = info.shape as number[];
-      const offs = info.data_offsets;
-      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o))) throw bad(`tensor "${name}" has invalid data_offsets`);
-      const [begin, end] = offs as [number, number];
-      const bytes = numel(shape) * BYTES[dtype];
-      if (end - begin !== bytes) throw bad(`tensor "${name}": data_offsets span ${end - begin} bytes but shape ${JSON.stringify(shape)} ${dtype} needs ${bytes}`);
-      if (begin < 0 || end > dataLen) throw bad(`tensor "${name}" lies outside the file (file truncated? data section is ${dataLen} bytes, tensor ends at ${end})`);
+    for (const { name, dtype, shape, begin, end } of entries) {
+      const bytes = end - begin;
+      checkAlloc(path, `tensor "${name}" (${dtype} ${JSON.stringify(shape)})`, bytes);
       // Read into a fresh, aligned buffer (the file's data section need not be aligned for every dtype).
       const buf = new ArrayBuffer(bytes);
-      const u8 = new Uint8Array(buf);
-      let got = 0;
-      while (got < bytes) {
-        const n = readSync(fd, u8, got, Math.min(bytes - got, 1 << 30), dataStart + begin + got);
-        if (n === 0) throw bad(`tensor "${name}" is truncated`);
-        got += n;
-      }
+      readExact(fd, new Uint8Array(buf), dataStart + begin, path, `tensor "${name}" is truncated`);
       tensors[name] = { dtype, shape, data: viewAs(dtype, buf, 0, numel(shape)) };
     }
     return { tensors, metadata };

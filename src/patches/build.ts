@@ -16,25 +16,36 @@
  * is decoded again deterministically (per-image RNG seeded by (seed, input index)), so the
  * result equals an uninterrupted build byte for byte. Cancelling through `signal` stops
  * between images and leaves the same resumable folder as a kill at that point.
+ *
+ * A resume checks the build state (schema, canonical shard names, counters, shard sizes, the kept
+ * lines of images.jsonl) and refuses a request whose inputs or options differ from the recorded
+ * ones, naming the fields; so does a resume of a finished store. A build that fails (rather than
+ * being cancelled) removes what it wrote, unless a build state makes the folder resumable.
  */
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { UsageError, UvuError, warnOnce } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { parseOrFail, readExact, sha256File } from '../util/fsio.js';
 import { Rng } from '../util/rng.js';
 import { info, progress } from '../util/progress.js';
+import { checkAlloc } from '../util/limits.js';
+import { fsErrorReason } from '../util/fserror.js';
 import { DEFAULT_BACKGROUND, loadImage, type LoadedImage, type RgbImage } from '../image/io.js';
 import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 import { PATCH, PATCH_DIM, patchify } from './patchify.js';
-import { resolveInputs } from './inputs.js';
+import { discoverInputs } from './inputs.js';
 import {
   DEFAULT_SHARD_SIZE,
   IMAGES_FILE,
   MANIFEST_FILE,
-  ManifestSchema,
   MAX_SHARD_SIZE,
+  META_BYTES,
+  PatchStore,
+  ShardEntrySchema,
+  ImageEntrySchema,
+  canonicalNameProblem,
   ShardWriter,
   SkippedSchema,
   STORE_FORMAT,
@@ -93,11 +104,12 @@ export interface BuildResult {
 const BuildStateSchema = z.object({
   format: z.literal('uvu-patches-build-state'),
   version: z.literal(1),
-  inputsSha256: z.string(),
+  inputsSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Jobs (inputs × passes) of the interrupted build; absent in states written before it was recorded. */
+  jobs: z.number().int().nonnegative().optional(),
   options: StoreOptionsSchema,
-  shards: z.array(
-    z.object({ file: z.string(), metaFile: z.string(), patches: z.number(), sha256: z.string(), metaSha256: z.string() }),
-  ),
+  /** Sealed shards; their names must be plain file names inside the store folder. */
+  shards: z.array(ShardEntrySchema),
   /** Input index of the image being processed when the last shard was sealed. */
   nextInput: z.number().int().nonnegative(),
   /** Kept patches of that image already committed in the shards. */
@@ -263,13 +275,15 @@ function isEmptyDir(dir: string): boolean {
 
 /** The interrupted build's state in `dir`, or null when there is none (nothing was committed yet). */
 function readState(dir: string): BuildState | null {
+  const path = join(dir, BUILD_STATE_FILE);
   let text: string;
   try {
-    text = readFileSync(join(dir, BUILD_STATE_FILE), 'utf8');
-  } catch {
-    return null;
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    throw new UvuError(`${path}: cannot read the build state (${fsErrorReason(path, err)})`);
   }
-  const path = join(dir, BUILD_STATE_FILE);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -307,6 +321,8 @@ interface BuildRun {
   readonly files: string[];
   /** Identity of the job list, checked on resume. */
   readonly inputsSha256: string;
+  /** Input paths that named a file already in the list (stored once). */
+  readonly duplicateInputs: number;
   /** Sealed shards in order; the build state lists exactly these. */
   readonly shards: ShardEntry[];
   readonly skipped: SkippedInput[];
@@ -327,16 +343,56 @@ interface BuildRun {
   readonly imagesFd: number;
 }
 
-/** Step 1. The job list: every resolved input once per pass, pass-major, so job indices (and with them the offsets) do not depend on where a build resumes. */
-function resolveJobs(inputs: string[], passes: number): string[] {
-  const resolved = resolveInputs(inputs);
-  return Array.from({ length: passes }, () => resolved).flat();
+/**
+ * Step 1. The job list: every resolved input once per pass, pass-major, so job indices (and with
+ * them the offsets) do not depend on where a build resumes. `duplicates` counts input paths that
+ * named a file already in the list (stored once).
+ */
+function resolveJobs(inputs: string[], passes: number): { files: string[]; unique: string[]; duplicates: number } {
+  const { files: unique, duplicates } = discoverInputs(inputs);
+  return { files: Array.from({ length: passes }, () => unique).flat(), unique, duplicates };
 }
 
-/** Step 2. When resuming a store that already has its manifest, that manifest: nothing is left to do. Otherwise null. */
-function finishedManifest(dir: string, resume: boolean): PatchStoreManifest | null {
+/** `field (recorded X, now Y)` for every store option that differs. */
+function optionDifferences(recorded: StoreOptions, now: StoreOptions): string[] {
+  const keys = [...new Set([...Object.keys(recorded), ...Object.keys(now)])] as (keyof StoreOptions)[];
+  return keys
+    .filter((k) => JSON.stringify(recorded[k]) !== JSON.stringify(now[k]))
+    .map((k) => `${k} (recorded ${JSON.stringify(recorded[k])}, now ${JSON.stringify(now[k])})`);
+}
+
+/** Refuse a resume whose request differs from the one recorded in `record`, naming each field that differs. */
+function refuseDifferences(record: string, what: string, differences: string[]): void {
+  if (differences.length > 0) {
+    throw new UvuError(`${record}: cannot resume: this request differs from the ${what} in ${differences.join(', ')}; rerun with the recorded inputs and options, or build into another --out`);
+  }
+}
+
+/**
+ * Step 2. When resuming a store that already has its manifest, that manifest: nothing is left to
+ * do, provided the request is the one the store was built from (the same input files, from its
+ * image index and skipped list, and the same options); a difference is refused. Otherwise null.
+ */
+function finishedManifest(dir: string, resume: boolean, options: StoreOptions, unique: string[]): PatchStoreManifest | null {
   if (!resume || !statSafe(join(dir, MANIFEST_FILE))) return null;
-  return ManifestSchema.parse(JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')));
+  const store = PatchStore.open(dir);
+  try {
+    const m = store.manifest;
+    const recorded = [...new Set([...store.images().map((e) => e.path), ...m.skipped.map((s) => s.path)])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const differences = optionDifferences(m.options, options);
+    if (inputsHash(recorded) !== inputsHash(unique)) {
+      const now = new Set(unique);
+      const was = new Set(recorded);
+      const added = unique.find((p) => !was.has(p));
+      const missing = recorded.find((p) => !now.has(p));
+      const example = added ? `; new: ${added}` : missing ? `; no longer given: ${missing}` : '';
+      differences.unshift(`inputs (${recorded.length} files recorded, ${unique.length} now${example})`);
+    }
+    refuseDifferences(join(dir, MANIFEST_FILE), 'finished build', differences);
+    return m;
+  } finally {
+    store.close();
+  }
 }
 
 /**
@@ -344,28 +400,126 @@ function finishedManifest(dir: string, resume: boolean): PatchStoreManifest | nu
  * scratch. A fresh build needs an absent or empty folder; a resume needs the same jobs and
  * options as the interrupted build and drops every file written after its last state.
  */
-function prepareOutput(dir: string, resume: boolean, options: StoreOptions, files: string[], inputsSha256: string): BuildState | null {
+function prepareOutput(dir: string, resume: boolean, options: StoreOptions, files: string[], inputsSha256: string): { state: BuildState | null; created: string | undefined } {
   const state = resume ? readState(dir) : null;
   if (!resume && !isEmptyDir(dir)) {
     throw new UvuError(`output folder ${dir} exists and is not empty; use --resume or choose another --out`);
   }
   if (state) {
+    const differences = optionDifferences(state.options, options);
     if (state.inputsSha256 !== inputsSha256) {
-      throw new UvuError(`cannot resume ${dir}: the inputs differ from the interrupted build (${files.length} files now)`);
+      differences.unshift(`inputs (${state.jobs === undefined ? 'another list' : `${state.jobs} jobs recorded`}, ${files.length} now)`);
     }
-    if (JSON.stringify(state.options) !== JSON.stringify(options)) {
-      throw new UvuError(`cannot resume ${dir}: build options differ from the interrupted build (${JSON.stringify(state.options)})`);
-    }
+    refuseDifferences(join(dir, BUILD_STATE_FILE), 'interrupted build', differences);
+    checkState(dir, state, files.length);
     cleanForResume(dir, state.shards.length);
-    return state;
+    return { state, created: undefined };
   }
+  let created: string | undefined;
   try {
-    mkdirSync(dir, { recursive: true });
+    created = mkdirSync(dir, { recursive: true });
   } catch (err) {
     throw new UvuError(`cannot create output folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
   if (resume) cleanForResume(dir, 0); // interrupted before the first shard: start over
-  return null;
+  return { state: null, created };
+}
+
+/**
+ * The build state's own invariants, checked before a resume trusts it: the counters agree with
+ * each other and with the job list, every sealed shard has a canonical name, is full and has its
+ * recorded size, and the kept part of images.jsonl is `imageCount` valid lines.
+ */
+function checkState(dir: string, state: BuildState, jobs: number): void {
+  const where = join(dir, BUILD_STATE_FILE);
+  const bad = (what: string) => new UvuError(`${where}: ${what}; delete the folder and rebuild`);
+  const names = canonicalNameProblem(state.shards);
+  if (names) throw bad(names);
+  const sum = state.shards.reduce((a, s) => a + s.patches, 0);
+  if (sum !== state.patches) throw bad(`shards hold ${sum} patches but patches is ${state.patches}`);
+  if (state.shards.some((s) => s.patches !== state.options.shardSize)) throw bad(`a sealed shard does not hold shardSize = ${state.options.shardSize} patches`);
+  if (state.partialEmitted > state.patches) throw bad(`partialEmitted ${state.partialEmitted} exceeds the ${state.patches} committed patches`);
+  if (state.nextInput >= jobs) throw bad(`nextInput ${state.nextInput} is past the ${jobs} jobs`);
+  // Every job before nextInput became an image or a skipped input.
+  if (state.imageCount + state.skipped.length !== state.nextInput) throw bad(`imageCount + skipped (${state.imageCount + state.skipped.length}) differ from nextInput ${state.nextInput}`);
+  for (const s of state.shards) {
+    checkFileSize(join(dir, s.file), s.patches * PATCH_DIM);
+    checkFileSize(join(dir, s.metaFile), s.patches * META_BYTES);
+  }
+  checkCommittedImages(dir, state, bad);
+}
+
+/**
+ * The lines of images.jsonl that the state keeps (its first `imagesBytes` bytes): exactly
+ * `imageCount` whole lines, each an ImageEntry whose id counts up from 0.
+ */
+function checkCommittedImages(dir: string, state: BuildState, bad: (what: string) => UvuError): void {
+  const path = join(dir, IMAGES_FILE);
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new UvuError(`${path}: missing; the interrupted build cannot be resumed: delete the folder and rebuild`);
+  }
+  if (size < state.imagesBytes) throw bad(`imagesBytes ${state.imagesBytes} is past the end of ${IMAGES_FILE} (${size} bytes)`);
+  checkAlloc(path, 'the committed image index', state.imagesBytes);
+  const kept = Buffer.alloc(state.imagesBytes);
+  const fd = openSync(path, 'r');
+  try {
+    readExact(fd, kept, 0, path);
+  } finally {
+    closeSync(fd);
+  }
+  const lines = kept.toString('utf8').split('\n');
+  if (lines.pop() !== '') throw bad(`imagesBytes ${state.imagesBytes} does not end a line of ${IMAGES_FILE}`);
+  if (lines.length !== state.imageCount) throw bad(`imageCount is ${state.imageCount} but the first ${state.imagesBytes} bytes of ${IMAGES_FILE} hold ${lines.length} lines`);
+  lines.forEach((line, i) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch {
+      throw new UvuError(`${path}: line ${i + 1} is not valid JSON; delete the folder and rebuild`);
+    }
+    const entry = parseOrFail(ImageEntrySchema, raw, `${path}: line ${i + 1}`);
+    if (entry.id !== i) throw new UvuError(`${path}: line ${i + 1}: id is ${entry.id}, expected ${i}; delete the folder and rebuild`);
+  });
+}
+
+function checkFileSize(path: string, expected: number): void {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (err) {
+    throw new UvuError(`${path}: cannot open committed shard (${(err as NodeJS.ErrnoException).code ?? err}); delete the folder and rebuild`);
+  }
+  if (size !== expected) throw new UvuError(`${path}: committed shard is ${size} bytes, the build state expects ${expected}; delete the folder and rebuild`);
+}
+
+/** Names a build writes into its folder (shards, index, manifest, state, atomic-write temp files). */
+function isBuildOutputName(name: string): boolean {
+  return /^shard-\d{6}\.(bin|meta\.bin)$/.test(name) || name === IMAGES_FILE || name === MANIFEST_FILE || name === BUILD_STATE_FILE || (name.startsWith('.') && name.endsWith('.tmp'));
+}
+
+/**
+ * After a failed build, remove what this call wrote: its files in `dir` and the folders it created
+ * (`created`: the first folder mkdir made, up to `dir`). A folder holding a build state stays as
+ * it is (it can be resumed), and so do folders that were there before and anything that is not a
+ * build output. `wasEmpty`: the folder existed and was empty before this call (a fresh build).
+ */
+function removeFailedOutput(dir: string, created: string | undefined, wasEmpty: boolean): void {
+  if (statSafe(join(dir, BUILD_STATE_FILE))) return;
+  if (!created && !wasEmpty) return;
+  try {
+    for (const name of readdirSync(dir)) if (isBuildOutputName(name)) rmSync(join(dir, name), { force: true });
+    if (!created) return;
+    const top = resolve(created);
+    for (let d = resolve(dir); ; d = dirname(d)) {
+      rmdirSync(d); // fails (and stops) if anything else is in it
+      if (d === top || dirname(d) === d) break;
+    }
+  } catch {
+    /* best effort: never mask the build's own error */
+  }
 }
 
 /**
@@ -373,7 +527,7 @@ function prepareOutput(dir: string, resume: boolean, options: StoreOptions, file
  * progress, the dedup set rebuilt by rehashing the committed patches of earlier jobs, and
  * images.jsonl cut back to the lines of finished jobs (opened for positional writes).
  */
-function openRun(dir: string, options: StoreOptions, files: string[], inputsSha256: string, state: BuildState | null): BuildRun {
+function openRun(dir: string, options: StoreOptions, files: string[], inputsSha256: string, duplicateInputs: number, state: BuildState | null): BuildRun {
   const shards: ShardEntry[] = state ? [...state.shards] : [];
   const committed = state?.patches ?? 0;
   const resumeSkip = state?.partialEmitted ?? 0;
@@ -388,6 +542,7 @@ function openRun(dir: string, options: StoreOptions, files: string[], inputsSha2
     options,
     files,
     inputsSha256,
+    duplicateInputs,
     shards,
     skipped: state ? [...state.skipped] : [],
     committed,
@@ -519,6 +674,7 @@ function writeCheckpoint(run: BuildRun, inputIndex: number, partialEmitted: numb
     format: 'uvu-patches-build-state',
     version: 1,
     inputsSha256: run.inputsSha256,
+    jobs: run.files.length,
     options: run.options,
     shards: run.shards,
     nextInput: inputIndex,
@@ -547,7 +703,11 @@ function appendImageEntry(run: BuildRun, entry: ImageEntry): void {
 function writeManifest(run: BuildRun): PatchStoreManifest {
   const { dir, options, shards, skipped } = run;
   if (run.committed === 0) {
-    throw new UvuError(`no patches: all ${run.files.length} inputs were skipped (first: ${skipped[0]?.reason ?? 'none'})`);
+    throw new UvuError(
+      skipped.length === run.files.length
+        ? `${dir}: no patches: all ${run.files.length} inputs were skipped (first: ${skipped[0]?.reason ?? 'none'}); nothing was written`
+        : `${dir}: no patches: no input holds a whole ${PATCH}×${PATCH} patch (${skipped.length} of ${run.files.length} skipped); nothing was written`,
+    );
   }
   const manifest: PatchStoreManifest = {
     format: STORE_FORMAT,
@@ -558,7 +718,14 @@ function writeManifest(run: BuildRun): PatchStoreManifest {
     imagesFile: IMAGES_FILE,
     imagesSha256: sha256File(join(dir, IMAGES_FILE)),
     options,
-    totals: { patches: run.committed, images: run.imageCount, skipped: skipped.length, duplicatesRemoved: run.duplicates },
+    totals: {
+      patches: run.committed,
+      images: run.imageCount,
+      skipped: skipped.length,
+      duplicatesRemoved: run.duplicates,
+      // Only when there were any, so that manifests of other builds stay byte-identical.
+      ...(run.duplicateInputs > 0 ? { duplicateInputs: run.duplicateInputs } : {}),
+    },
     skipped,
     fingerprint: storeFingerprint(options, shards),
   };
@@ -575,15 +742,27 @@ function writeManifest(run: BuildRun): PatchStoreManifest {
 export async function buildPatchStore(inputs: string[], opts: BuildOptions): Promise<BuildResult> {
   const options = storeOptions(opts);
   const dir = opts.out;
-  const files = resolveJobs(inputs, options.passes);
+  const resume = opts.resume ?? false;
+  const { files, unique, duplicates } = resolveJobs(inputs, options.passes);
   const inputsSha256 = inputsHash(files);
-  const finished = finishedManifest(dir, opts.resume ?? false);
+  const finished = finishedManifest(dir, resume, options, unique);
   if (finished) {
     info(`${dir}: store is already complete (${finished.totals.patches} patches)`);
     return { manifest: finished, imagesProcessed: 0 };
   }
-  const state = prepareOutput(dir, opts.resume ?? false, options, files, inputsSha256);
-  const run = openRun(dir, options, files, inputsSha256, state);
+  const wasEmpty = !resume && statSafe(dir); // isEmptyDir is checked by prepareOutput
+  const { state, created } = prepareOutput(dir, resume, options, files, inputsSha256);
+  try {
+    return await runBuild(dir, options, files, inputsSha256, duplicates, state, opts);
+  } catch (err) {
+    removeFailedOutput(dir, created, wasEmpty);
+    throw err;
+  }
+}
+
+/** Steps 4–6 of buildPatchStore, on a prepared folder. */
+async function runBuild(dir: string, options: StoreOptions, files: string[], inputsSha256: string, duplicates: number, state: BuildState | null, opts: BuildOptions): Promise<BuildResult> {
+  const run = openRun(dir, options, files, inputsSha256, duplicates, state);
   const startInput = state?.nextInput ?? 0;
   const bar = opts.progress === false ? null : progress('patchify', files.length, 'images');
   bar?.set(startInput);

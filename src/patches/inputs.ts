@@ -8,6 +8,11 @@
  *    paths are relative to the list file's folder; lines may be folders or globs too).
  * The result is absolute paths, de-duplicated and sorted (by code unit), so a build's
  * order does not depend on the file system's listing order.
+ *
+ * Symlinks are followed, but each real folder (device + inode) is entered once per input, so a
+ * loop such as `self -> .` cannot repeat or hang the walk, and each real file is kept once
+ * (under its first path in sorted order): two names for one file (a symlink, a hard link,
+ * overlapping inputs) count as a duplicate input instead of being stored twice.
  */
 import { readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
@@ -27,18 +32,35 @@ function hasMagic(s: string): boolean {
 
 function listDir(dir: string): Dirent[] {
   try {
-    return readdirSync(dir, { withFileTypes: true });
+    // Sorted, so that which of two paths to one real folder is walked does not depend on the file system.
+    return readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     throw new UvuError(`cannot read folder ${dir}: ${code === 'EACCES' ? 'permission denied' : code}`);
   }
 }
 
+/** Device and inode of a path (symlinks followed), as one key; null when it cannot be stat'ed. */
+function realId(path: string): string | null {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Calls `onFile(absolutePath, pathRelativeToStart)` for every image file under `dir`,
- * recursively (symlinks followed; hidden names skipped).
+ * recursively (symlinks followed; hidden names skipped). Each real folder is entered once:
+ * `seen` holds the device:inode of the folders entered so far.
  */
-function walk(dir: string, onFile: (abs: string, rel: string) => void, relPrefix = ''): void {
+function walk(dir: string, onFile: (abs: string, rel: string) => void, relPrefix = '', seen = new Set<string>()): void {
+  const id = realId(dir);
+  if (id !== null) {
+    if (seen.has(id)) return;
+    seen.add(id);
+  }
   for (const ent of listDir(dir)) {
     if (ent.name.startsWith('.')) continue;
     const abs = join(dir, ent.name);
@@ -54,7 +76,7 @@ function walk(dir: string, onFile: (abs: string, rel: string) => void, relPrefix
         continue; // dangling link
       }
     }
-    if (isDir) walk(abs, onFile, rel);
+    if (isDir) walk(abs, onFile, rel, seen);
     else if (isFile && isImageName(ent.name)) onFile(abs, rel);
   }
 }
@@ -127,12 +149,28 @@ function expandOne(input: string, cwd: string, out: string[], listDepth: number)
   else out.push(abs);
 }
 
-/** Resolve inputs (files, folders, globs, @lists) to a sorted, de-duplicated list of files. */
-export function resolveInputs(inputs: string[], cwd = process.cwd()): string[] {
+/**
+ * Resolve inputs (files, folders, globs, @lists) to a sorted list of files, each real file once.
+ * `duplicates` counts the paths left out because they named a file already in the list.
+ */
+export function discoverInputs(inputs: string[], cwd = process.cwd()): { files: string[]; duplicates: number } {
   if (inputs.length === 0) throw new UvuError('no inputs given (expected image files, folders, globs or @list.txt)');
   const out: string[] = [];
   for (const input of inputs) expandOne(input, cwd, out, 0);
-  const files = [...new Set(out)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const paths = [...new Set(out)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const real = new Set<string>();
+  const files: string[] = [];
+  for (const p of paths) {
+    const id = realId(p);
+    if (id !== null && real.has(id)) continue;
+    if (id !== null) real.add(id);
+    files.push(p);
+  }
   if (files.length === 0) throw new UvuError(`no image files found in inputs: ${inputs.join(' ')}`);
-  return files;
+  return { files, duplicates: out.length - files.length };
+}
+
+/** Resolve inputs (files, folders, globs, @lists) to a sorted list of files, each real file once. */
+export function resolveInputs(inputs: string[], cwd = process.cwd()): string[] {
+  return discoverInputs(inputs, cwd).files;
 }

@@ -2,8 +2,11 @@
  * NumPy .npy (format 1.0) for float32 arrays, little-endian, C order — readable with
  * `numpy.load`. Used to hand patch samples to Python tools.
  */
-import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { UvuError } from '../util/errors.js';
+import { readExact } from '../util/fsio.js';
+import { fsErrorReason } from '../util/fserror.js';
+import { checkAlloc } from '../util/limits.js';
 import { tempPathFor } from '../util/atomic.js';
 import { Rng } from '../util/rng.js';
 import { PATCH_DIM, patchesToFloat } from './patchify.js';
@@ -85,46 +88,53 @@ export function readNpyI32(path: string): { data: Int32Array; shape: number[] } 
   return readNpy(path, '<i4', (n) => new Int32Array(n));
 }
 
+/**
+ * Read a little-endian C-order .npy file (format 1.0, 2.0 or 3.0). The header is checked before
+ * anything is allocated: magic, version, header length within the file, dtype, C order, a shape
+ * of non-negative integers whose data fits the allocation limit and the file's size exactly.
+ * Every failure is a one-line UvuError naming the file.
+ */
 function readNpy<T extends Float32Array | Int32Array>(path: string, descr: '<f4' | '<i4', make: (n: number) => T): { data: T; shape: number[] } {
-  const fd = openSync(path, 'r');
+  let fd: number;
   try {
-    const pre = new Uint8Array(10);
-    if (readSync(fd, pre, 0, 10, 0) !== 10 || MAGIC.some((b, i) => pre[i] !== b)) {
-      throw new UvuError(`${path}: not an .npy file`);
-    }
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new UvuError(`${path}: cannot read the .npy file (${fsErrorReason(path, err)})`);
+  }
+  try {
+    const fileSize = fstatSync(fd).size;
+    const pre = new Uint8Array(12);
+    const got = readSync(fd, pre, 0, 12, 0);
+    if (got < 10 || MAGIC.some((b, i) => pre[i] !== b)) throw new UvuError(`${path}: not an .npy file`);
     const major = pre[6]!;
-    let headerLen: number;
-    let dataStart: number;
-    if (major === 1) {
-      headerLen = pre[8]! | (pre[9]! << 8);
-      dataStart = 10 + headerLen;
-    } else {
-      const pre4 = new Uint8Array(12);
-      readSync(fd, pre4, 0, 12, 0);
-      headerLen = new DataView(pre4.buffer).getUint32(8, true);
-      dataStart = 12 + headerLen;
-    }
+    if (major < 1 || major > 3) throw new UvuError(`${path}: .npy format version ${major}.${pre[7]} is not supported (1.0, 2.0, 3.0 are)`);
+    if (major > 1 && got < 12) throw new UvuError(`${path}: .npy header truncated`);
+    const prefix = major === 1 ? 10 : 12;
+    const headerLen = major === 1 ? pre[8]! | (pre[9]! << 8) : new DataView(pre.buffer).getUint32(8, true);
+    const dataStart = prefix + headerLen;
+    if (dataStart > fileSize) throw new UvuError(`${path}: .npy header length ${headerLen} runs past the end of the file (${fileSize} bytes)`);
+    if (headerLen > 1 << 20) throw new UvuError(`${path}: .npy header of ${headerLen} bytes is implausibly long`);
     const headerBytes = new Uint8Array(headerLen);
-    readSync(fd, headerBytes, 0, headerLen, dataStart - headerLen);
-    const header = Buffer.from(headerBytes).toString('latin1');
+    readExact(fd, headerBytes, prefix, path, '.npy header truncated');
+    const header = Buffer.from(headerBytes).toString(major === 3 ? 'utf8' : 'latin1');
     if (!new RegExp(`'descr':\\s*'${descr}'`).test(header)) throw new UvuError(`${path}: .npy dtype is not '${descr}'`);
-    if (/'fortran_order':\s*True/.test(header)) throw new UvuError(`${path}: Fortran-order .npy is not supported`);
+    if (!/'fortran_order':\s*False/.test(header)) throw new UvuError(`${path}: only C-order .npy files are supported (fortran_order must be False)`);
     const m = /'shape':\s*\(([^)]*)\)/.exec(header);
     if (!m) throw new UvuError(`${path}: .npy header has no shape`);
-    const shape = m[1]!
+    const parts = m[1]!
       .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0)
-      .map(Number);
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0);
+    if (parts.some((x) => !/^\d+$/.test(x))) throw new UvuError(`${path}: .npy shape (${m[1]}) is not a tuple of non-negative integers`);
+    const shape = parts.map(Number);
     const total = shape.reduce((a, b) => a * b, 1);
-    const data = make(total);
-    const bytes = new Uint8Array(data.buffer);
-    let got = 0;
-    while (got < bytes.length) {
-      const n = readSync(fd, bytes, got, bytes.length - got, dataStart + got);
-      if (n === 0) throw new UvuError(`${path}: .npy data truncated (${got} of ${bytes.length} bytes)`);
-      got += n;
+    const bytes = total * 4;
+    checkAlloc(path, `the .npy data of shape [${shape.join(', ')}]`, bytes);
+    if (fileSize - dataStart !== bytes) {
+      throw new UvuError(`${path}: .npy data is ${fileSize - dataStart} bytes, shape [${shape.join(', ')}] needs ${bytes}${fileSize - dataStart < bytes ? ' (truncated?)' : ''}`);
     }
+    const data = make(total);
+    readExact(fd, new Uint8Array(data.buffer), dataStart, path, '.npy data truncated');
     return { data, shape };
   } finally {
     closeSync(fd);

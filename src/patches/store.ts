@@ -12,14 +12,23 @@
  * The fingerprint is sha256 over the content-affecting build options and every shard's two
  * hashes, so two stores with the same fingerprint hold the same patches in the same order.
  * The reader never loads whole shards: it reads exactly the byte ranges asked for.
+ *
+ * Checks (README "Files we read and how we check them"): the manifest goes through one schema
+ * (readManifest) with canonical file names only, so no name can leave the folder; shard sizes
+ * are checked on open; each shard's data and meta sha256 is checked the first time the shard is
+ * read in a process, before any of its bytes is returned (opt out: `verify: false`, the CLI's
+ * --no-verify); images.jsonl is checked line by line and against its sha256 when read.
  */
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { parseOrFail, readExact, sha256File } from '../util/fsio.js';
+import { parseOrFail, readExact, readJsonFile, sha256File } from '../util/fsio.js';
+import { checkAlloc } from '../util/limits.js';
+import { plainFileName } from '../util/filenames.js';
+import { fsErrorReason } from '../util/fserror.js';
 import type { Rng } from '../util/rng.js';
 import { PATCH, PATCH_DIM } from './patchify.js';
 
@@ -41,9 +50,12 @@ export function shardMetaFileName(index: number): string {
   return `shard-${String(index).padStart(6, '0')}.meta.bin`;
 }
 
-const ShardEntrySchema = z.object({
-  file: z.string(),
-  metaFile: z.string(),
+/** A file name inside the store folder: checked lexically before anything opens or sizes it. */
+const PlainFileNameSchema = plainFileName('the store folder');
+
+export const ShardEntrySchema = z.object({
+  file: PlainFileNameSchema,
+  metaFile: PlainFileNameSchema,
   patches: z.number().int().positive(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   metaSha256: z.string().regex(/^[0-9a-f]{64}$/),
@@ -72,7 +84,7 @@ export const ManifestSchema = z.object({
   patchSize: z.literal(PATCH),
   dim: z.literal(PATCH_DIM),
   shards: z.array(ShardEntrySchema),
-  imagesFile: z.string(),
+  imagesFile: PlainFileNameSchema,
   imagesSha256: z.string().regex(/^[0-9a-f]{64}$/),
   options: StoreOptionsSchema,
   totals: z.object({
@@ -80,33 +92,39 @@ export const ManifestSchema = z.object({
     images: z.number().int().nonnegative(),
     skipped: z.number().int().nonnegative(),
     duplicatesRemoved: z.number().int().nonnegative(),
+    /** Input paths that named a file already taken (symlinks, hard links, overlapping inputs); written only when > 0. */
+    duplicateInputs: z.number().int().nonnegative().optional(),
   }),
   skipped: z.array(SkippedSchema),
   fingerprint: z.string().regex(/^[0-9a-f]{64}$/),
 });
 export type PatchStoreManifest = z.infer<typeof ManifestSchema>;
 
+const count = () => z.number().int().nonnegative();
+
 /** One line of images.jsonl. */
-export interface ImageEntry {
-  id: number;
-  path: string;
+export const ImageEntrySchema = z.object({
+  id: count(),
+  /** The input's path as given to the build (informational: never opened by the reader). */
+  path: z.string(),
   /** Size after EXIF orientation, before resizing. */
-  originalWidth: number;
-  originalHeight: number;
+  originalWidth: count(),
+  originalHeight: count(),
   /** Size after resizing (multiples of 32). */
-  width: number;
-  height: number;
+  width: count(),
+  height: count(),
   /** Grid-offset augmentation: pixels cropped from the left/top before patchifying. */
-  offsetX: number;
-  offsetY: number;
+  offsetX: count(),
+  offsetY: count(),
   /** Patch grid of this image (after the offset crop). */
-  rows: number;
-  cols: number;
+  rows: count(),
+  cols: count(),
   /** Global index of this image's first stored patch (where it would be if it kept none). */
-  firstPatch: number;
+  firstPatch: count(),
   /** Patches stored (rows·cols minus exact duplicates when dedup is on). */
-  patches: number;
-}
+  patches: count(),
+});
+export type ImageEntry = z.infer<typeof ImageEntrySchema>;
 
 /** Per-patch metadata as struct-of-arrays, one entry per patch. */
 export interface PatchMetaArrays {
@@ -233,48 +251,32 @@ export class PatchStore {
   /** Global index of each shard's first patch; shardStart[shards.length] = count. */
   private readonly shardStart: number[];
   private readonly fds = new Map<number, { data: number; meta: number }>();
+  /** 1 for each shard whose data and meta hashes were checked in this process. */
+  private readonly verified: Uint8Array;
 
   private constructor(
     readonly dir: string,
     readonly manifest: PatchStoreManifest,
+    /** Check each shard's sha256 before its first use (false: --no-verify). */
+    readonly verifies: boolean,
   ) {
+    this.verified = new Uint8Array(manifest.shards.length);
     this.shardStart = [0];
     for (const s of manifest.shards) this.shardStart.push(this.shardStart[this.shardStart.length - 1]! + s.patches);
   }
 
-  /** Open and validate a store: manifest schema, totals, and every shard file's size. */
-  static open(dir: string): PatchStore {
-    const manifestPath = join(dir, MANIFEST_FILE);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(manifestPath, 'utf8'));
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') {
-        let hint = '';
-        try {
-          statSync(join(dir, 'build-state.json'));
-          hint = ' (the build was interrupted; rerun it with --resume)';
-        } catch {
-          /* no build state: not a store */
-        }
-        throw new UvuError(`${dir} is not a patch store: ${MANIFEST_FILE} not found${hint}`);
-      }
-      throw new UvuError(`${manifestPath}: cannot read manifest: ${(err as Error).message.split('\n')[0]}`);
-    }
-    const m = parseOrFail(ManifestSchema, raw, `${manifestPath}: invalid manifest`);
-    const sum = m.shards.reduce((a, s) => a + s.patches, 0);
-    if (sum !== m.totals.patches) {
-      throw new UvuError(`${manifestPath}: shards hold ${sum} patches but totals.patches is ${m.totals.patches}`);
-    }
-    if (storeFingerprint(m.options, m.shards) !== m.fingerprint) {
-      throw new UvuError(`${manifestPath}: fingerprint does not match the listed shards and options (edited manifest?)`);
-    }
+  /**
+   * Open and validate a store: the manifest (one schema check, see readManifest) and every shard
+   * file's size. With `verify` (the default) each shard's sha256 is checked the first time the
+   * shard is read, before any of its bytes is returned (and verifyShards checks them all at once).
+   */
+  static open(dir: string, opts: OpenOptions = {}): PatchStore {
+    const m = readManifest(dir);
     for (const s of m.shards) {
       checkSize(join(dir, s.file), s.patches * PATCH_DIM);
       checkSize(join(dir, s.metaFile), s.patches * META_BYTES);
     }
-    return new PatchStore(dir, m);
+    return new PatchStore(dir, m, opts.verify ?? true);
   }
 
   /** Total patches. */
@@ -288,13 +290,38 @@ export class PatchStore {
     return this.manifest.fingerprint;
   }
 
-  /** All image entries (reads images.jsonl; for huge stores prefer to stream it yourself). */
+  /**
+   * All image entries (reads images.jsonl; for huge stores prefer to stream it yourself). Each
+   * line is checked against ImageEntrySchema, ids must count up from 0, and the number of lines
+   * must match the manifest; with `verify` the file's sha256 must match too.
+   */
   images(): ImageEntry[] {
-    const text = readFileSync(join(this.dir, this.manifest.imagesFile), 'utf8');
-    return text
-      .split('\n')
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as ImageEntry);
+    const path = join(this.dir, this.manifest.imagesFile);
+    let bytes: Buffer;
+    try {
+      checkAlloc(path, 'the image index', statSync(path).size);
+      bytes = readFileSync(path);
+    } catch (err) {
+      if (err instanceof UvuError) throw err;
+      throw new UvuError(`${path}: cannot read the image index (${fsErrorReason(path, err)})`);
+    }
+    if (this.verifies) checkHash(path, sha256Hex(bytes), this.manifest.imagesSha256);
+    const lines = bytes.toString('utf8').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    if (lines.length !== this.manifest.totals.images) {
+      throw new UvuError(`${path}: holds ${lines.length} lines but the manifest lists ${this.manifest.totals.images} images`);
+    }
+    return lines.map((line, i) => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(line);
+      } catch {
+        throw new UvuError(`${path}: line ${i + 1} is not valid JSON`);
+      }
+      const entry = parseOrFail(ImageEntrySchema, raw, `${path}: line ${i + 1}`);
+      if (entry.id !== i) throw new UvuError(`${path}: line ${i + 1}: id is ${entry.id}, expected ${i}`);
+      return entry;
+    });
   }
 
   private shardOf(index: number): number {
@@ -323,8 +350,42 @@ export class PatchStore {
     }
     const s = this.manifest.shards[shard]!;
     f = { data: openSync(join(this.dir, s.file), 'r'), meta: openSync(join(this.dir, s.metaFile), 'r') };
+    try {
+      if (this.verifies && !this.verified[shard]) this.checkShard(shard, f);
+    } catch (err) {
+      closeSync(f.data);
+      closeSync(f.meta);
+      throw err;
+    }
     this.fds.set(shard, f);
     return f;
+  }
+
+  /** Hash shard `shard` through its open files and compare with the manifest; marks it verified. */
+  private checkShard(shard: number, f: { data: number; meta: number }): void {
+    const s = this.manifest.shards[shard]!;
+    checkHash(join(this.dir, s.file), sha256Fd(f.data), s.sha256);
+    checkHash(join(this.dir, s.metaFile), sha256Fd(f.meta), s.metaSha256);
+    this.verified[shard] = 1;
+  }
+
+  /**
+   * Check every shard not yet checked in this process (no-op without `verify`). For a run that
+   * hands the store to other readers (worker threads): check once here, open there without verify.
+   */
+  verifyShards(): void {
+    if (!this.verifies) return;
+    for (let i = 0; i < this.manifest.shards.length; i++) {
+      if (this.verified[i]) continue;
+      const s = this.manifest.shards[i]!;
+      const f = { data: openSync(join(this.dir, s.file), 'r'), meta: openSync(join(this.dir, s.metaFile), 'r') };
+      try {
+        this.checkShard(i, f);
+      } finally {
+        closeSync(f.data);
+        closeSync(f.meta);
+      }
+    }
   }
 
   /** Read `n` consecutive patches starting at global index `start` into the outputs at row `at`. */
@@ -353,6 +414,7 @@ export class PatchStore {
     if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= this.count)) {
       throw new RangeError(`readRange(${start}, ${count}) is outside the store's ${this.count} patches`);
     }
+    checkAlloc(this.dir, `reading ${count} patches`, count * PATCH_DIM);
     const patches = new Uint8Array(count * PATCH_DIM);
     const meta = allocMeta(count);
     this.readInto(start, count, patches, meta, 0);
@@ -365,6 +427,7 @@ export class PatchStore {
    */
   readIndices(indices: ArrayLike<number>): { patches: Uint8Array; meta: PatchMetaArrays } {
     const n = indices.length;
+    checkAlloc(this.dir, `reading ${n} patches`, n * PATCH_DIM);
     const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => indices[a]! - indices[b]!);
     const patches = new Uint8Array(n * PATCH_DIM);
     const meta = allocMeta(n);
@@ -418,14 +481,9 @@ export class PatchStore {
     }
   }
 
-  /** Recompute every shard's and images.jsonl's sha256; throws naming the first bad file. */
+  /** Recompute every shard's and images.jsonl's sha256 (whatever `verify` says); throws naming the first bad file. */
   verify(): void {
-    const check = (file: string, expected: string) => {
-      const actual = sha256File(join(this.dir, file));
-      if (actual !== expected) {
-        throw new UvuError(`${join(this.dir, file)}: content does not match the manifest (sha256 ${actual.slice(0, 12)}…, expected ${expected.slice(0, 12)}…); the store is corrupt`);
-      }
-    };
+    const check = (file: string, expected: string) => checkHash(join(this.dir, file), sha256File(join(this.dir, file)), expected);
     for (const s of this.manifest.shards) {
       check(s.file, s.sha256);
       check(s.metaFile, s.metaSha256);
@@ -439,6 +497,93 @@ export class PatchStore {
       closeSync(f.meta);
     }
     this.fds.clear();
+  }
+}
+
+export interface OpenOptions {
+  /**
+   * Check each shard's data and meta sha256 against the manifest the first time the shard is
+   * read, and images.jsonl's when it is read (default true; false is the CLI's --no-verify).
+   */
+  verify?: boolean;
+}
+
+/**
+ * The manifest of the store in `dir`, read and checked once: valid JSON, ManifestSchema (shard and
+ * index names must be plain file names, so nothing outside the folder is ever opened), shard
+ * patch counts that add up to the totals, and the fingerprint over options and shard hashes.
+ */
+export function readManifest(dir: string): PatchStoreManifest {
+  const manifestPath = join(dir, MANIFEST_FILE);
+  let exists = true;
+  try {
+    statSync(manifestPath);
+  } catch (err) {
+    exists = (err as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+  if (!exists) {
+    let hint = '';
+    try {
+      statSync(join(dir, 'build-state.json'));
+      hint = ' (the build was interrupted; rerun it with --resume)';
+    } catch {
+      /* no build state: not a store */
+    }
+    throw new UvuError(`${dir} is not a patch store: ${MANIFEST_FILE} not found${hint}`);
+  }
+  const raw = readJsonFile(manifestPath, 'patch-store manifest');
+  const m = parseOrFail(ManifestSchema, raw, `${manifestPath}: invalid manifest`);
+  const names = canonicalNameProblem(m.shards, m.imagesFile);
+  if (names) throw new UvuError(`${manifestPath}: invalid manifest: ${names}`);
+  const sum = m.shards.reduce((a, s) => a + s.patches, 0);
+  if (sum !== m.totals.patches) {
+    throw new UvuError(`${manifestPath}: shards hold ${sum} patches but totals.patches is ${m.totals.patches}`);
+  }
+  if (m.skipped.length !== m.totals.skipped) {
+    throw new UvuError(`${manifestPath}: lists ${m.skipped.length} skipped inputs but totals.skipped is ${m.totals.skipped}`);
+  }
+  if (storeFingerprint(m.options, m.shards) !== m.fingerprint) {
+    throw new UvuError(`${manifestPath}: fingerprint does not match the listed shards and options (edited manifest?)`);
+  }
+  return m;
+}
+
+/**
+ * The file names a store may list are the ones the writer gives: shard i is shardFileName(i) and
+ * shardMetaFileName(i), the index is images.jsonl (none of them is covered by the fingerprint,
+ * so a changed name would otherwise point at another file of the store). Null when all match.
+ */
+export function canonicalNameProblem(shards: readonly { file: string; metaFile: string }[], imagesFile?: string): string | null {
+  for (let i = 0; i < shards.length; i++) {
+    const s = shards[i]!;
+    if (s.file !== shardFileName(i)) return `shards.${i}.file: expected "${shardFileName(i)}", got ${JSON.stringify(s.file).slice(0, 60)}`;
+    if (s.metaFile !== shardMetaFileName(i)) return `shards.${i}.metaFile: expected "${shardMetaFileName(i)}", got ${JSON.stringify(s.metaFile).slice(0, 60)}`;
+  }
+  if (imagesFile !== undefined && imagesFile !== IMAGES_FILE) return `imagesFile: expected "${IMAGES_FILE}", got ${JSON.stringify(imagesFile).slice(0, 60)}`;
+  return null;
+}
+
+/** Read buffer of sha256Fd, grown to at most 8 MiB and kept (shards are verified one after another). */
+let hashBuffer = new Uint8Array(0);
+
+/** sha256 of everything in an open file, read from byte 0 in blocks of up to 8 MiB. */
+function sha256Fd(fd: number): string {
+  const h = createHash('sha256');
+  const want = Math.min(8 << 20, Math.max(1, fstatSync(fd).size));
+  if (hashBuffer.length < want) hashBuffer = new Uint8Array(want);
+  const buf = hashBuffer;
+  for (let pos = 0; ; ) {
+    const n = readSync(fd, buf, 0, buf.length, pos);
+    if (n === 0) break;
+    h.update(buf.subarray(0, n));
+    pos += n;
+  }
+  return h.digest('hex');
+}
+
+function checkHash(path: string, actual: string, expected: string): void {
+  if (actual !== expected) {
+    throw new UvuError(`${path}: content does not match the manifest (sha256 ${actual.slice(0, 12)}…, expected ${expected.slice(0, 12)}…); the store is corrupt: rebuild it, or pass --no-verify to read it anyway`);
   }
 }
 

@@ -11,11 +11,13 @@
  * complete build. The output is a pure function of (sources, seed, size, scene counts): no
  * timestamps, so two builds with the same arguments are byte-identical.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { writePng } from '../image/io.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UsageError, UvuError } from '../util/errors.js';
+import { parseOrFail, readJsonFile } from '../util/fsio.js';
 import { Rng } from '../util/rng.js';
 import { backgroundsFrom, defaultBackgrounds, hashSeed, makeScene, prepareSplit, splitBackgrounds, splitInstances, ALPHA_MIN, MAX_IOU, MIN_VISIBLE, SCALE_RANGE, TEST_FRACTION, type BackgroundSource, type Scene, type Split } from './scenes.js';
 import { DEFAULT_STAMPS_DIR, folderLibrary, tuxpaintLibrary, type ObjectLibrary } from './stamps.js';
@@ -46,20 +48,33 @@ export interface BenchBuildOptions {
   onScene?: (done: number, total: number) => void;
 }
 
-export interface BenchManifest {
-  format: typeof BENCH_FORMAT;
-  version: number;
-  seed: number;
-  size: number;
-  objects: { source: string; selection: string; classes: { name: string; plural: string; category: string; train: string[]; test: string[] }[] };
-  backgrounds: Record<Split, string[]>;
-  scenes: Record<Split, number>;
-  items: Record<Split, Record<Task, number>>;
+const count = z.number().int().nonnegative();
+const perSplit = <T extends z.ZodType>(t: T) => z.object({ train: t, test: t });
+const perTask = <T extends z.ZodType>(t: T) => z.object({ grounding: t, counting: t, spatial: t, existence: t });
+
+/** A scene side: a multiple of the 32-px patch in [64, 1024] (as checkSceneSize). */
+export const SceneSizeSchema = z.number().int().min(64).max(1024).multipleOf(32);
+
+/** DIR/manifest.json of a benchmark: the one schema its reader checks. */
+export const BenchManifestSchema = z.object({
+  format: z.literal(BENCH_FORMAT),
+  version: z.literal(BENCH_VERSION),
+  seed: z.number().int().nonnegative(),
+  size: SceneSizeSchema,
+  objects: z.object({
+    source: z.string(),
+    selection: z.string(),
+    classes: z.array(z.object({ name: z.string().min(1), plural: z.string().min(1), category: z.string(), train: z.array(z.string()), test: z.array(z.string()) })),
+  }),
+  backgrounds: perSplit(z.array(z.string())),
+  scenes: perSplit(count),
+  items: perSplit(perTask(count)),
   /** Answer histograms per task (counts, yes/no); empty for grounding. */
-  answers: Record<Split, Record<Task, Record<string, number>>>;
-  pretrain: number;
-  params: Record<string, unknown>;
-}
+  answers: perSplit(perTask(z.record(z.string(), count))),
+  pretrain: count,
+  params: z.record(z.string(), z.unknown()),
+});
+export type BenchManifest = z.infer<typeof BenchManifestSchema>;
 
 export interface BenchBuildResult {
   out: string;
@@ -156,15 +171,9 @@ export async function buildBench(opts: BenchBuildOptions): Promise<BenchBuildRes
   return { out: opts.out, manifest, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** Read a benchmark's manifest, checking its format. */
+/** Read a benchmark's manifest: one schema check (format, version, sizes, counts). */
 export function readBenchManifest(dir: string): BenchManifest {
   const path = join(dir, 'manifest.json');
-  let m: BenchManifest;
-  try {
-    m = JSON.parse(readFileSync(path, 'utf8')) as BenchManifest;
-  } catch (err) {
-    throw new UvuError(`${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found (is this a benchmark folder built by `uvu bench-data build`?)' : 'not valid JSON'}`);
-  }
-  if (m.format !== BENCH_FORMAT) throw new UvuError(`${path}: not a perception benchmark (format ${String(m.format)})`);
-  return m;
+  if (!existsSync(path)) throw new UvuError(`${path}: not found (is this a benchmark folder built by \`uvu bench-data build\`?)`);
+  return parseOrFail(BenchManifestSchema, readJsonFile(path, 'benchmark manifest'), `${path}: not a perception benchmark manifest`);
 }

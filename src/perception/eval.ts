@@ -5,8 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
-import { readBenchManifest } from './build.js';
+import { parseOrFail } from '../util/fsio.js';
+import { relativePathInside } from '../util/filenames.js';
+import { readBenchManifest, SceneSizeSchema } from './build.js';
 import { hashSeed, type Box, type Split } from './scenes.js';
 import { bootstrapInterval, scoreItem } from './score.js';
 import { drawSheet } from './sheet.js';
@@ -58,26 +61,55 @@ export interface EvalOptions {
   onItem?: (done: number, total: number) => void;
 }
 
-/** The QA items of a benchmark split. */
+const coord = z.number().finite();
+const BoxSchema = z.tuple([coord, coord, coord, coord]).refine((b) => b[0] <= b[2] && b[1] <= b[3], 'box must be [x0, y0, x1, y1] with x0 ≤ x1 and y0 ≤ y1');
+
+/** One line of train.jsonl / test.jsonl (QaItem); the image path must stay inside the benchmark folder. */
+export const QaItemSchema = z
+  .object({
+    id: z.string(),
+    image: relativePathInside('the benchmark folder'),
+    prompt: z.string().min(1),
+    answer: z.string(),
+    task: z.enum(TASKS),
+    split: z.enum(['train', 'test']),
+    scene: z.string(),
+    size: SceneSizeSchema,
+    boxes: z.array(BoxSchema),
+    classes: z.array(z.string()),
+    relation: z.enum(['left', 'right', 'above', 'below']).optional(),
+  })
+  .refine((it) => it.task !== 'grounding' || it.boxes.length >= 1, { message: 'a grounding item needs the true box', path: ['boxes'] });
+
+/**
+ * The QA items of a benchmark split: each line checked against QaItemSchema (errors name
+ * `FILE:LINE`); every item's split and scene size must match the file and the manifest.
+ */
 export function readBenchItems(benchDir: string, split: Split): QaItem[] {
-  readBenchManifest(benchDir);
+  const manifest = readBenchManifest(benchDir);
   const path = join(benchDir, `${split}.jsonl`);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
-  } catch {
-    throw new UvuError(`${path}: cannot read benchmark items`);
+  } catch (err) {
+    throw new UvuError(`${path}: cannot read benchmark items (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  return text
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l, i) => {
-      try {
-        return JSON.parse(l) as QaItem;
-      } catch {
-        throw new UvuError(`${path}: line ${i + 1} is not valid JSON`);
-      }
-    });
+  const items: QaItem[] = [];
+  text.split('\n').forEach((l, i) => {
+    if (!l.trim()) return;
+    const where = `${path}:${i + 1}`;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(l);
+    } catch {
+      throw new UvuError(`${where}: not valid JSON`);
+    }
+    const item = parseOrFail(QaItemSchema, raw, `${where}: not a benchmark item`);
+    if (item.split !== split) throw new UvuError(`${where}: item of split ${item.split} in the ${split} file`);
+    if (item.size !== manifest.size) throw new UvuError(`${where}: scene size ${item.size}, the benchmark manifest says ${manifest.size}`);
+    items.push(item);
+  });
+  return items;
 }
 
 export function taskScore(correct: boolean[], seed: number): TaskScore {

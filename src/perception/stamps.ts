@@ -17,6 +17,7 @@ import type { RgbaImage } from '../image/io.js';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
 import { parseOrFail, readJsonFile } from '../util/fsio.js';
+import { relativePathInside } from '../util/filenames.js';
 
 export const DEFAULT_STAMPS_DIR = '/usr/share/tuxpaint/stamps';
 /** The reviewed list, resolved from dist/src/perception/ back to the source tree. */
@@ -121,8 +122,8 @@ const ClassSchema = z.object({
   category: z.string().min(1),
   /** Whether horizontal flips are allowed (false for objects with writing: coins, mailboxes). */
   flip: z.boolean().default(true),
-  /** Stamp paths relative to the stamps root. */
-  instances: z.array(z.string().regex(/^[^/].*\.png$/)).min(1),
+  /** Stamp paths relative to the stamps root (never outside it). */
+  instances: z.array(relativePathInside('the stamps folder').pipe(z.string().regex(/\.png$/, 'must name a .png stamp'))).min(1),
 });
 
 export const PhotoStampListSchema = z.object({

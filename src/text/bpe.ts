@@ -364,6 +364,8 @@ type Fail = (path: string, problem: string) => never;
 /** Vocab as id → token: ids exactly 0 … n-1, tokens in byte-level spelling, all 256 byte tokens present. */
 function vocabById(tokenIds: Map<string, number>, fail: Fail): string[] {
   const n = tokenIds.size;
+  // Merge pairs are keyed a·2^21 + b: a larger vocab would make two pairs share a key.
+  if (n >= PAIR_STRIDE) fail('model.vocab', `has ${n} tokens; at most ${PAIR_STRIDE - 1} are supported`);
   const vocab: string[] = new Array(n);
   for (const [tok, id] of tokenIds) {
     if (id >= n) fail('model.vocab', `id ${id} of ${show(tok)} is outside 0…${n - 1} (ids must have no gaps)`);

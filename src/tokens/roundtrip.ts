@@ -7,6 +7,7 @@
 import { writePng, type RgbImage } from '../image/io.js';
 import type { Codebook } from '../codebook/file.js';
 import { reconstructImage, tokenizeImage } from './tokenize.js';
+import { checkAlloc } from '../util/limits.js';
 
 /** Mean |error| (in u8 levels) that maps to white. */
 export const HEAT_MAX_ERROR = 64;
@@ -48,7 +49,8 @@ export function sideBySide(images: RgbImage[]): RgbImage {
 /** Tokenize, reconstruct and write original | reconstruction | error heat-map. */
 export async function roundtripImage(image: string, cb: Codebook, out: string, maxPixels: number) {
   const { tokens, image: original, metrics } = await tokenizeImage(image, cb, { maxPixels });
-  const recon = reconstructImage(tokens, cb);
+  checkAlloc(image, `the ${3 * original.width + 2 * GAP_PX}×${original.height} round-trip picture`, (3 * original.width + 2 * GAP_PX) * original.height * 3);
+  const recon = reconstructImage(tokens, cb, image);
   await writePng(out, sideBySide([original, recon, errorHeatmap(original, recon)]));
   return { out, prp: metrics.prp, psnr: metrics.psnr, mse: metrics.mse, rows: tokens.rows, cols: tokens.cols, k_active: metrics.k_active };
 }

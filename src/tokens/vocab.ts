@@ -7,7 +7,9 @@
  * image code k has id imageOffset + k. One input embedding table and one output head span all
  * of them.
  */
+import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
 
 /** Quantization bins of a box coordinate in grounding answers (`<loc_0>` … `<loc_31>`). */
 export const LOC_BINS = 32;
@@ -24,11 +26,23 @@ export const SPECIAL_TOKENS: readonly string[] = [
   ...Array.from({ length: LOC_BINS }, (_, i) => `<loc_${i}>`),
 ];
 
-export interface VocabLayout {
-  /** Number of BPE text ids (bytes + merges). */
-  textSize: number;
-  /** Number of image codes (the codebook's or the VQ-VAE's K). */
-  K: number;
+/** Largest text vocabulary and largest K a vocabulary may have (2²⁴ each: ids stay exact in f32). */
+export const MAX_VOCAB_PART = 2 ** 24;
+
+/** The vocabulary layout as stored in files (checkpoint metadata, dataset manifests). */
+export const VocabLayoutSchema = z
+  .object({
+    /** Number of BPE text ids (bytes + merges). */
+    textSize: z.number().int().min(256).max(MAX_VOCAB_PART),
+    /** Number of image codes (the codebook's or the VQ-VAE's K). */
+    K: z.number().int().nonnegative().max(MAX_VOCAB_PART),
+  })
+  .strict();
+export type VocabLayout = z.infer<typeof VocabLayoutSchema>;
+
+/** A vocabulary from a layout read from a file: `WHERE: field: what is wrong` otherwise. */
+export function parseVocab(raw: unknown, where: string): Vocab {
+  return new Vocab(parseOrFail(VocabLayoutSchema, raw, where));
 }
 
 export class Vocab {

@@ -3,11 +3,10 @@
  * (unknown fields are errors) and overridable from the command line with `--set path=value`.
  * Relative paths are resolved against the current directory.
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ModelConfigSchema } from '../model/config.js';
 import { UvuError, UsageError } from '../util/errors.js';
-import { parseOrFail } from '../util/fsio.js';
+import { parseOrFail, readJsonFile } from '../util/fsio.js';
 
 export const TrainConfigSchema = z
   .object({
@@ -92,12 +91,23 @@ export function effectiveWeights(c: TrainConfig): { image: number; text: number 
   return { image: imageOff ? 0 : c.loss.w_img, text: c.loss.w_text };
 }
 
+/** Keys an override may not name: they would reach Object.prototype instead of a config field. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** The field path of an override `a.b.c=value`; a usage error when it is not one. */
+function overridePath(o: string): string[] {
+  const eq = o.indexOf('=');
+  if (eq <= 0) throw new UsageError(`--set expects path=value, got "${o}"`);
+  const path = o.slice(0, eq).split('.');
+  if (path.some((k) => k === '' || FORBIDDEN_KEYS.has(k))) throw new UsageError(`--set ${o.slice(0, eq)}: not a config field path (dot-separated field names)`);
+  return path;
+}
+
 /** Parse `a.b.c=value` overrides into the raw object (value parsed as JSON when it is valid JSON). */
 export function applyOverrides(raw: Record<string, unknown>, overrides: string[]): Record<string, unknown> {
   for (const o of overrides) {
     const eq = o.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--set expects path=value, got "${o}"`);
-    const path = o.slice(0, eq).split('.');
+    const path = overridePath(o);
     const text = o.slice(eq + 1);
     let value: unknown;
     try {
@@ -107,7 +117,7 @@ export function applyOverrides(raw: Record<string, unknown>, overrides: string[]
     }
     let node = raw as Record<string, unknown>;
     for (const key of path.slice(0, -1)) {
-      if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+      if (typeof node[key] !== 'object' || node[key] === null || Array.isArray(node[key])) node[key] = {};
       node = node[key] as Record<string, unknown>;
     }
     node[path[path.length - 1]!] = value;
@@ -115,19 +125,40 @@ export function applyOverrides(raw: Record<string, unknown>, overrides: string[]
   return raw;
 }
 
-/** Validate a raw config object; errors name the source and every offending field. */
-export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
-  return parseOrFail(TrainConfigSchema, raw, `${source}: invalid training config`, { all: true });
+/** Where each validated config came from (its file), for messages about its values (train.ts). */
+const sources = new WeakMap<TrainConfig, string>();
+
+/** The file (or other source) a validated config was read from; "training config" when unknown. */
+export function configSource(c: TrainConfig): string {
+  return sources.get(c) ?? 'training config';
 }
 
-/** Read, override and validate a config file. */
+/** Validate a raw config object; errors name the source and every offending field. */
+export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
+  const c = parseOrFail(TrainConfigSchema, raw, `${source}: invalid training config`, { all: true });
+  sources.set(c, source);
+  return c;
+}
+
+/**
+ * Read, override and validate a config file. A problem with a field that a `--set` override
+ * wrote is a usage error naming the override (exit 2); any other is an input error naming the
+ * file and every offending field (exit 1).
+ */
 export function loadTrainConfig(path: string, overrides: string[] = []): TrainConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new UvuError(`${path}: cannot read training config: ${(err as Error).message}`);
-  }
+  const raw = readJsonFile(path, 'training config');
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UvuError(`${path}: training config must be a JSON object`);
-  return parseTrainConfig(applyOverrides(raw as Record<string, unknown>, overrides), path);
+  const merged = applyOverrides(raw as Record<string, unknown>, overrides);
+  const r = TrainConfigSchema.safeParse(merged);
+  if (!r.success) {
+    // The field each issue is about (an unknown key: the key itself).
+    const fields = r.error.issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ path: [...i.path.map(String), k], message: i.message })) : [{ path: i.path.map(String), message: i.message }]));
+    for (const o of overrides) {
+      const set = overridePath(o);
+      // An issue at the override's field, inside it, or at a field that contains it.
+      const f = fields.find((x) => x.path.length > 0 && set.every((k, j) => j >= x.path.length || x.path[j] === k));
+      if (f) throw new UsageError(`--set ${o.length > 80 ? `${o.slice(0, 77)}...` : o}: ${f.path.join('.')}: ${f.message}`);
+    }
+  }
+  return parseTrainConfig(merged, path);
 }

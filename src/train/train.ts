@@ -1,7 +1,9 @@
 /**
  * The training loop, top to bottom (train(), then one function per part):
  *
- *   openRun      model + optimizer: resumed from the checkpoint, initialised from `init`, or fresh
+ *   openRun      model + optimizer: resumed from the checkpoint (its recorded config must match:
+ *                checkResumeConfig), initialised from `init`, or fresh; the memory a step needs
+ *                passes the allocation limit first (checkTrainMemory)
  *   replayLog    a resumed run keeps the log lines of the steps before its resume point
  *   for step in [start, steps), until opts.signal aborts:
  *     trainStep
@@ -12,24 +14,29 @@
  *                    two losses are differentiated separately and their angle over shared weights
  *                    logged (splitGrads, DESIGN §8)
  *       clip, AdamW with warmup + cosine learning rate
- *     log.jsonl, progress bar; saveProgress (checkpoint + log) every `checkpoint_every` steps
+ *     log.jsonl, progress bar; saveProgress (log, then checkpoint) every `checkpoint_every` steps
  *   saveProgress at the end, or where the run was stopped
  *   summarize    validation loss, curves.png (losses and gradient angle) and summary.json
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { z } from 'zod';
 import { tf, requireEngine } from '../engine/tf.js';
 import { balanceImageTargets, codeProbabilities } from '../data/balance.js';
 import { SeqDataset, type Batch } from '../data/dataset.js';
 import { buildTargets } from '../data/targets.js';
 import { UvuModel } from '../model/model.js';
+import type { ModelConfig } from '../model/config.js';
+import type { Vocab } from '../tokens/vocab.js';
 import { UvuError } from '../util/errors.js';
+import { parseOrFail } from '../util/fsio.js';
+import { checkAlloc } from '../util/limits.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { info, progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { writeLinePlotPng } from '../util/plot.js';
-import { loadCheckpoint, saveCheckpoint, type DataFacts } from './checkpoint.js';
-import { effectiveWeights, type TrainConfig } from './config.js';
+import { findCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type DataFacts } from './checkpoint.js';
+import { configSource, effectiveWeights, TrainConfigSchema, type TrainConfig } from './config.js';
 import { combineGrads, gradientAngle, lossGrads } from './grads.js';
 import { supervisedCounts, unifiedLoss, type LossTargets, type LossWeights } from './loss.js';
 import { AdamW, clipGradients, learningRate, type GradMap } from '../optim/adamw.js';
@@ -76,6 +83,8 @@ export interface TrainSummary {
 export interface TrainOptions {
   /** Continue from `out`/checkpoint when it exists (a fresh start otherwise). */
   resume?: boolean;
+  /** Check every dataset shard's sha256 when the dataset is opened (default true; `--no-verify`). */
+  verify?: boolean;
   /** Called after every step (tests, the demo). */
   onStep?: (log: StepLog) => void;
   /**
@@ -97,6 +106,56 @@ function checkData(c: TrainConfig, ds: SeqDataset, model: UvuModel, source: stri
   }
   if (ds.manifest.contextLength > model.config.text_config.max_position_embeddings) {
     throw new UvuError(`${c.data}: context length ${ds.manifest.contextLength} exceeds the model's max_position_embeddings ${model.config.text_config.max_position_embeddings}`);
+  }
+}
+
+/**
+ * Refuse a run whose step would not fit the allocation limit, before anything is allocated. The
+ * estimate: logits (batch_size × context × vocabulary) and attention scores (batch_size × heads ×
+ * context²) in f32, plus every parameter with its gradient and two AdamW moments (4 × f32).
+ */
+export function checkTrainMemory(c: TrainConfig, config: ModelConfig, vocab: Vocab, T: number): void {
+  const params = new UvuModel(config, vocab).paramShapes().reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+  const B = c.batch_size;
+  const H = config.text_config.num_attention_heads;
+  const bytes = 4 * (B * T * vocab.size + B * H * T * T) + 16 * params;
+  const what = `batch_size ${B} × context ${T} × vocabulary ${vocab.size} logits and ${H}-head attention scores (f32), plus ${params.toLocaleString('en-US')} parameters with gradients and AdamW moments,`;
+  checkAlloc(configSource(c), what, bytes);
+}
+
+/**
+ * Fields of a run's config that a resume may change: how long it runs (`steps`: the learning-rate
+ * schedule then spans the new total), when it checkpoints, evaluates or measures the gradient
+ * angle, the engine, where it writes, and `init` (used only at step 0). Every other field defines
+ * the data order or the optimization and must equal the checkpoint's recorded one. A different
+ * `engine` or `angle_every` changes results only by floating-point rounding.
+ */
+export const RESUMABLE_FIELDS: readonly string[] = ['steps', 'checkpoint_every', 'eval_every', 'eval_batches', 'angle_every', 'engine', 'out', 'init'];
+
+/** Leaf paths where `a` and `b` differ, with both values ("seed (1 → 2)"). */
+function differences(a: unknown, b: unknown, path: string[] = []): string[] {
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (isObject(a) && isObject(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => (path.length === 0 && RESUMABLE_FIELDS.includes(k) ? [] : differences(a[k], b[k], [...path, k])));
+  }
+  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  const show = (x: unknown): string => (x === undefined ? 'unset' : (JSON.stringify(x) ?? String(x)).slice(0, 40));
+  return [`${path.join('.')} (${show(a)} → ${show(b)})`];
+}
+
+/**
+ * A resume must continue the recorded run: its config (except RESUMABLE_FIELDS) and the dataset's
+ * facts (image coder, context, resize policy) must equal the checkpoint's; a difference is refused
+ * with every differing field named.
+ */
+function checkResumeConfig(c: TrainConfig, state: CheckpointState, ckptDir: string, data: DataFacts): void {
+  const statePath = join(ckptDir, 'state.json');
+  const recorded = parseOrFail(TrainConfigSchema, state.trainConfig, `${statePath}: recorded trainConfig`);
+  const diffs = differences(recorded, c);
+  diffs.push(...differences(state.data, data).map((d) => `dataset ${d}`));
+  if (diffs.length) {
+    throw new UvuError(`${statePath}: --resume with a config or dataset that differs from the checkpoint's: ${diffs.join(', ')}; these change the data order or the optimization (only ${RESUMABLE_FIELDS.join(', ')} may change): use the recorded values, or train into a new out directory`);
   }
 }
 
@@ -147,7 +206,7 @@ export function evaluateLoss(model: UvuModel, ds: SeqDataset, c: TrainConfig, ba
  */
 export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   requireEngine('train', c.engine);
-  const run = openRun(c, opts.resume === true);
+  const run = openRun(c, opts.resume === true, opts.verify);
   const logs = replayLog(run.logPath, run.start);
 
   const bar = progress(`train ${c.variant}/${c.stage}`, c.steps, 'steps');
@@ -199,19 +258,29 @@ interface Run {
  * Open the run: model and optimizer resumed from `out`/checkpoint, initialised from `c.init`,
  * or fresh; both checked against the dataset before the output directory is created.
  */
-function openRun(c: TrainConfig, resume: boolean): Run {
+function openRun(c: TrainConfig, resume: boolean, verify?: boolean): Run {
   const out = resolve(c.out);
   const ckptDir = join(out, 'checkpoint');
-  const ds = SeqDataset.open(c.data);
+  const ds = SeqDataset.open(c.data, { verify });
   const w = effectiveWeights(c);
   let model: UvuModel;
   let optimizer: AdamW;
   let start = 0;
   let tokenizerJson: string;
-  if (resume && existsSync(join(ckptDir, 'state.json'))) {
+  const data: DataFacts = { imageCoder: ds.manifest.imageCoder, maxPixels: ds.manifest.images.maxPixels, contextLength: ds.manifest.contextLength };
+  const found = resume ? findCheckpoint(ckptDir) : null;
+  if (resume && found === null && existsSync(ckptDir)) throw new UvuError(`${ckptDir}: not a checkpoint (no state.json): cannot resume from it; remove it to start the run over`);
+  if (found !== null) {
     const ck = loadCheckpoint(ckptDir, { withOptimizer: true });
     model = ck.model;
-    checkData(c, ds, model, ckptDir);
+    try {
+      checkResumeConfig(c, ck.state, found, data);
+      checkData(c, ds, model, found);
+      checkTrainMemory(c, model.config, model.vocab, ds.T);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
     optimizer = new AdamW(model.params, c.optim);
     optimizer.loadState(ck.optimizer!);
     start = ck.state.step;
@@ -221,28 +290,56 @@ function openRun(c: TrainConfig, resume: boolean): Run {
     if (c.init) {
       model = loadCheckpoint(c.init).model;
       checkData(c, ds, model, c.init);
+      checkTrainMemory(c, model.config, model.vocab, ds.T);
     } else {
+      checkTrainMemory(c, c.model, ds.vocab(), ds.T);
       model = UvuModel.init(c.model, ds.vocab(), c.seed);
       checkData(c, ds, model, 'config');
     }
     optimizer = new AdamW(model.params, c.optim);
     tokenizerJson = readFileSync(join(c.data, 'tokenizer.json'), 'utf8');
   }
-  const data: DataFacts = { imageCoder: ds.manifest.imageCoder, maxPixels: ds.manifest.images.maxPixels, contextLength: ds.manifest.contextLength };
   mkdirSync(out, { recursive: true });
   const p = w.image > 0 && c.balance.enabled ? codeProbabilities(ds.codeCounts()) : null;
   return { c, out, ckptDir, logPath: join(out, 'log.jsonl'), ds, w, model, optimizer, start, tokenizerJson, data, p, shared: model.sharedParamNames() };
 }
 
+/** One line of log.jsonl as read back on resume (numbers may be null: JSON writes NaN/∞ as null). */
+const num = z.number().nullable();
+const StepLogSchema = z.object({
+  step: z.number().int().nonnegative(),
+  lr: num,
+  loss: num,
+  loss_image: num,
+  loss_text: num,
+  grad_norm: num,
+  n_image: num,
+  n_text: num,
+  tokens: num,
+  tokens_per_s: num,
+  kept_fraction: num,
+  entropy_before: num,
+  entropy_after: num,
+  angle_deg: num,
+});
+
 /** The log so far: the lines of steps before `start`, so a resumed run's log has no duplicates. */
 function replayLog(logPath: string, start: number): StepLog[] {
   const logs: StepLog[] = [];
   if (start > 0 && existsSync(logPath)) {
-    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
-      if (!line.trim()) continue;
-      const l = JSON.parse(line) as StepLog;
+    readFileSync(logPath, 'utf8').split('\n').forEach((line, i) => {
+      if (!line.trim()) return;
+      let raw: unknown;
+      try {
+        raw = JSON.parse(line);
+      } catch {
+        throw new UvuError(`${logPath}: line ${i + 1} is not valid JSON (a damaged log: remove that line to resume)`);
+      }
+      parseOrFail(StepLogSchema, raw, `${logPath}: line ${i + 1}`);
+      // The line as written (not zod's copy), so a resumed run rewrites it byte for byte.
+      const l = raw as StepLog;
       if (l.step < start) logs.push(l);
-    }
+    });
   }
   return logs;
 }
@@ -314,11 +411,15 @@ function splitGrads(run: Run, batch: Batch, t: LossTargets): StepGrads {
   return { grads: combineGrads(gi.grads, w.image, gt.grads, w.text), lossImage: gi.value, lossText: gt.value, angleDeg };
 }
 
-/** Checkpoint at `step` and log.jsonl up to it: together, all a resume needs. */
+/**
+ * log.jsonl up to `step`, then the checkpoint at `step`: together, all a resume needs. The log is
+ * written first so that after a crash anywhere in between it covers the checkpoint's steps (a
+ * resume keeps only the lines of the steps before the checkpoint's).
+ */
 function saveProgress(run: Run, step: number, logs: StepLog[]): void {
   const { model, optimizer, tokenizerJson, c, data } = run;
-  saveCheckpoint(run.ckptDir, { model, optimizer, tokenizerJson, step, trainConfig: c, data });
   writeFileAtomic(run.logPath, logs.map((l) => JSON.stringify(l)).join('\n') + (logs.length ? '\n' : ''));
+  saveCheckpoint(run.ckptDir, { model, optimizer, tokenizerJson, step, trainConfig: c, data });
 }
 
 /**

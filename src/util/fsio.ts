@@ -4,9 +4,11 @@
  * failure is a UvuError whose message starts with the file's name.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import type { z } from 'zod';
 import { UsageError, UvuError } from './errors.js';
+import { fsErrorReason } from './fserror.js';
+import { checkAlloc } from './limits.js';
 
 /** Bytes per read of sha256File: 8 MiB. */
 const HASH_BLOCK_BYTES = 8 << 20;
@@ -16,9 +18,10 @@ const MAX_READ_BYTES = 1 << 30;
 /** sha256 of a file, streamed in 8 MiB blocks (hex). */
 export function sha256File(path: string): string {
   const h = createHash('sha256');
-  const buf = new Uint8Array(HASH_BLOCK_BYTES);
   const fd = openSync(path, 'r');
   try {
+    // A block of at most 8 MiB, and no larger than the file: small files are hashed often.
+    const buf = new Uint8Array(Math.max(1, Math.min(HASH_BLOCK_BYTES, fstatSync(fd).size)));
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
@@ -68,15 +71,19 @@ export function parseOrFail<S extends z.ZodType>(schema: S, raw: unknown, where:
 }
 
 /**
- * Read and parse a JSON file; `FILE: cannot read WHAT (ENOENT)` or `FILE: WHAT is not valid
- * JSON` otherwise. `what` names the kind of file ("dataset manifest").
+ * Read and parse a JSON file; `FILE: cannot read WHAT (no such file or directory)` or `FILE: WHAT
+ * is not valid JSON` otherwise. `what` names the kind of file ("dataset manifest"). The file's
+ * size is checked against the allocation limit before it is read.
  */
 export function readJsonFile(path: string, what = 'file'): unknown {
   let text: string;
   try {
+    const size = statSync(path).size;
+    checkAlloc(path, `reading the ${what}`, size);
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UvuError(`${path}: cannot read ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    if (err instanceof UvuError) throw err;
+    throw new UvuError(`${path}: cannot read ${what} (${fsErrorReason(path, err)})`);
   }
   try {
     return JSON.parse(text);

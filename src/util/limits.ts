@@ -32,7 +32,12 @@ export function setMaxAllocBytes(bytes: number): void {
 export function maxAllocBytesInForce(): number {
   if (maxAllocBytes !== null) return maxAllocBytes;
   const env = process.env['UVU_MAX_ALLOC'];
-  return env ? parseSize(env) : DEFAULT_MAX_ALLOC_BYTES;
+  if (!env) return DEFAULT_MAX_ALLOC_BYTES;
+  try {
+    return parseSize(env);
+  } catch (err) {
+    throw new UsageError(`UVU_MAX_ALLOC: ${(err as Error).message}`);
+  }
 }
 
 /** Human size: 12.0 GiB, 512.0 MiB, 900 B. */

@@ -5,15 +5,17 @@
  */
 import { z } from 'zod';
 import { parseOrFail } from '../util/fsio.js';
+import { checkAlloc } from '../util/limits.js';
+import { PATCH_DIM } from '../patches/patchify.js';
 
 export const VqConfigSchema = z
   .object({
     /** K, number of codes (the image vocabulary). DESIGN §9: same K as the pixel codebook. */
-    K: z.number().int().min(2).default(1024),
+    K: z.number().int().min(2).max(2 ** 24).default(1024),
     /** Dimension of the encoder output z_e and of each code e_k. DESIGN §9: 8. */
-    codeDim: z.number().int().min(1).default(8),
+    codeDim: z.number().int().min(1).max(2 ** 16).default(8),
     /** Width of the single hidden layer of the encoder (3072→hidden→codeDim) and of the decoder (codeDim→hidden→3072). */
-    hidden: z.number().int().min(1).default(256),
+    hidden: z.number().int().min(1).max(2 ** 20).default(256),
     /** Hidden nonlinearity: GELU (tanh approximation) or ReLU. */
     activation: z.enum(['gelu', 'relu']).default('gelu'),
     /** Decoder output: sigmoid keeps pixels in (0,1); linear is clamped to [0,1] only when converting to u8. */
@@ -44,7 +46,16 @@ export type VqConfigInput = z.input<typeof VqConfigSchema>;
 /** The fields that define the network (stored in the file; checked against the tensor shapes on load). */
 export type VqArch = Pick<VqConfig, 'K' | 'codeDim' | 'hidden' | 'activation' | 'output'>;
 
-/** Parse a config object; unknown fields and wrong types are usage errors naming the field. */
+/**
+ * Parse a config object; unknown fields and wrong types are usage errors naming the field. The
+ * sizes it asks for (a batch of patches, the weight matrices, the codebook, the batch × K
+ * distances) pass the allocation limit (checkAlloc) here, before training allocates them.
+ */
 export function parseVqConfig(raw: unknown, source = 'vq config'): VqConfig {
-  return parseOrFail(VqConfigSchema, raw, source, { usage: true });
+  const c = parseOrFail(VqConfigSchema, raw, source, { usage: true });
+  checkAlloc(source, `batch ${c.batch} × ${PATCH_DIM} pixel values (f32)`, c.batch * PATCH_DIM * 4);
+  checkAlloc(source, `hidden ${c.hidden} × ${PATCH_DIM} weights (f32)`, c.hidden * PATCH_DIM * 4);
+  checkAlloc(source, `K ${c.K} × codeDim ${c.codeDim} codebook (f32)`, c.K * c.codeDim * 4);
+  checkAlloc(source, `batch ${c.batch} × K ${c.K} distances (f32)`, c.batch * c.K * 4);
+  return c;
 }

@@ -6,6 +6,7 @@
  * Loading checks the container (readSafetensors), then format, version, config, and every
  * tensor's dtype, shape and finiteness against the config, and says exactly what is wrong.
  */
+import { z } from 'zod';
 import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { UvuError } from '../util/errors.js';
 import { parseOrFail } from '../util/fsio.js';
@@ -67,12 +68,13 @@ export function loadVq(path: string): VqModel {
     for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) fail(`${name} has a non-finite value (${data[i]}) at element ${i}`);
     weights[name] = data;
   }
-  let metrics: Record<string, unknown> = {};
+  let rawMetrics: unknown = {};
   try {
-    metrics = JSON.parse(metadata.metrics ?? '{}') as Record<string, unknown>;
+    rawMetrics = JSON.parse(metadata.metrics ?? '{}');
   } catch {
     fail('metadata "metrics" is not valid JSON');
   }
+  const metrics = parseOrFail(z.record(z.string(), z.unknown()), rawMetrics, `${path}: invalid VQ model: metadata "metrics"`);
   const model = new VqModel(config, weights);
   model.meta = { data: metadata.data ?? '', metrics };
   return model;

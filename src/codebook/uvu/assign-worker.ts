@@ -7,7 +7,8 @@ import { assignShards, type AssignJob, type AssignOutput } from './assign.js';
 const { storeDir, pe, shardSize } = workerData as { storeDir: string; pe: PosEnc; shardSize: number };
 // The pool runs each job with a single-threaded BLAS (withBlasThreads in assign.ts): the workers
 // already use every core between them.
-const store = PatchStore.open(storeDir);
+// The main thread checked every shard's sha256 once before starting the pool (buildUvuCodebook).
+const store = PatchStore.open(storeDir, { verify: false });
 
 parentPort!.on('message', (msg: { job: AssignJob; out: AssignOutput; first: number; stride: number }) => {
   try {

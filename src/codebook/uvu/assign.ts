@@ -67,8 +67,9 @@ export class AssignPool {
   private readonly store: PatchStore | null;
 
   constructor(private readonly storeDir: string, private readonly pe: PosEnc, private readonly nWorkers: number, private readonly shardSize: number) {
+    // The caller checked the store's shards once (buildUvuCodebook): its readers here do not again.
     if (nWorkers === 1) {
-      this.store = PatchStore.open(storeDir);
+      this.store = PatchStore.open(storeDir, { verify: false });
       return;
     }
     this.store = null;

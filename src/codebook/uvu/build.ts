@@ -35,6 +35,11 @@ const D = PATCH_DIM;
 
 export interface UvuBuildOptions {
   storeDir: string;
+  /**
+   * Check every shard's sha256 once, in this thread, before the first round (default true). The
+   * assignment pool's readers (worker threads) then open the store without checking again.
+   */
+  verify?: boolean;
   config: UvuClusterConfig;
   /** Folder for per-round checkpoints. */
   checkpointDir: string;
@@ -432,13 +437,14 @@ function announceAndCheckMemory(cfg: UvuClusterConfig): void {
 /** Build (or refine) a codebook with the paper's iterative hierarchical clustering. */
 export async function buildUvuCodebook(opts: UvuBuildOptions): Promise<UvuBuildResult> {
   const cfg = opts.config;
-  const store = PatchStore.open(opts.storeDir);
+  const store = PatchStore.open(opts.storeDir, { verify: opts.verify ?? true });
   checkUvuConfig(cfg, store.count);
   if (opts.initial && opts.initial.K !== cfg.size) throw new UsageError(`the codebook has K = ${opts.initial.K}, the config says ${cfg.size}`);
   announceAndCheckMemory(cfg);
 
+  store.verifyShards(); // once per run, here: the pool below opens the store without verification
   const identity = runIdentity(cfg, store.fingerprint, opts.initial);
-  let state = loadLatestCheckpoint(opts.checkpointDir, identity);
+  let state = loadLatestCheckpoint(opts.checkpointDir, identity, cfg.size);
   if (state && !opts.resume) throw new UsageError(`${opts.checkpointDir} holds checkpoints of an earlier run; pass --resume to continue it or choose another --checkpoint-dir`);
   if (state) info(`resuming after round ${state.round} from ${opts.checkpointDir}`);
   else {

@@ -2,13 +2,16 @@
  * Checkpoints of an iterative clustering run: one safetensors file per completed round,
  * written atomically, with a sha256 of all tensor bytes in the metadata so truncation and
  * tampering are both detected. The newest two are kept; on resume a corrupt newest one is
- * refused with a warning and the previous good one is used.
+ * refused with a warning and the previous good one is used. Reading checks every tensor's dtype
+ * and shape against K, the cache against its size, and the JSON metadata against schemas.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors, writeSafetensors, type Tensor } from '../../io/safetensors.js';
+import { z } from 'zod';
+import { readSafetensors, writeSafetensors, type SafeDtype, type Tensor } from '../../io/safetensors.js';
 import { UvuError, warnOnce } from '../../util/errors.js';
+import { parseOrFail } from '../../util/fsio.js';
 import { PATCH_DIM } from '../../patches/patchify.js';
 import type { ClusterState, RoundLog } from './state.js';
 
@@ -80,8 +83,29 @@ function listCheckpoints(dir: string): string[] {
   return names.filter((n) => /^round-\d{6}\.safetensors$/.test(n)).sort().reverse();
 }
 
-/** Read and fully validate one checkpoint file. */
-export function readCheckpoint(path: string, identity: string): ClusterState {
+const count = z.number().int().nonnegative();
+const TotalsSchema = z.object({ duplicatesDropped: count, reclusters: count, splits: count, clustersCached: count, patchesAssigned: count }).strict();
+/** A measured value (JSON writes a NaN or ∞ measurement as null). */
+const measure = z.number().nullable();
+const RoundLogSchema = z.object({
+  round: count,
+  objective: measure,
+  prp: measure,
+  k_active: count,
+  clusters_cached: count,
+  cache_size: count,
+  reclusters: count,
+  duplicates_dropped: count,
+  splits: count,
+  patches_per_s: measure,
+  seconds: measure,
+}).loose();
+
+/**
+ * Read and fully validate one checkpoint file. `K`, when given, is the codebook size the run's
+ * config asks for (the identity hash covers the config, but the tensors must agree with it too).
+ */
+export function readCheckpoint(path: string, identity: string, K?: number): ClusterState {
   const { tensors, metadata } = readSafetensors(path);
   const bad = (what: string): never => {
     throw new UvuError(`${path}: corrupt checkpoint: ${what}`);
@@ -91,33 +115,70 @@ export function readCheckpoint(path: string, identity: string): ClusterState {
   if (metadata.identity !== identity) {
     throw new UvuError(`${path}: checkpoint was made with other parameters or data; start a new run (different --checkpoint-dir) or use the same config`);
   }
-  const t = (name: string): Tensor => tensors[name] ?? bad(`missing tensor ${name}`);
-  const K = t('centers_assign').shape[0]!;
-  const n = t('cache_features').shape[0]!;
-  const features = new Uint8Array(t('cache_features').data.buffer as ArrayBuffer, 0, n * PATCH_DIM);
+  /** Tensor `name`, checked to have `dtype` and `shape` (-1: any size, the same for every use of that dimension's name). */
+  const t = (name: string, dtype: SafeDtype, shape: number[]): Tensor => {
+    const x = tensors[name] ?? bad(`missing tensor ${name}`);
+    if (x.dtype !== dtype || x.shape.length !== shape.length || x.shape.some((d, i) => shape[i]! >= 0 && d !== shape[i])) {
+      bad(`tensor ${name} is ${x.dtype} ${JSON.stringify(x.shape)}, expected ${dtype} [${shape.map((d) => (d < 0 ? 'n' : d)).join(', ')}]`);
+    }
+    return x;
+  };
+  const k = t('centers_assign', 'F32', [-1, PATCH_DIM]).shape[0]!;
+  if (k < 1 || (K !== undefined && k !== K)) bad(`it holds ${k} centres, the run's config asks for K = ${K ?? '≥ 1'}`);
+  const n = t('cache_features', 'U8', [-1, PATCH_DIM]).shape[0]!;
+  const slotCount = t('cache_slots', 'I32', [-1]).shape[0]!;
+  for (const name of ['cache_row', 'cache_col', 'cache_cols']) t(name, 'U16', [n]);
+  for (const name of ['weight', 'dist_count', 'dist_sum', 'dist_sum_sq', 'dist_max']) {
+    const d = t(name, 'F64', [k]).data as Float64Array;
+    for (let i = 0; i < k; i++) if (!(Number.isFinite(d[i]!) && d[i]! >= 0)) bad(`${name}[${i}] is ${d[i]}, expected a finite value ≥ 0`);
+  }
+  t('centers_pixel', 'F32', [k, PATCH_DIM]);
+  for (const name of ['active', 'moved']) if ((t(name, 'U8', [k]).data as Uint8Array).some((v) => v > 1)) bad(`${name} holds a value other than 0 or 1`);
+  for (const name of ['centers_assign', 'centers_pixel']) if ((tensors[name]!.data as Float32Array).some((v) => !Number.isFinite(v))) bad(`${name} has a non-finite value`);
+  const slots = tensors.cache_slots!.data as Int32Array;
+  if (slots.some((s) => s < 0 || s >= k)) bad(`cache_slots holds a slot outside 0 … ${k - 1}`);
+  if (slotCount > k) bad(`cache_slots holds ${slotCount} slots, more than the ${k} centres`);
+  const round = Number(metadata.round);
+  if (!(Number.isSafeInteger(round) && round >= 0) || metadata.round !== String(round)) bad(`metadata "round" is ${JSON.stringify(metadata.round)}, expected a round number`);
+  if (metadata.converged !== 'true' && metadata.converged !== 'false') bad(`metadata "converged" is ${JSON.stringify(metadata.converged)}, expected "true" or "false"`);
+  const json = (key: string): unknown => {
+    const raw = metadata[key] ?? bad(`missing ${key}`);
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return bad(`metadata "${key}" is not valid JSON`);
+    }
+  };
+  // Validated, then kept as written (not zod's copies), so a resumed run writes them back unchanged.
+  const totals = json('totals') as ClusterState['totals'];
+  parseOrFail(TotalsSchema, totals, `${path}: corrupt checkpoint: metadata "totals"`);
+  const history = json('history') as RoundLog[];
+  parseOrFail(z.array(RoundLogSchema), history, `${path}: corrupt checkpoint: metadata "history"`);
+  const features = t('cache_features', 'U8', [n, PATCH_DIM]).data as Uint8Array;
+  const get = (name: string): Tensor => tensors[name]!;
   return {
-    K,
+    K: k,
     D: PATCH_DIM,
-    round: Number(metadata.round),
-    centersAssign: t('centers_assign').data as Float32Array,
-    centersPixel: t('centers_pixel').data as Float32Array,
-    weight: t('weight').data as Float64Array,
-    active: t('active').data as Uint8Array,
-    moved: t('moved').data as Uint8Array,
-    distCount: t('dist_count').data as Float64Array,
-    distSum: t('dist_sum').data as Float64Array,
-    distSumSq: t('dist_sum_sq').data as Float64Array,
-    distMax: t('dist_max').data as Float64Array,
+    round,
+    centersAssign: get('centers_assign').data as Float32Array,
+    centersPixel: get('centers_pixel').data as Float32Array,
+    weight: get('weight').data as Float64Array,
+    active: get('active').data as Uint8Array,
+    moved: get('moved').data as Uint8Array,
+    distCount: get('dist_count').data as Float64Array,
+    distSum: get('dist_sum').data as Float64Array,
+    distSumSq: get('dist_sum_sq').data as Float64Array,
+    distMax: get('dist_max').data as Float64Array,
     cache: {
-      slots: Array.from(t('cache_slots').data as Int32Array),
+      slots: Array.from(get('cache_slots').data as Int32Array),
       features,
-      row: t('cache_row').data as Uint16Array,
-      col: t('cache_col').data as Uint16Array,
-      cols: t('cache_cols').data as Uint16Array,
+      row: get('cache_row').data as Uint16Array,
+      col: get('cache_col').data as Uint16Array,
+      cols: get('cache_cols').data as Uint16Array,
       n,
     },
-    totals: JSON.parse(metadata.totals ?? bad('missing totals')) as ClusterState['totals'],
-    history: JSON.parse(metadata.history ?? bad('missing history')) as RoundLog[],
+    totals,
+    history,
     converged: metadata.converged === 'true',
   };
 }
@@ -126,12 +187,12 @@ export function readCheckpoint(path: string, identity: string): ClusterState {
  * The newest good checkpoint in `dir`, or null when there is none. A corrupt newest one is
  * reported and skipped (the previous good one is kept on disk and used).
  */
-export function loadLatestCheckpoint(dir: string, identity: string): ClusterState | null {
+export function loadLatestCheckpoint(dir: string, identity: string, K?: number): ClusterState | null {
   const names = listCheckpoints(dir);
   for (const name of names) {
     const path = join(dir, name);
     try {
-      return readCheckpoint(path, identity);
+      return readCheckpoint(path, identity, K);
     } catch (err) {
       if (err instanceof UvuError && /other parameters/.test(err.message)) throw err;
       warnOnce(`ckpt-${path}`, `${(err as Error).message}; refusing it and trying the previous checkpoint`);
