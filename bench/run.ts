@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only search,kmeans,store,ablation,uvu,engine,train,startup] [--size small|full] [--no-write]`
+ * `npm run bench -- [--only search,kmeans,store,dataset,ablation,uvu,engine,train,startup] [--size small|full] [--no-write]`
  *
  * Runs the selected benchmark modules one after another (never in parallel: the machine is
  * small and shared) and replaces each one's section of BENCHMARKS.md with the rows it measured,
@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   search: () => import('./search.js'),
   kmeans: () => import('./kmeans.js'),
   store: () => import('./store.js'),
+  dataset: () => import('./dataset.js'),
   ablation: () => import('./ablation.js'),
   // K = 4096: an hour-scale run, so not part of the default set.
   'ablation-large': async () => ({ run: (await import('./ablation.js')).runLarge }),
@@ -22,7 +23,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   train: () => import('./train.js'),
   startup: () => import('./startup.js'),
 };
-const DEFAULT_SET = ['search', 'kmeans', 'store', 'ablation', 'uvu', 'engine', 'train', 'startup'];
+const DEFAULT_SET = ['search', 'kmeans', 'store', 'dataset', 'ablation', 'uvu', 'engine', 'train', 'startup'];
 
 const program = new Command('bench')
   .description('run uvu benchmarks and record them in BENCHMARKS.md')

@@ -23,8 +23,7 @@ import { ByteBpeTokenizer } from '../src/text/bpe.js';
 import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench, readBenchItems } from '../src/perception/eval.js';
 import { loadPhotoStampList, PHOTO_STAMPS_LIST } from '../src/perception/stamps.js';
-import { UvuError } from '../src/util/errors.js';
-import { assertCleanFailure, byteMutations, jsonMutations, runUvu } from './hostile.js';
+import { assertCleanFailure, assertUvuErrorNaming, byteMutations, jsonMutations, runUvu, tryReader, withFileReplaced } from './hostile.js';
 
 const work = mkdtempSync(join(tmpdir(), 'uvu-hostile-data-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -101,56 +100,25 @@ const reference = (() => {
 const scratch = join(work, 'scratch');
 cpSync(dsDir, scratch, { recursive: true });
 
-function isUvuErrorNaming(e: unknown, prefix: string, label: string): asserts e is UvuError {
-  if (!(e instanceof UvuError)) assert.fail(`${label}: not a UvuError: ${(e as Error)?.stack ?? String(e)}`);
-  assert.ok(!e.message.includes('\n'), `${label}: message is not one line: ${e.message}`);
-  assert.ok(e.message.startsWith(prefix), `${label}: message does not start with ${prefix}: ${e.message}`);
-}
-
 /**
  * Open `dir` and read everything. With `exact`, a dataset that opens must give the reference
  * contents; every failure must be a one-line UvuError starting with `names`.
  */
 function tryDataset(dir: string, label: string, names: string, opts: { verify: boolean; exact: boolean }): void {
-  tally.tried++;
-  let ds: SeqDataset;
-  try {
+  tryReader(tally, {
+    label,
+    names,
+    exact: opts.exact,
+    reference,
     // The default (what `uvu train` does) must verify.
-    ds = opts.verify ? SeqDataset.open(dir) : SeqDataset.open(dir, { verify: false });
-  } catch (e) {
-    isUvuErrorNaming(e, names, label);
-    tally.refused++;
-    return;
-  }
-  try {
-    let got: unknown[];
-    try {
-      got = contents(ds);
-    } catch (e) {
-      isUvuErrorNaming(e, names, label);
-      tally.refused++;
-      return;
-    }
-    if (opts.exact) {
-      assert.deepEqual(got, reference, `${label}: opened but the batches differ from the valid dataset`);
-      tally.identical++;
-    } else tally.accepted++;
-  } finally {
-    ds.close();
-  }
+    open: () => (opts.verify ? SeqDataset.open(dir) : SeqDataset.open(dir, { verify: false })),
+    read: contents,
+    close: (ds) => ds.close(),
+  });
 }
 
 /** Write `bytes` to `file` in the scratch copy, run `fn`, restore the file. */
-function withFile(file: string, bytes: Uint8Array | string, fn: () => void): void {
-  const path = join(scratch, file);
-  const valid = readFileSync(path);
-  writeFileSync(path, bytes);
-  try {
-    fn();
-  } finally {
-    writeFileSync(path, valid);
-  }
-}
+const withFile = (file: string, bytes: Uint8Array | string, fn: () => void): void => withFileReplaced(scratch, file, bytes, fn);
 
 const sha = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 const shard0 = manifest.splits.train.shards[0]!;
@@ -186,7 +154,7 @@ hostileTest('names in the manifest must be plain file names in the folder; the t
           assert.throws(
             () => SeqDataset.open(scratch, { verify }).close(),
             (e: unknown) => {
-              isUvuErrorNaming(e, join(scratch, MANIFEST_FILE), label);
+              assertUvuErrorNaming(e, join(scratch, MANIFEST_FILE), label);
               assert.ok(!e.message.includes(outsideSize) && !/\bbytes\b/.test(e.message), `${label}: describes the target: ${e.message}`);
               return true;
             },
@@ -243,7 +211,7 @@ hostileTest('tokenizer.json mutations through ByteBpeTokenizer.load: loads or na
       ByteBpeTokenizer.load(path).encode('hello world');
       tally.accepted++;
     } catch (e) {
-      isUvuErrorNaming(e, path, `tokenizer ${c.name}`);
+      assertUvuErrorNaming(e, path, `tokenizer ${c.name}`);
       tally.refused++;
     }
   }
@@ -259,7 +227,7 @@ hostileTest('sizes from the manifest are checked before allocation', () => {
   withFile(MANIFEST_FILE, JSON.stringify(m), () => {
     tally.tried++;
     assert.throws(() => SeqDataset.open(scratch, { verify: false }), (e: unknown) => {
-      isUvuErrorNaming(e, join(scratch, MANIFEST_FILE), 'huge context');
+      assertUvuErrorNaming(e, join(scratch, MANIFEST_FILE), 'huge context');
       assert.match(e.message, /allocation limit/);
       return true;
     });
@@ -327,7 +295,7 @@ hostileTest('perception bench: item JSONL and manifest mutations are refused by 
       await score();
       tally.accepted++;
     } catch (e) {
-      isUvuErrorNaming(e, names, label);
+      assertUvuErrorNaming(e, names, label);
       tally.refused++;
     }
   };
@@ -345,7 +313,7 @@ hostileTest('perception bench: item JSONL and manifest mutations are refused by 
     for (const image of ['../outside.png', '/etc/passwd', 'scenes/../../x.png', 'scenes\\..\\x.png', 'a\0b.png', '']) {
       writeFileSync(itemsPath, [JSON.stringify({ ...JSON.parse(lines[0]!), image }), ...lines.slice(1)].join('\n') + '\n');
       tally.tried++;
-      assert.throws(() => readBenchItems(bench, 'test'), (e: unknown) => (isUvuErrorNaming(e, `${itemsPath}:1`, `image ${JSON.stringify(image)}`), true));
+      assert.throws(() => readBenchItems(bench, 'test'), (e: unknown) => (assertUvuErrorNaming(e, `${itemsPath}:1`, `image ${JSON.stringify(image)}`), true));
       tally.refused++;
     }
     writeFileSync(itemsPath, validItems);
@@ -357,7 +325,7 @@ hostileTest('perception bench: item JSONL and manifest mutations are refused by 
         await score();
         tally.accepted++;
       } catch (e) {
-        isUvuErrorNaming(e, join(bench, 'manifest.json'), `bench manifest ${m.name}`);
+        assertUvuErrorNaming(e, join(bench, 'manifest.json'), `bench manifest ${m.name}`);
         tally.refused++;
       }
     }
@@ -385,7 +353,7 @@ hostileTest('photo-stamp list: mutations are refused naming the file; stamp path
       tally.accepted++;
       assert.ok(!c.name.startsWith('instance'), `${c.name}: accepted`);
     } catch (e) {
-      isUvuErrorNaming(e, path, `stamp list ${c.name}`);
+      assertUvuErrorNaming(e, path, `stamp list ${c.name}`);
       tally.refused++;
     }
   }

@@ -22,9 +22,9 @@ import { buildKmeansCodebook } from '../src/codebook/build.js';
 import { saveCodebook } from '../src/codebook/file.js';
 import { buildUvuCodebook } from '../src/codebook/uvu/build.js';
 import { parseUvuConfig } from '../src/codebook/uvu/config.js';
-import { UsageError, UvuError } from '../src/util/errors.js';
+import { UsageError } from '../src/util/errors.js';
 import { readUvuConfigFile } from '../src/cli/codebook.js';
-import { assertCleanFailure, byteMutations, jsonMutations, runUvu } from './hostile.js';
+import { assertCleanFailure, assertUvuErrorNaming, byteMutations, jsonMutations, runUvu, tryReader, withFileReplaced, type Tally } from './hostile.js';
 
 const work = mkdtempSync(join(tmpdir(), 'uvu-hostile-store-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -33,7 +33,6 @@ after(() => rmSync(work, { recursive: true, force: true }));
  * Tally per format (set by each test before its cases): hostile cases tried, refused cleanly,
  * accepted with identical content, accepted otherwise (--no-verify, or bytes an .npy holds as data).
  */
-type Tally = { tried: number; refused: number; identical: number; accepted: number };
 const tallies = new Map<string, Tally>();
 let tally: Tally = { tried: 0, refused: 0, identical: 0, accepted: 0 };
 function format(name: string): void {
@@ -86,59 +85,29 @@ const reference = (() => {
 /** A file's bytes as a plain Uint8Array: byteMutations copies with slice(), which on a Buffer is a view. */
 const bytesOf = (path: string): Uint8Array => new Uint8Array(readFileSync(path));
 
-function isUvuErrorNaming(e: unknown, prefix: string, label: string): asserts e is UvuError {
-  if (!(e instanceof UvuError)) assert.fail(`${label}: not a UvuError: ${(e as Error)?.stack ?? String(e)}`);
-  assert.ok(!e.message.includes('\n'), `${label}: message is not one line: ${e.message}`);
-  assert.ok(e.message.startsWith(prefix), `${label}: message does not start with ${prefix}: ${e.message}`);
-}
-
 /**
  * Open `dir` and read everything. With `exact`, a store that opens must give the reference
  * contents; every failure must be a one-line UvuError starting with `names`.
  */
 function tryStore(dir: string, label: string, names: string, opts: { verify: boolean; exact: boolean }): void {
-  tally.tried++;
-  let store: PatchStore;
-  try {
+  tryReader(tally, {
+    label,
+    names,
+    exact: opts.exact,
+    reference,
     // The default (what the commands do without --no-verify) must verify.
-    store = opts.verify ? PatchStore.open(dir) : PatchStore.open(dir, { verify: false });
-  } catch (e) {
-    isUvuErrorNaming(e, names, label);
-    tally.refused++;
-    return;
-  }
-  try {
-    let got: unknown;
-    try {
-      got = contents(store);
-    } catch (e) {
-      isUvuErrorNaming(e, names, label);
-      tally.refused++;
-      return;
-    }
-    if (opts.exact) {
-      assert.deepEqual(got, reference, `${label}: opened but the content differs from the valid store`);
-      tally.identical++;
-    } else tally.accepted++;
-  } finally {
-    store.close();
-  }
+    open: () => (opts.verify ? PatchStore.open(dir) : PatchStore.open(dir, { verify: false })),
+    read: contents,
+    close: (store) => store.close(),
+  });
 }
 
 /** A scratch copy of the store whose files are mutated in place and restored after each case. */
 const scratch = join(work, 'scratch');
 cpSync(storeDir, scratch, { recursive: true });
 
-function withFile(file: string, bytes: Uint8Array | string, fn: () => void): void {
-  const path = join(scratch, file);
-  const valid = readFileSync(path);
-  writeFileSync(path, bytes);
-  try {
-    fn();
-  } finally {
-    writeFileSync(path, valid);
-  }
-}
+/** Write `bytes` to `file` in the scratch copy, run `fn`, restore the file. */
+const withFile = (file: string, bytes: Uint8Array | string, fn: () => void): void => withFileReplaced(scratch, file, bytes, fn);
 
 test('manifest.json: every mutation is refused naming the manifest, or reads identically', () => {
   format('manifest.json');
@@ -244,7 +213,7 @@ async function tryResume(state: string | Uint8Array, label: string): Promise<voi
     tally.identical++;
   } catch (e) {
     if (e instanceof assert.AssertionError) throw e;
-    isUvuErrorNaming(e, join(dir, BUILD_STATE_FILE), label);
+    assertUvuErrorNaming(e, join(dir, BUILD_STATE_FILE), label);
     // A refused resume keeps the folder (and its state) as it was.
     assert.ok(existsSync(join(dir, BUILD_STATE_FILE)), `${label}: the refused resume removed the build state`);
     tally.refused++;
@@ -329,7 +298,7 @@ test('a failed build leaves nothing behind, but keeps folders it did not create 
   // A new folder (and its new parents) is removed.
   const nested = join(work, 'new-parent', 'deeper', 'store');
   await assert.rejects(buildPatchStore([bad], { out: nested, ...OPTS }), (e: unknown) => {
-    isUvuErrorNaming(e, nested, 'no decodable image');
+    assertUvuErrorNaming(e, nested, 'no decodable image');
     assert.match((e as Error).message, /no patches: all 2 inputs were skipped/);
     return true;
   });
@@ -366,7 +335,7 @@ test('uvu build verifies once in the main thread and refuses a corrupt store bef
   const config = parseUvuConfig({ size: 4, roundSize: 16, delta: 1, alpha: 8, maxRounds: 1, valSize: 8, initIters: 2, reclusterIters: 2, shardSize: 8, workers: 2, seed: 1 });
   const ckpt = join(work, 'uvu-ckpt');
   await assert.rejects(buildUvuCodebook({ storeDir: dir, config, checkpointDir: ckpt }), (e: unknown) => {
-    isUvuErrorNaming(e, shard, 'uvu on a corrupt store');
+    assertUvuErrorNaming(e, shard, 'uvu on a corrupt store');
     return true;
   });
   assert.equal(existsSync(ckpt), false, 'a checkpoint was written before the store was checked');
@@ -406,7 +375,7 @@ test('.npy: truncations, flipped bytes and crafted headers are refused naming th
     try {
       got = readNpyF32(path);
     } catch (e) {
-      isUvuErrorNaming(e, `${path}: `, `npy: ${m.name}`);
+      assertUvuErrorNaming(e, `${path}: `, `npy: ${m.name}`);
       tally.refused++;
       continue;
     }
@@ -475,7 +444,7 @@ test('uvu --config: null, an array, a number, invalid JSON or a missing file are
     tally.tried++;
     assert.throws(() => readUvuConfigFile(cfg), (e: unknown) => {
       assert.ok(e instanceof UsageError, `${name}: not a usage error: ${String(e)}`);
-      isUvuErrorNaming(e, `${cfg}: `, name);
+      assertUvuErrorNaming(e, `${cfg}: `, name);
       return true;
     });
     tally.refused++;

@@ -8,10 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UvuError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -149,4 +150,76 @@ export function jsonMutations(valid: unknown, seed: number, count: number): { na
     out.push({ name: `${path.join('.')} ${del && !Array.isArray(node) ? 'deleted' : `= ${JSON.stringify(value)?.slice(0, 40)}`}`, text: JSON.stringify(copy) });
   }
   return out;
+}
+
+/** Counts of hostile cases: tried, refused cleanly, accepted with the valid file's content, accepted otherwise. */
+export interface Tally {
+  tried: number;
+  refused: number;
+  identical: number;
+  accepted: number;
+}
+
+/** `e` must be a one-line UvuError whose message starts with `prefix` (the file it names). */
+export function assertUvuErrorNaming(e: unknown, prefix: string, label: string): asserts e is UvuError {
+  if (!(e instanceof UvuError)) assert.fail(`${label}: not a UvuError: ${(e as Error)?.stack ?? String(e)}`);
+  assert.ok(!e.message.includes('\n'), `${label}: message is not one line: ${e.message}`);
+  assert.ok(e.message.startsWith(prefix), `${label}: message does not start with ${prefix}: ${e.message}`);
+}
+
+export interface ReaderCase<H> {
+  label: string;
+  /** The path every error must start with. */
+  names: string;
+  /** A reader that opens must give `reference` (else any content is accepted, e.g. under --no-verify). */
+  exact: boolean;
+  reference: unknown;
+  open: () => H;
+  read: (handle: H) => unknown;
+  close: (handle: H) => void;
+}
+
+/**
+ * One hostile case against a library reader: open, then read everything. A failure in either
+ * must be a one-line UvuError naming the file; a success must give the reference content when
+ * `exact`. Counted in `tally`.
+ */
+export function tryReader<H>(tally: Tally, c: ReaderCase<H>): void {
+  tally.tried++;
+  let handle: H;
+  try {
+    handle = c.open();
+  } catch (e) {
+    assertUvuErrorNaming(e, c.names, c.label);
+    tally.refused++;
+    return;
+  }
+  try {
+    let got: unknown;
+    try {
+      got = c.read(handle);
+    } catch (e) {
+      assertUvuErrorNaming(e, c.names, c.label);
+      tally.refused++;
+      return;
+    }
+    if (c.exact) {
+      assert.deepEqual(got, c.reference, `${c.label}: opened but the content differs from the valid file`);
+      tally.identical++;
+    } else tally.accepted++;
+  } finally {
+    c.close(handle);
+  }
+}
+
+/** Replace `dir/file` by `bytes`, run `fn`, then put the valid file back. */
+export function withFileReplaced(dir: string, file: string, bytes: Uint8Array | string, fn: () => void): void {
+  const path = join(dir, file);
+  const valid = readFileSync(path);
+  writeFileSync(path, bytes);
+  try {
+    fn();
+  } finally {
+    writeFileSync(path, valid);
+  }
 }
