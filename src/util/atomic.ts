@@ -20,11 +20,6 @@ export function tempPathFor(path: string): string {
   return join(dirname(path), `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
-/** The folder a file `path` goes into, for messages ("." for a bare name). */
-function folderOf(path: string): string {
-  return dirname(path);
-}
-
 /**
  * Why `path` cannot be written, found before any byte is written: it is a directory, or its
  * folder is missing or not a folder. Null when it looks writable (the write itself may still fail).
@@ -36,7 +31,7 @@ export function unwritableReason(path: string): string | null {
     // Not there yet: the usual case.
   }
   if (path.endsWith('/') || path.endsWith(sep)) return `ends with "${path.slice(-1)}": a folder name, not a file name`;
-  const folder = folderOf(path);
+  const folder = dirname(path);
   try {
     if (!statSync(folder).isDirectory()) return `${folder} is not a folder`;
   } catch (err) {
@@ -58,10 +53,10 @@ export function writeError(path: string, err: unknown): UvuError {
   const code = (err as NodeJS.ErrnoException)?.code;
   const reason: Record<string, string> = {
     EISDIR: 'is a directory',
-    ENOENT: `folder ${folderOf(path)} does not exist`,
-    ENOTDIR: `a part of ${folderOf(path)} is not a folder`,
-    EACCES: `permission denied (in folder ${folderOf(path)})`,
-    EPERM: `permission denied (in folder ${folderOf(path)})`,
+    ENOENT: `folder ${dirname(path)} does not exist`,
+    ENOTDIR: `a part of ${dirname(path)} is not a folder`,
+    EACCES: `permission denied (in folder ${dirname(path)})`,
+    EPERM: `permission denied (in folder ${dirname(path)})`,
     EROFS: 'read-only file system',
     ENOSPC: 'no space left on the device',
     EDQUOT: 'disk quota exceeded',
