@@ -102,3 +102,27 @@ export function reportError(err: unknown): number {
   process.stderr.write(`uvu: internal error: ${e?.stack ?? String(err)}\n`);
   return 1;
 }
+
+/** Exit status of a job stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Runs a long, resumable job with Ctrl-C as a clean stop: the first SIGINT aborts the job's
+ * signal, so it stops at its next safe point (after the current image or step) with its resume
+ * state written; a second Ctrl-C ends the process at once, as usual.
+ */
+export async function withInterrupt<T>(job: (signal: AbortSignal) => Promise<T>): Promise<{ result: T; interrupted: boolean }> {
+  const controller = new AbortController();
+  const onSigint = (): void => {
+    process.off('SIGINT', onSigint);
+    process.stderr.write('uvu: interrupted: stopping at the next safe point (Ctrl-C again to quit at once)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const result = await job(controller.signal);
+    return { result, interrupted: controller.signal.aborted };
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { buildPatchStore } from '../patches/build.js';
 import { PatchStore } from '../patches/store.js';
 import { exportSample } from '../patches/npy.js';
-import { applyOutputOptions, emit, parsePositiveInt, parseNonNegativeInt, withOutputOptions, type OutputOptions } from './common.js';
+import { applyOutputOptions, emit, EXIT_INTERRUPTED, parsePositiveInt, parseNonNegativeInt, withInterrupt, withOutputOptions, type OutputOptions } from './common.js';
 import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 
 export function patchesCommand(): Command {
@@ -25,8 +25,15 @@ export function patchesCommand(): Command {
   ).action(async (inputs: string[], o: OutputOptions & { out: string; maxPixels: number; offsets: boolean; dedup: boolean; seed: number; passes: number; shardSize: number; resume: boolean }) => {
     applyOutputOptions(o);
     const t0 = performance.now();
-    const { manifest } = await buildPatchStore(inputs, { out: o.out, maxPixels: o.maxPixels, offsets: o.offsets, dedup: o.dedup, seed: o.seed, passes: o.passes, shardSize: o.shardSize, resume: o.resume });
-    const m = manifest!;
+    const { result } = await withInterrupt((signal) =>
+      buildPatchStore(inputs, { out: o.out, maxPixels: o.maxPixels, offsets: o.offsets, dedup: o.dedup, seed: o.seed, passes: o.passes, shardSize: o.shardSize, resume: o.resume, signal }),
+    );
+    if (result.manifest === null) {
+      process.stderr.write(`uvu: stopped after ${result.imagesProcessed} input(s); ${o.out} is resumable: rerun with --resume\n`);
+      process.exitCode = EXIT_INTERRUPTED;
+      return;
+    }
+    const m = result.manifest;
     const seconds = (performance.now() - t0) / 1000;
     emit(o, { out: o.out, ...m.totals, shards: m.shards.length, fingerprint: m.fingerprint, seconds }, () =>
       `wrote ${o.out}: ${m.totals.patches} patches from ${m.totals.images} images in ${m.shards.length} shard(s)` +

@@ -2,9 +2,8 @@
 import { Command } from 'commander';
 import { loadTrainConfig } from '../train/config.js';
 import { train } from '../train/train.js';
-import { collect, applyOutputOptions, emit, fmt, withOutputOptions, type OutputOptions } from './common.js';
+import { collect, applyOutputOptions, emit, EXIT_INTERRUPTED, fmt, withInterrupt, withOutputOptions, type OutputOptions } from './common.js';
 import { initEngine } from '../engine/tf.js';
-
 
 export function trainCommand(): Command {
   return withOutputOptions(
@@ -17,8 +16,12 @@ export function trainCommand(): Command {
     applyOutputOptions(o);
     const config = loadTrainConfig(o.config, o.set);
     await initEngine(config.engine);
-    const s = await train(config, { resume: o.resume, verify: o.verify });
-    emit(o, s, () =>
+    const { result: s, interrupted } = await withInterrupt((signal) => train(config, { resume: o.resume, verify: o.verify, signal }));
+    if (interrupted && s.steps < config.steps) {
+      process.stderr.write(`uvu: stopped after step ${s.steps} of ${config.steps}; checkpoint ${s.checkpoint}; continue with --resume\n`);
+      process.exitCode = EXIT_INTERRUPTED;
+    }
+    emit(o, { ...s, interrupted }, () =>
       [
         `${s.variant}/${s.stage}: ${s.steps} steps (from ${s.resumedFrom}) in ${fmt(s.seconds, 1)} s, ${Math.round(s.tokensPerSecond)} tokens/s, ${s.parameters.toLocaleString('en-US')} parameters`,
         `final loss ${fmt(s.finalLoss.total, 3)} (text ${fmt(s.finalLoss.text, 3)}${s.finalLoss.image !== null ? `, image ${fmt(s.finalLoss.image, 3)}` : ''})`,

@@ -221,6 +221,8 @@ export async function train(c: TrainConfig, opts: TrainOptions = {}): Promise<Tr
     logs.push(log);
     opts.onStep?.(log);
     bar.tick(1, `loss ${log.loss.toFixed(3)} | ${Math.round((tokensDone / Math.max(1, Date.now() - t0)) * 1000)} tok/s`);
+    // A step is synchronous: let pending events (a SIGINT that aborts the signal) run between steps.
+    if (opts.signal) await new Promise<void>((resolve) => setImmediate(resolve));
     // The last step's checkpoint (at the end or when stopped) is written after the loop.
     if (step % c.checkpoint_every === 0 && step < c.steps && !opts.signal?.aborted) saveProgress(run, step, logs);
   }
