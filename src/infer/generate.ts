@@ -2,11 +2,14 @@
  * Autoregressive decoding for one sequence: greedy (temperature 0) or temperature sampling, with
  * the candidate ids restricted to a range (text answers never emit image codes; image completion
  * emits only image codes). Generated image codes are fed back through their embedding rows
- * (DESIGN §6). Each step re-runs the prefix (no KV cache): sequences here are a few hundred tokens.
+ * (DESIGN §6). The prompt runs through the model once, filling a key/value cache; each new token
+ * then costs one single-position step (src/model/kv-cache.ts). `kvCache: false` re-runs the whole
+ * prefix for every token instead: the reference the cached path is tested against.
  */
 import { tf } from '../engine/tf.js';
 import { UvuError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
+import { KvDecoder } from '../model/kv-cache.js';
 import type { ImageInput, UvuModel } from '../model/model.js';
 
 export interface GenerateOptions {
@@ -24,6 +27,8 @@ export interface GenerateOptions {
   rng?: Rng;
   /** Called with each new id as soon as it is chosen (streaming). */
   onToken?: (id: number) => void;
+  /** true (default): prefill once, then one cached step per token; false: re-run the whole prefix per token. */
+  kvCache?: boolean;
 }
 
 /** Ids generated after `prefix` (whose images, row 0, give the visual positions' features). */
@@ -33,12 +38,17 @@ export function generate(model: UvuModel, prefix: number[], images: ImageInput[]
   const maxT = model.config.text_config.max_position_embeddings;
   const ids = [...prefix];
   const out: number[] = [];
+  const decoder = (o.kvCache ?? true) && o.maxNewTokens > 0 && ids.length < maxT ? new KvDecoder(model, maxT) : null;
   while (out.length < o.maxNewTokens && ids.length < maxT) {
-    const logits = tf.tidy(() => {
-      const hidden = model.forwardHidden({ B: 1, T: ids.length, ids: Int32Array.from(ids), images });
-      const last = tf.slice(hidden, [ids.length - 1, 0], [1, hidden.shape[1]]);
-      return model.logits(last).dataSync() as Float32Array;
-    });
+    const logits = decoder
+      ? decoder.length === 0
+        ? decoder.prefill(ids, images)
+        : decoder.step(ids[ids.length - 1]!)
+      : tf.tidy(() => {
+          const hidden = model.forwardHidden({ B: 1, T: ids.length, ids: Int32Array.from(ids), images });
+          const last = tf.slice(hidden, [ids.length - 1, 0], [1, hidden.shape[1]]);
+          return model.logits(last).dataSync() as Float32Array;
+        });
     for (const b of o.bannedIds ?? []) logits[b] = -Infinity;
     const id = pick(logits, o.allowFrom, o.allowTo, temperature, o.rng);
     ids.push(id);

@@ -222,8 +222,10 @@ export class UvuModel {
   /**
    * Final hidden states (B·T, C) for a batch: token embeddings with visual positions replaced by
    * the projected image features, through the causal decoder and the final norm.
+   * `onLayerKv`, when given, sees each decoder layer's keys (after RoPE) and values, both
+   * (B, Hkv, T, hd): what a KV cache keeps (src/model/kv-cache.ts). It changes no result.
    */
-  forwardHidden(inputs: ModelInputs): T2 {
+  forwardHidden(inputs: ModelInputs, onLayerKv?: (layer: number, k: tf.Tensor4D, v: tf.Tensor4D) => void): T2 {
     const { B, T, ids } = inputs;
     const t = this.config.text_config;
     if (T > t.max_position_embeddings) throw new UvuError(`model: sequence length ${T} exceeds max_position_embeddings ${t.max_position_embeddings}`);
@@ -257,6 +259,7 @@ export class UvuModel {
       const k = applyRope(tf.reshape(this.linear(h, `${b}.self_attn.k_proj`), [B, T, Hkv, hd]), cos, sin, rot);
       const kt = tf.transpose(k, [0, 2, 1, 3]); // (B,Hkv,T,hd)
       const vt = tf.transpose(tf.reshape(this.linear(h, `${b}.self_attn.v_proj`), [B, T, Hkv, hd]), [0, 2, 1, 3]);
+      onLayerKv?.(l, kt as tf.Tensor4D, vt as tf.Tensor4D);
       const att = scaledSoftmax(tf.matMul(qg, kt, false, true), 1 / Math.sqrt(hd), true); // (B,Hkv,g·T,T), causal
       const y = tf.matMul(att, vt); // (B,Hkv,g·T,hd)
       const yFlat = tf.reshape(tf.transpose(tf.reshape(y, [B, Hkv, g, T, hd]), [0, 3, 1, 2, 4]), [N, C]) as T2;
