@@ -22,7 +22,10 @@ const FAISS_SCRIPT = fileURLToPath(new URL('../../bench/faiss_kmeans.py', import
 const SEED = 1234;
 
 export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
-  const want = opts.size === 'full' ? { n: 200_000, k: 4096, iters: 2 } : { n: 20_000, k: 256, iters: 3 };
+  let want = opts.size === 'full' ? { n: 200_000, k: 4096, iters: 2 } : { n: 20_000, k: 256, iters: 3 };
+  // UVU_BENCH_KMEANS=n,k,iters overrides the size (for quick side-by-side runs).
+  const custom = process.env.UVU_BENCH_KMEANS?.split(',').map(Number);
+  if (custom && custom.length === 3 && custom.every((x) => Number.isInteger(x) && x > 0)) want = { n: custom[0]!, k: custom[1]!, iters: custom[2]! };
   const { store, source } = await benchStore();
   const n = Math.min(want.n, store.count);
   const { k, iters } = want;
@@ -43,6 +46,8 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
     rows.push({ bench: 'kmeans', config, metric: 'uvu time per iteration', value: oursPerIter, unit: 's', note: `BLAS ${blasInfo().backend}; ${env}` });
     rows.push({ bench: 'kmeans', config, metric: 'uvu assignment GFLOP/s-eq', value: flop / oursPerIter / 1e9, unit: 'GFLOP/s' });
     rows.push({ bench: 'kmeans', config, metric: 'uvu final MSE per element', value: ours.stats.at(-1)!.mse, unit: '' });
+    const skipped = ours.stats.map((s) => s.skipped);
+    rows.push({ bench: 'kmeans', config, metric: 'uvu distances skipped (last iteration)', value: skipped.at(-1)!, unit: 'fraction', note: `per iteration: ${skipped.map((x) => x.toFixed(3)).join(' ')}; per-iteration s: ${ours.stats.map((s) => s.seconds.toFixed(3)).join(' ')}` });
 
     let faiss: { per_iter_s: number; obj: number[]; faiss: string; omp_threads: number } | null = null;
     try {

@@ -5,7 +5,7 @@ import { PatchPoints, gridPositions } from '../src/codebook/points.js';
 import { NO_POSENC } from '../src/codebook/posenc.js';
 import { loadImage } from '../src/image/io.js';
 import { patchify } from '../src/patches/patchify.js';
-import { bundledPhotoPath } from '../src/data/bundled.js';
+import { bundledPhotoPath, type BundledPhoto } from '../src/data/bundled.js';
 import { Rng } from '../src/util/rng.js';
 import { UsageError } from '../src/util/errors.js';
 
@@ -85,6 +85,53 @@ test('k-means++ seeds one centre per well-separated blob', () => {
   for (let k = 0; k < 4; k++) {
     const mean = withPe.centersPixel[k * D]! * 255;
     assert.ok(levels.some((l) => Math.abs(mean - (l + 1)) < 0.5), `pixel centre ${k} = ${mean}`);
+  }
+});
+
+/** Patches of several bundled photos (more points than one photo, for pruning to bite). */
+async function manyPhotoPoints(names: BundledPhoto[]): Promise<PatchPoints> {
+  const parts: Uint8Array[] = [];
+  for (const name of names) {
+    const img = await loadImage(bundledPhotoPath(name), { maxPixels: 512 * 512 });
+    parts.push(patchify(img).patches);
+  }
+  const total = parts.reduce((s, p) => s + p.length, 0);
+  const u8 = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    u8.set(p, off);
+    off += p.length;
+  }
+  return new PatchPoints(u8, total / D, D, null, NO_POSENC);
+}
+
+test('bound-based pruning gives full Lloyd bit for bit, every iteration, and skips distances', async () => {
+  const points = await manyPhotoPoints(['nagasaki-boats', 'black-canyon', 'march-pastoral', 'acanthus-mollis']);
+  for (const k of [8, 32]) {
+    const iters = 6;
+    const snapshots = (): { on: (s: unknown, st: { ids: Int32Array; centersAssign: Float32Array }) => void; ids: Int32Array[]; centres: Float32Array[] } => {
+      const ids: Int32Array[] = [];
+      const centres: Float32Array[] = [];
+      return { ids, centres, on: (_s, st) => (ids.push(st.ids.slice()), centres.push(st.centersAssign.slice())) };
+    };
+    const f = snapshots();
+    const p = snapshots();
+    const full = kmeans(points, { k, iters, seed: 5, prune: false }, f.on);
+    const pruned = kmeans(points, { k, iters, seed: 5, prune: true }, p.on);
+    assert.ok(full.stats.every((s) => s.skipped === 0));
+    // Every iteration: the same assignment, centres, objective (Σ of the float32 distances) and sizes.
+    for (let i = 0; i < iters; i++) {
+      assert.deepEqual(p.ids[i], f.ids[i], `K=${k} iteration ${i}: assignment`);
+      assert.deepEqual(p.centres[i], f.centres[i], `K=${k} iteration ${i}: centres`);
+      assert.equal(pruned.stats[i]!.objective, full.stats[i]!.objective, `K=${k} iteration ${i}: objective`);
+      assert.equal(pruned.stats[i]!.imbalance, full.stats[i]!.imbalance, `K=${k} iteration ${i}: imbalance`);
+      assert.equal(pruned.stats[i]!.nsplit, full.stats[i]!.nsplit, `K=${k} iteration ${i}: splits`);
+    }
+    assert.deepEqual(pruned.centersPixel, full.centersPixel);
+    assert.deepEqual(pruned.counts, full.counts);
+    assert.equal(pruned.stats[0]!.skipped, 0, 'the first iteration has no bounds');
+    const later = pruned.stats.slice(2).map((s) => s.skipped);
+    assert.ok(later.every((x) => x > 0 && x < 1), `K=${k}: fractions skipped ${pruned.stats.map((s) => s.skipped.toFixed(3)).join(' ')}`);
   }
 });
 

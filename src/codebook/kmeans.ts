@@ -4,15 +4,21 @@
  * `maxPointsPerCentroid`·K points, empty clusters re-seeded by splitting large ones exactly as
  * Faiss's `split_clusters`, and the objective and imbalance recorded every iteration.
  *
- * Memory: the points stay uint8 (n·D bytes); centres are K·D float32 per table; centroids are
- * computed cluster by cluster with one float64 accumulator of D, never a K·D float64 table.
+ * Memory: the points stay uint8 (n·D bytes), plus a float32 copy (n·D·4 bytes) kept across
+ * iterations when n·D ≤ `cacheFloats` (256 MiB by default); centres are K·D float32 per table;
+ * centroids are computed cluster by cluster with one float64 accumulator of D, never a K·D
+ * float64 table. Pruning (on by default) keeps per point a centre id, a float64 bound and ‖x‖²,
+ * and one previous copy of the centres; its assignments are those of full Lloyd exactly.
  */
 import { z } from 'zod';
-import { FlatIndex } from './search.js';
+import { FlatIndex, exactDistSq } from './search.js';
 import type { PatchPoints } from './points.js';
 import { Rng } from '../util/rng.js';
 import { UsageError, warnOnce } from '../util/errors.js';
 import { DEFAULT_CODEBOOK_SEED } from '../util/defaults.js';
+
+/** Above this many floats (256 MiB) k-means re-reads the points chunk by chunk every iteration instead of keeping a float32 copy. */
+const DEFAULT_CACHE_FLOATS = 2 ** 26;
 
 export const KmeansConfigSchema = z.object({
   /** Number of centres K. */
@@ -29,6 +35,14 @@ export const KmeansConfigSchema = z.object({
   minPointsPerCentroid: z.number().int().min(1).default(39),
   /** Queries per assignment batch (bounds the float32 scratch: chunk·D·4 bytes). */
   chunk: z.number().int().min(1).default(4096),
+  /** Keep a float32 copy of the training points (n·D·4 bytes) across iterations when n·D ≤ this; 0 re-reads every iteration. */
+  cacheFloats: z.number().int().min(0).default(DEFAULT_CACHE_FLOATS),
+  /**
+   * Exact bound-based pruning (Hamerly bounds, with the centres that moved most searched
+   * exactly): skip the full search for points that provably keep their centre. Same
+   * assignments, distances and centres as full Lloyd, bit for bit (see Assigner.assignPruned).
+   */
+  prune: z.boolean().default(true),
 });
 export type KmeansConfig = z.input<typeof KmeansConfigSchema>;
 
@@ -45,6 +59,8 @@ export interface KmeansIterStats {
   nsplit: number;
   /** Wall time of the iteration, seconds. */
   seconds: number;
+  /** Fraction of the n·K point–centre distance computations skipped by bound-based pruning (0 without; counts the extra distances the bounds needed). */
+  skipped: number;
 }
 
 export interface KmeansResult {
@@ -61,19 +77,231 @@ export interface KmeansResult {
 
 /** Assign every point to its nearest centre, in chunks of `chunk` points. */
 export function assignPoints(points: PatchPoints, centers: Float32Array, K: number, chunk: number): { ids: Int32Array; distSq: Float32Array } {
-  const { n, D } = points;
-  const index = new FlatIndex(centers, K, D);
-  const ids = new Int32Array(n);
-  const distSq = new Float32Array(n);
-  const buf = new Float32Array(Math.min(chunk, n) * D);
-  for (let start = 0; start < n; start += chunk) {
-    const count = Math.min(chunk, n - start);
-    points.readAssign(start, count, buf);
-    const r = index.search(buf.subarray(0, count * D), count);
-    ids.set(r.ids, start);
-    distSq.set(r.distSq, start);
+  return new Assigner(points, chunk, 0).assign(centers, K);
+}
+
+/**
+ * Repeated nearest-centre assignment of one point set (one call per Lloyd iteration). Keeps
+ * its buffers between calls: the float32 points themselves when n·D ≤ `cacheFloats` (read
+ * once), otherwise one chunk buffer; and the search scratch of the previous index. Results
+ * are those of `assignPoints` exactly (the same FlatIndex search on the same floats).
+ */
+class Assigner {
+  private readonly all: Float32Array | null;
+  private readonly buf: Float32Array | null;
+  private prevIndex: FlatIndex | undefined;
+  /** Hamerly state, valid for `boundCenters`: per point, its centre and a lower bound on the distance to every other centre. */
+  private ids: Int32Array | null = null;
+  private lower: Float64Array | null = null;
+  private boundCenters: Float32Array | null = null;
+  private gather: Float32Array | null = null;
+  /** ‖x_i‖² (float64) per point, made with the float copy or in the first pruned call. */
+  private normSq: Float64Array | null = null;
+  /** Points whose search was skipped in the last `assignPruned` call. */
+  lastSkippedPoints = 0;
+  /** Centres searched exactly for the candidates (the set M) in the last call. */
+  lastMoved = 0;
+  /** Points that passed the first bound and were searched against M in the last call. */
+  lastCandidates = 0;
+
+  constructor(private readonly points: PatchPoints, private readonly chunk: number, cacheFloats: number) {
+    const { n, D } = points;
+    if (n * D <= cacheFloats) {
+      // Row by row, so that ‖x_i‖² (for pruning) is summed while the row is in cache.
+      const all = new Float32Array(n * D);
+      const normSq = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        points.readAssign(i, 1, all.subarray(i * D, (i + 1) * D));
+        let xx = 0;
+        for (let j = i * D, e = j + D; j < e; j++) xx += all[j]! * all[j]!;
+        normSq[i] = xx;
+      }
+      this.all = all;
+      this.normSq = normSq;
+      this.buf = null;
+    } else {
+      this.all = null;
+      this.buf = new Float32Array(Math.min(chunk, n) * D);
+    }
   }
-  return { ids, distSq };
+
+  assign(centers: Float32Array, K: number): { ids: Int32Array; distSq: Float32Array } {
+    const { points, chunk } = this;
+    const { n, D } = points;
+    const index = new FlatIndex(centers, K, D, { reuseScratchOf: this.prevIndex });
+    this.prevIndex = index;
+    if (this.all) return index.search(this.all, n);
+    const ids = new Int32Array(n);
+    const distSq = new Float32Array(n);
+    const buf = this.buf!;
+    for (let start = 0; start < n; start += chunk) {
+      const count = Math.min(chunk, n - start);
+      points.readAssign(start, count, buf);
+      const r = index.search(buf.subarray(0, count * D), count);
+      ids.set(r.ids, start);
+      distSq.set(r.distSq, start);
+    }
+    return { ids, distSq };
+  }
+
+  /**
+   * The same result as `assign` (ids and float32 distances, bit for bit), skipping the full
+   * search for points that provably keep their centre. Bounds (Hamerly, with the centres that
+   * moved most handled exactly, as in Yinyang's group filter): point i with centre a keeps a
+   * lower bound l_i on ‖x_i − c_j‖ for every j ≠ a at the previous centres. This iteration the
+   * centres are split into M, the (at most K/8) centres that moved most, and the rest, which
+   * moved at most δ_S. Point i keeps a when
+   *   u_i < l_i − δ_S   and   u_i < min_{j ∈ M, j ≠ a} ‖x_i − c'_j‖,
+   * with u_i = ‖x_i − c'_a‖ the float64 `exactDistSq` the search itself would return; the
+   * second condition comes from an exact FlatIndex search over M alone. Drifts are padded
+   * upwards and distances by a relative 1e-9, far above their float64 rounding, so a strict
+   * inequality leaves no tie with a lower id, and the result is that of the full search.
+   */
+  assignPruned(centers: Float32Array, K: number): { ids: Int32Array; distSq: Float32Array } {
+    const { points, chunk } = this;
+    const { n, D } = points;
+    const index = new FlatIndex(centers, K, D, { reuseScratchOf: this.prevIndex });
+    this.prevIndex = index;
+    const first = !this.ids;
+    if (first) {
+      this.ids = new Int32Array(n);
+      this.lower = new Float64Array(n);
+      this.boundCenters = new Float32Array(K * D);
+      this.gather = new Float32Array(Math.min(chunk, n) * D);
+    }
+    const fillNormSq = !this.normSq;
+    if (fillNormSq) this.normSq = new Float64Array(n);
+    const normSq = this.normSq!;
+    const ids = this.ids!;
+    const lower = this.lower!;
+    const old = this.boundCenters!;
+    // Drift of each centre since the bounds were made (padded upwards).
+    let deltaS = 0;
+    let moved: Int32Array = new Int32Array(0);
+    const inMoved = new Int32Array(K).fill(-1);
+    if (!first) {
+      const drift = new Float64Array(K);
+      for (let k = 0; k < K; k++) {
+        let s = 0;
+        for (let i = k * D, e = i + D; i < e; i++) {
+          const v = centers[i]! - old[i]!;
+          s += v * v;
+        }
+        drift[k] = s === 0 ? 0 : Math.sqrt(s) * (1 + 1e-9) + 1e-300;
+      }
+      const order = Array.from({ length: K }, (_, k) => k).sort((x, y) => drift[y]! - drift[x]! || x - y);
+      let mCount = 0;
+      while (mCount < Math.floor(K / 8) && drift[order[mCount]!]! > 0) mCount++;
+      moved = Int32Array.from(order.slice(0, mCount)).sort();
+      moved.forEach((k, j) => (inMoved[k] = j));
+      deltaS = mCount < K ? drift[order[mCount]!]! : 0;
+    }
+    let movedIndex: FlatIndex | null = null;
+    if (moved.length > 0) {
+      const cm = new Float32Array(moved.length * D);
+      moved.forEach((k, j) => cm.set(centers.subarray(k * D, (k + 1) * D), j * D));
+      movedIndex = new FlatIndex(cm, moved.length, D);
+    }
+    const outIds = new Int32Array(n);
+    const distSq = new Float32Array(n);
+    const gather = this.gather!;
+    const rowsBuf = this.buf;
+    const cap = Math.min(chunk, n);
+    const rowOf = new Int32Array(cap);
+    const candOf = new Int32Array(cap);
+    const candU = new Float64Array(cap);
+    const candD2 = new Float64Array(cap);
+    const candBound = new Float64Array(cap);
+    const secondSq = new Float64Array(cap);
+    const gatherNormSq = new Float64Array(cap);
+    const skip = new Uint8Array(cap);
+    let skipped = 0;
+    let candidates = 0;
+    for (let start = 0; start < n; start += chunk) {
+      const count = Math.min(chunk, n - start);
+      let rows: Float32Array;
+      if (this.all) rows = this.all.subarray(start * D, (start + count) * D);
+      else {
+        points.readAssign(start, count, rowsBuf!);
+        rows = rowsBuf!;
+      }
+      if (fillNormSq) {
+        for (let r = 0; r < count; r++) {
+          let xx = 0;
+          for (let i = r * D, e = i + D; i < e; i++) xx += rows[i]! * rows[i]!;
+          normSq[start + r] = xx;
+        }
+      }
+      skip.fill(0);
+      // Candidates: the bound against the centres outside M holds.
+      let c = 0;
+      if (!first) {
+        for (let r = 0; r < count; r++) {
+          const i = start + r;
+          const bound = lower[i]! - deltaS;
+          if (!(bound > 0)) continue;
+          const d2 = exactDistSq(rows, r * D, centers, ids[i]! * D, D);
+          const u = Math.sqrt(d2) * (1 + 1e-9);
+          if (u < bound) {
+            gather.set(rows.subarray(r * D, (r + 1) * D), c * D);
+            candOf[c] = r;
+            candU[c] = u;
+            candD2[c] = d2;
+            candBound[c] = bound;
+            gatherNormSq[c] = normSq[i]!;
+            c++;
+          }
+        }
+      }
+      // Against the moved centres: an exact search over M alone.
+      candidates += c;
+      if (c > 0) {
+        const res = movedIndex ? movedIndex.searchWithSecond(gather.subarray(0, c * D), c, secondSq, gatherNormSq) : null;
+        for (let j = 0; j < c; j++) {
+          const r = candOf[j]!;
+          const i = start + r;
+          const a = ids[i]!;
+          let boundM = Infinity;
+          if (res) {
+            const nearest = moved[res.ids[j]!]!;
+            if (nearest === a) boundM = Math.sqrt(secondSq[j]!);
+            else if (inMoved[a]! < 0) boundM = Math.sqrt(res.distSq[j]! * (1 - 1e-6)) * (1 - 1e-9);
+            else continue; // a moved and another moved centre is as near: full search
+          }
+          if (candU[j]! < boundM) {
+            skip[r] = 1;
+            outIds[i] = a;
+            distSq[i] = candD2[j]!;
+            lower[i] = Math.min(candBound[j]!, boundM);
+            skipped++;
+          }
+        }
+      }
+      // Everything else: the full search (in place when nothing in the chunk was skipped).
+      let m = 0;
+      const inPlace = c === 0 || !skip.includes(1);
+      for (let r = 0; r < count; r++) {
+        if (skip[r]) continue;
+        if (!inPlace) gather.set(rows.subarray(r * D, (r + 1) * D), m * D);
+        gatherNormSq[m] = normSq[start + r]!;
+        rowOf[m++] = start + r;
+      }
+      if (m === 0) continue;
+      const res = index.searchWithSecond(inPlace ? rows.subarray(0, m * D) : gather.subarray(0, m * D), m, secondSq, gatherNormSq);
+      for (let j = 0; j < m; j++) {
+        const i = rowOf[j]!;
+        outIds[i] = res.ids[j]!;
+        distSq[i] = res.distSq[j]!;
+        lower[i] = Math.sqrt(secondSq[j]!);
+      }
+    }
+    ids.set(outIds);
+    old.set(centers);
+    this.lastSkippedPoints = skipped;
+    this.lastMoved = moved.length;
+    this.lastCandidates = candidates;
+    return { ids: outIds, distSq };
+  }
 }
 
 /**
@@ -198,10 +426,11 @@ function kmeansPlusPlusInit(points: PatchPoints, K: number, rng: Rng, chunk: num
 }
 
 /**
- * Cluster `points` into K centres. `onIter` sees each iteration's statistics as they happen.
+ * Cluster `points` into K centres. `onIter` sees each iteration's statistics as they happen,
+ * with that iteration's assignment and the updated centres (live arrays: copy to keep).
  * Throws UsageError when K exceeds the number of points.
  */
-export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: KmeansIterStats) => void): KmeansResult {
+export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: KmeansIterStats, state: { ids: Int32Array; centersAssign: Float32Array }) => void): KmeansResult {
   const cfg = KmeansConfigSchema.parse(config);
   const K = cfg.k;
   const { D } = points;
@@ -224,9 +453,15 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
 
   const stats: KmeansIterStats[] = [];
   let counts: Float64Array = new Float64Array(K);
+  // Reading the points once is counted in iteration 0's time.
+  let t0 = performance.now();
+  const assigner = new Assigner(train, cfg.chunk, cfg.cacheFloats);
   for (let iter = 0; iter < cfg.iters; iter++) {
-    const t0 = performance.now();
-    const { ids, distSq } = assignPoints(train, centersAssign, K, cfg.chunk);
+    if (iter > 0) t0 = performance.now();
+    const { ids, distSq } = cfg.prune ? assigner.assignPruned(centersAssign, K) : assigner.assign(centersAssign, K);
+    // Distances computed: K per fully searched point, |M| + 1 per candidate (search over M, exact u).
+    const computed = (n - assigner.lastSkippedPoints) * K + assigner.lastCandidates * (assigner.lastMoved + 1);
+    const skipped = cfg.prune ? Math.max(0, 1 - computed / (n * K)) : 0;
     let objective = 0;
     for (let i = 0; i < n; i++) objective += distSq[i]!;
     counts = computeCentroids(train, ids, K, centersAssign, train.encoded ? centersPixel : null);
@@ -234,9 +469,9 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
     for (let k = 0; k < K; k++) sumSq += counts[k]! * counts[k]!;
     const imbalance = (K * sumSq) / (n * n);
     const nsplit = splitClusters(counts, n, D, [centersAssign, centersPixel], rng).length;
-    const s: KmeansIterStats = { iter, objective, mse: objective / (n * D), imbalance, nsplit, seconds: (performance.now() - t0) / 1000 };
+    const s: KmeansIterStats = { iter, objective, mse: objective / (n * D), imbalance, nsplit, seconds: (performance.now() - t0) / 1000, skipped };
     stats.push(s);
-    onIter?.(s);
+    onIter?.(s, { ids, centersAssign });
   }
   return { centersAssign, centersPixel, counts: Float32Array.from(counts), stats, nTrain: n };
 }

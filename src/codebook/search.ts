@@ -48,6 +48,12 @@ export interface FlatIndexOptions {
   chunkCenters?: number;
   /** 'auto' (default): native BLAS when available; 'fallback': the TypeScript kernel (as with UVU_BLAS=none). */
   backend?: 'auto' | 'fallback';
+  /**
+   * Adopt the per-block scratch buffers of an earlier index (same chunk sizes), so that a
+   * caller rebuilding the index every iteration (k-means) does not allocate and page-fault
+   * them anew each time. The earlier index must not be used afterwards.
+   */
+  reuseScratchOf?: FlatIndex;
 }
 
 /** Candidates kept per query before the list is compacted; if compaction cannot free space the query gets an exact full scan. */
@@ -64,7 +70,7 @@ const U_F64 = 2 ** -53;
  * (s0 + s1) + (s2 + s3). Both the reference and the exact re-ranking use this one
  * function, so their results (and tie decisions) agree bit for bit.
  */
-function exactDistSq(q: Float32Array, qOff: number, c: Float32Array, cOff: number, D: number): number {
+export function exactDistSq(q: Float32Array, qOff: number, c: Float32Array, cOff: number, D: number): number {
   let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   let i = 0;
   for (; i + 4 <= D; i += 4) {
@@ -229,6 +235,13 @@ export class FlatIndex {
   private readonly candLower: Float64Array;
   /** 1 when a query's candidate list overflowed: it is settled by an exact scan over all centres. */
   private readonly overflowed: Uint8Array;
+  /** Per row: the smallest lower bound (score − error) over all centres, its centre, and the second smallest. */
+  private readonly low1: Float64Array;
+  private readonly low1Id: Int32Array;
+  private readonly low2: Float64Array;
+  /** When set by `searchWithSecond`: per query, a lower bound on the squared distance to every centre but the result. */
+  private secondOut: Float64Array | null = null;
+  private normSqIn: Float64Array | null = null;
   private stats: SearchStats = { queries: 0, reranked: 0, rerankDistances: 0, exactScans: 0 };
 
   constructor(centers: Float32Array, K: number, D: number, opts: FlatIndexOptions = {}) {
@@ -303,6 +316,17 @@ export class FlatIndex {
     this.candId = new Int32Array(cq * CANDIDATE_CAP);
     this.candLower = new Float64Array(cq * CANDIDATE_CAP);
     this.overflowed = new Uint8Array(cq);
+    this.low1 = new Float64Array(cq);
+    this.low1Id = new Int32Array(cq);
+    this.low2 = new Float64Array(cq);
+    const prev = opts.reuseScratchOf;
+    if (prev && prev.D === D) {
+      this.scores = prev.scores;
+      this.queryBlock = prev.queryBlock;
+      this.shiftedBlock = prev.shiftedBlock;
+      this.chunkBuffer = prev.chunkBuffer;
+      prev.scores = prev.queryBlock = prev.shiftedBlock = prev.chunkBuffer = null;
+    }
   }
 
   /** Counters of the most recent search / searchU8 call. */
@@ -325,6 +349,26 @@ export class FlatIndex {
       this.searchBlock(queries.subarray(q0 * this.D, (q0 + rows) * this.D), rows, ids, distSq, q0);
     }
     return { ids, distSq };
+  }
+
+  /**
+   * `search`, plus `secondLowerSq[q]`: a lower bound on ‖x_q − c_j‖² over every centre j other
+   * than the result (a proven bound on the real distances, padded so that it also bounds the
+   * float64 `exactDistSq` values). For bound-based pruning (k-means). `queryNormSq`, when
+   * given, holds each query's ‖x‖² summed in float64 (any order: the padding covers it),
+   * saving a pass over the queries.
+   */
+  searchWithSecond(queries: Float32Array, n: number, secondLowerSq: Float64Array, queryNormSq?: Float64Array): SearchResult {
+    if (secondLowerSq.length < n) throw new UsageError(`secondLowerSq holds ${secondLowerSq.length} values, expected at least ${n}`);
+    if (queryNormSq && queryNormSq.length < n) throw new UsageError(`queryNormSq holds ${queryNormSq.length} values, expected at least ${n}`);
+    this.secondOut = secondLowerSq;
+    this.normSqIn = queryNormSq ?? null;
+    try {
+      return this.search(queries, n);
+    } finally {
+      this.secondOut = null;
+      this.normSqIn = null;
+    }
   }
 
   /**
@@ -402,6 +446,9 @@ export class FlatIndex {
       const droppedTerm = 2 * this.maxAbsCenterMean * (Math.abs(shiftedSum) + 2 * D * U_F64 * shiftedAbsSum);
       this.rowRho[r] = (8 * D * U_F64 * magnitude + droppedTerm) * (1 + 1e-6) + 4 * D * 2 ** -126;
       this.upperBound[r] = Infinity;
+      this.low1[r] = Infinity;
+      this.low1Id[r] = -1;
+      this.low2[r] = Infinity;
       this.candCount[r] = 0;
       this.overflowed[r] = 0;
     }
@@ -430,12 +477,23 @@ export class FlatIndex {
       const cols = Math.min(chunk, K - c0);
       // scores[rows, cols] = −2 · x̃'[rows, D] · c̃'[c0 : c0+cols]ᵀ
       this.gemm(false, true, rows, cols, D, -2, shifted, D, this.shiftedChunk(c0, cols), D, 0, scores, cols);
-      this.scanScores(scores, rows, cols, c0);
+      if (this.secondOut) this.scanScoresSecond(scores, rows, cols, c0);
+      else this.scanScores(scores, rows, cols, c0);
     }
+    const second = this.secondOut;
     for (let r = 0; r < rows; r++) {
       const { id, dist } = this.overflowed[r] ? this.exactScan(block, r) : this.settleCandidates(block, r);
       outIds[outOffset + r] = id;
       outDist[outOffset + r] = dist;
+      if (second) {
+        // Scores are d² − ‖x‖²: add ‖x‖² back (float64, relative error ≤ D·u64), padded downwards.
+        let xx = 0;
+        if (this.normSqIn) xx = this.normSqIn[outOffset + r]!;
+        else for (let i = r * D, e = i + D; i < e; i++) xx += block[i]! * block[i]!;
+        const low = this.low1Id[r] === id ? this.low2[r]! : this.low1[r]!;
+        const sq = low + xx * (1 - 1e-9);
+        second[outOffset + r] = sq > 0 ? sq * (1 - 1e-9) : 0;
+      }
     }
   }
 
@@ -508,6 +566,122 @@ export class FlatIndex {
         }
       }
       upper[r] = u;
+    }
+  }
+
+  /**
+   * `scanScores` that also keeps, per row, the two smallest lower bounds (s_k − e_k) and the
+   * centre of the smallest, for `searchWithSecond`. A separate copy so that plain searches
+   * pay nothing for it.
+   */
+  private scanScoresSecond(scores: Float32Array, rows: number, cols: number, c0: number): void {
+    const norms = this.centerNormSq;
+    const sums = this.centerSum;
+    const shiftedNorms = this.shiftedCenterNorm;
+    const meanTerm = this.rowMeanTerm;
+    const alpha = this.rowAlpha;
+    const rho = this.rowRho;
+    const upper = this.upperBound;
+    const low1 = this.low1, low2 = this.low2, low1Id = this.low1Id;
+    const end = c0 + cols;
+    let r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const m0 = meanTerm[r]!, m1 = meanTerm[r + 1]!, m2 = meanTerm[r + 2]!, m3 = meanTerm[r + 3]!;
+      const a0 = alpha[r]!, a1 = alpha[r + 1]!, a2 = alpha[r + 2]!, a3 = alpha[r + 3]!;
+      const p0 = rho[r]!, p1 = rho[r + 1]!, p2 = rho[r + 2]!, p3 = rho[r + 3]!;
+      let u0 = upper[r]!, u1 = upper[r + 1]!, u2 = upper[r + 2]!, u3 = upper[r + 3]!;
+      let l0 = low1[r]!, l1 = low1[r + 1]!, l2 = low1[r + 2]!, l3 = low1[r + 3]!;
+      let q0 = low2[r]!, q1 = low2[r + 1]!, q2 = low2[r + 2]!, q3 = low2[r + 3]!;
+      let i0 = low1Id[r]!, i1 = low1Id[r + 1]!, i2 = low1Id[r + 2]!, i3 = low1Id[r + 3]!;
+      // Row bases shifted by −c0 so that index k addresses column k − c0.
+      const b0 = r * cols - c0, b1 = b0 + cols, b2 = b1 + cols, b3 = b2 + cols;
+      for (let k = c0; k < end; k++) {
+        const nk = norms[k]!, sk = sums[k]!, ck = shiftedNorms[k]!;
+        let s = nk + m0 * sk + scores[b0 + k]!;
+        let e = a0 * ck + p0;
+        if (s - e < q0) {
+          if (s - e < l0) {
+            q0 = l0;
+            l0 = s - e;
+            i0 = k;
+          } else q0 = s - e;
+        }
+        if (s - e <= u0) {
+          if (s + e < u0) u0 = s + e;
+          this.offer(r, k, s - e, u0);
+        }
+        s = nk + m1 * sk + scores[b1 + k]!;
+        e = a1 * ck + p1;
+        if (s - e < q1) {
+          if (s - e < l1) {
+            q1 = l1;
+            l1 = s - e;
+            i1 = k;
+          } else q1 = s - e;
+        }
+        if (s - e <= u1) {
+          if (s + e < u1) u1 = s + e;
+          this.offer(r + 1, k, s - e, u1);
+        }
+        s = nk + m2 * sk + scores[b2 + k]!;
+        e = a2 * ck + p2;
+        if (s - e < q2) {
+          if (s - e < l2) {
+            q2 = l2;
+            l2 = s - e;
+            i2 = k;
+          } else q2 = s - e;
+        }
+        if (s - e <= u2) {
+          if (s + e < u2) u2 = s + e;
+          this.offer(r + 2, k, s - e, u2);
+        }
+        s = nk + m3 * sk + scores[b3 + k]!;
+        e = a3 * ck + p3;
+        if (s - e < q3) {
+          if (s - e < l3) {
+            q3 = l3;
+            l3 = s - e;
+            i3 = k;
+          } else q3 = s - e;
+        }
+        if (s - e <= u3) {
+          if (s + e < u3) u3 = s + e;
+          this.offer(r + 3, k, s - e, u3);
+        }
+      }
+      upper[r] = u0;
+      upper[r + 1] = u1;
+      upper[r + 2] = u2;
+      upper[r + 3] = u3;
+      low1[r] = l0; low1[r + 1] = l1; low1[r + 2] = l2; low1[r + 3] = l3;
+      low2[r] = q0; low2[r + 1] = q1; low2[r + 2] = q2; low2[r + 3] = q3;
+      low1Id[r] = i0; low1Id[r + 1] = i1; low1Id[r + 2] = i2; low1Id[r + 3] = i3;
+    }
+    for (; r < rows; r++) {
+      const m = meanTerm[r]!, a = alpha[r]!, p = rho[r]!;
+      let u = upper[r]!;
+      let l = low1[r]!, q = low2[r]!, i = low1Id[r]!;
+      const b = r * cols - c0;
+      for (let k = c0; k < end; k++) {
+        const s = norms[k]! + m * sums[k]! + scores[b + k]!;
+        const e = a * shiftedNorms[k]! + p;
+        if (s - e < q) {
+          if (s - e < l) {
+            q = l;
+            l = s - e;
+            i = k;
+          } else q = s - e;
+        }
+        if (s - e <= u) {
+          if (s + e < u) u = s + e;
+          this.offer(r, k, s - e, u);
+        }
+      }
+      upper[r] = u;
+      low1[r] = l;
+      low2[r] = q;
+      low1Id[r] = i;
     }
   }
 
