@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -317,4 +317,20 @@ test('uvu vq train/eval: --json prints one object; bad options are usage errors 
   assert.match(viaCli.stderr, /--k 500 is larger than the 135 patches/);
   assert.ok(!existsSync(bad), 'nothing written on usage errors');
   await assert.rejects(run('eval', '--vq', join(work, 'nope.safetensors'), '--patches', storeDir), /nope\.safetensors: cannot open/);
+});
+
+test('uvu vq eval refuses a store whose shard changed (sha256) unless --no-verify', () => {
+  const model = join(work, 'cli.safetensors');
+  assert.ok(existsSync(model), 'needs the model of the CLI test above');
+  const copy = join(work, 'flipped-store');
+  cpSync(storeDir, copy, { recursive: true });
+  const shard = join(copy, 'shard-000000.bin');
+  const bytes = readFileSync(shard);
+  bytes[100] = bytes[100]! ^ 0x01;
+  writeFileSync(shard, bytes);
+  const refused = vq('eval', '--vq', model, '--patches', copy, '--json');
+  assert.equal(refused.status, 1, refused.stderr);
+  assert.match(refused.stderr, /^uvu: error: .*shard-000000\.bin.*sha256/m);
+  const unchecked = vq('eval', '--vq', model, '--patches', copy, '--no-verify', '--json');
+  assert.equal(unchecked.status, 0, unchecked.stderr);
 });

@@ -13,6 +13,8 @@ import { initEngine } from '../engine/tf.js';
 
 interface TrainFlags extends OutputOptions {
   patches: string;
+  /** false with --no-verify. */
+  verify: boolean;
   out: string;
   k?: number;
   dim?: number;
@@ -46,7 +48,8 @@ export function vqCommand(): Command {
       .option('--restart-every <n>', 'dead-code restart period in steps, 0 = never (default 100)', parseNonNegativeInt)
       .option('--log-every <n>', 'steps per log interval (default 100)', parsePositiveInt)
       .option('--eval-size <n>', 'held-out patches for the final metrics (default 4096)', parsePositiveInt)
-      .option('--seed <s>', 'random seed (default 1234)', parseNonNegativeInt),
+      .option('--seed <s>', 'random seed (default 1234)', parseNonNegativeInt)
+      .option('--no-verify', "skip the sha256 check of the store's shards"),
   ).action(async (o: TrainFlags) => {
     applyOutputOptions(o);
     await initEngine();
@@ -70,7 +73,7 @@ export function vqCommand(): Command {
     const count = store.count;
     store.close();
     if (config.K > count) throw new UsageError(`vq train: --k ${config.K} is larger than the ${count} patches of ${o.patches}`);
-    const r = await trainVq({ patches: o.patches, config, out: o.out, json: o.json });
+    const r = await trainVq({ patches: o.patches, config, out: o.out, json: o.json, verify: o.verify });
     const last = r.history[r.history.length - 1]!;
     const result = { out: o.out, config: r.config, data: r.data, steps: r.steps, seconds: r.seconds, seconds_per_step: r.seconds_per_step, first: r.first, last_interval: last, heldout: r.metrics, history: r.history };
     emit(o, result, () =>
@@ -88,12 +91,13 @@ export function vqCommand(): Command {
       .requiredOption('--vq <file>', 'VQ-VAE model file')
       .requiredOption('--patches <dir>', 'patch store to evaluate on')
       .option('--sample <n>', 'evaluate on n random patches (default: every patch)', parsePositiveInt)
-      .option('--seed <s>', 'seed for --sample', parseNonNegativeInt, 0),
-  ).action(async (o: OutputOptions & { vq: string; patches: string; sample?: number; seed: number }) => {
+      .option('--seed <s>', 'seed for --sample', parseNonNegativeInt, 0)
+      .option('--no-verify', "skip the sha256 check of the store's shards"),
+  ).action(async (o: OutputOptions & { vq: string; patches: string; sample?: number; seed: number; verify: boolean }) => {
     applyOutputOptions(o);
     await initEngine();
     const coder = loadVqCoder(o.vq);
-    const store = PatchStore.open(o.patches);
+    const store = PatchStore.open(o.patches, { verify: o.verify });
     try {
       if (o.sample !== undefined && o.sample > store.count) throw new UsageError(`vq eval: --sample ${o.sample} is larger than the ${store.count} patches of ${o.patches}`);
       const bar = progress('vq eval', o.sample ?? store.count, 'patches');

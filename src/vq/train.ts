@@ -40,6 +40,8 @@ export interface VqTrainOptions {
   progress?: boolean;
   /** Interval log lines as one JSON object each instead of text. */
   json?: boolean;
+  /** Check each shard's sha256 before its first use (default true; the CLI's --no-verify). */
+  verify?: boolean;
 }
 
 /** Means over one log interval. */
@@ -200,7 +202,7 @@ class PatchSource {
 export async function trainVq(opts: VqTrainOptions): Promise<VqTrainResult> {
   const config = parseVqConfig(opts.config);
   const show = opts.progress !== false;
-  const store = PatchStore.open(opts.patches);
+  const store = PatchStore.open(opts.patches, { verify: opts.verify ?? true });
   try {
     const count = store.count;
     if (count < 2) throw new UvuError(`${opts.patches}: the store holds ${count} patch(es); training needs at least 2 (one is held out)`);
