@@ -16,22 +16,11 @@ import { buildDataset } from '../src/data/build.js';
 import { SeqDataset } from '../src/data/dataset.js';
 import { writeCaptionedCrops } from '../src/data/photo-captions.js';
 import { buildPatchStore } from '../src/patches/build.js';
-import type { BenchRow, BenchSize } from './rows.js';
+import { bestOf, type BenchRow, type BenchSize } from './rows.js';
 
 const REPEATS = 5;
 /** Rows per batch of the epoch that verification is compared with. */
 const BATCH = 8;
-
-/** Best wall time of `fn` over REPEATS runs (seconds). */
-function best(fn: () => void): number {
-  let t = Infinity;
-  for (let r = 0; r < REPEATS; r++) {
-    const t0 = performance.now();
-    fn();
-    t = Math.min(t, (performance.now() - t0) / 1000);
-  }
-  return t;
-}
 
 export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'uvu-bench-dataset-'));
@@ -54,13 +43,13 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
     let verified = Infinity;
     let unverified = Infinity;
     for (let r = 0; r < REPEATS; r++) {
-      verified = Math.min(verified, best(() => SeqDataset.open(data).close()));
-      unverified = Math.min(unverified, best(() => SeqDataset.open(data, { verify: false }).close()));
+      verified = Math.min(verified, bestOf(REPEATS, () => SeqDataset.open(data).close()));
+      unverified = Math.min(unverified, bestOf(REPEATS, () => SeqDataset.open(data, { verify: false }).close()));
     }
     const ds = SeqDataset.open(data, { verify: false });
     const rows = ds.manifest.counts.train.rows;
     const steps = Math.ceil(rows / BATCH);
-    const epoch = best(() => {
+    const epoch = bestOf(REPEATS, () => {
       for (let step = 0; step < steps; step++) ds.batch('train', step, BATCH, 0);
     });
     ds.close();

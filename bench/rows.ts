@@ -31,3 +31,14 @@ function formatValue(v: number): string {
   if (Number.isInteger(v)) return String(v);
   return Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4);
 }
+
+/** Best wall time of `fn` over `repeats` runs, in seconds. */
+export function bestOf(repeats: number, fn: () => void): number {
+  let best = Infinity;
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    fn();
+    best = Math.min(best, (performance.now() - t0) / 1e3);
+  }
+  return best;
+}

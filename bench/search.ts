@@ -20,7 +20,7 @@ import { FlatIndex } from '../src/codebook/search.js';
 import { blasInfo, sgemm, sgemmTs } from '../src/linalg/blas.js';
 import { Rng } from '../src/util/rng.js';
 import { readNpyI32, writeNpyF32 } from '../src/patches/npy.js';
-import { formatRows, type BenchRow, type BenchSize } from './rows.js';
+import { bestOf, formatRows, type BenchRow, type BenchSize } from './rows.js';
 
 const P = 32;
 const D = 3 * P * P;
@@ -62,16 +62,6 @@ function samplePatches(photos: Photo[], n: number, rng: Rng): Float32Array {
     }
   }
   return out;
-}
-
-function bestOf(repeats: number, fn: () => void): number {
-  let best = Infinity;
-  for (let r = 0; r < repeats; r++) {
-    const t0 = performance.now();
-    fn();
-    best = Math.min(best, (performance.now() - t0) / 1e3);
-  }
-  return best;
 }
 
 interface FaissResult {
