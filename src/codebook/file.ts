@@ -7,7 +7,7 @@
  * Loading validates shapes, dtypes, finiteness and metadata and says exactly what is wrong.
  */
 import { z } from 'zod';
-import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
+import { metadataJson, readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { UvuError } from '../util/errors.js';
 import { parseOrFail } from '../util/fsio.js';
 import { PATCH, PATCH_DIM } from '../patches/patchify.js';
@@ -68,16 +68,6 @@ function firstNonFinite(a: Float32Array): number {
 /** "build" and "metrics" metadata: JSON objects (what they hold is informational). */
 const InfoObjectSchema = z.record(z.string(), z.unknown());
 
-function parseJsonField(path: string, meta: Record<string, string>, key: string): unknown {
-  const raw = meta[key];
-  if (raw === undefined) throw new UvuError(`${path}: codebook metadata lacks "${key}"`);
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new UvuError(`${path}: codebook metadata "${key}" is not valid JSON`);
-  }
-}
-
 /** Load and validate a codebook file; every problem is reported as one line naming the file. */
 export function loadCodebook(path: string): Codebook {
   const { tensors, metadata } = readSafetensors(path);
@@ -100,7 +90,7 @@ export function loadCodebook(path: string): Codebook {
   const badPixel = firstNonFinite(centersPixel);
   if (badPixel >= 0) fail(`centers_pixel has a non-finite value (${centersPixel[badPixel]}) at entry ${Math.floor(badPixel / D)}, dim ${badPixel % D}`);
 
-  const pe = parseOrFail(PosEncSchema, parseJsonField(path, metadata, 'pe'), `${path}: invalid codebook: metadata "pe"`, { all: true });
+  const pe = parseOrFail(PosEncSchema, metadataJson(metadata, 'pe', `${path}: invalid codebook`), `${path}: invalid codebook: metadata "pe"`, { all: true });
 
   let centersAssign: Float32Array | null = null;
   const assign = tensors.centers_assign;
@@ -121,8 +111,8 @@ export function loadCodebook(path: string): Codebook {
   else if (countsT.dtype === 'I64') counts = Float32Array.from(countsT.data as BigInt64Array, (v) => Number(v));
   else return fail(`counts has dtype ${countsT.dtype}, expected F32 or I64`);
   for (let k = 0; k < K; k++) if (!(counts[k]! >= 0 && Number.isFinite(counts[k]!))) fail(`counts has an invalid value (${counts[k]}) at entry ${k}, expected a finite count ≥ 0`);
-  const build = parseOrFail(InfoObjectSchema, parseJsonField(path, metadata, 'build'), `${path}: invalid codebook: metadata "build"`);
-  const metrics = parseOrFail(InfoObjectSchema, parseJsonField(path, metadata, 'metrics'), `${path}: invalid codebook: metadata "metrics"`);
+  const build = parseOrFail(InfoObjectSchema, metadataJson(metadata, 'build', `${path}: invalid codebook`), `${path}: invalid codebook: metadata "build"`);
+  const metrics = parseOrFail(InfoObjectSchema, metadataJson(metadata, 'metrics', `${path}: invalid codebook`), `${path}: invalid codebook: metadata "metrics"`);
 
   return {
     K,

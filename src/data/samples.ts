@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { loadImage } from '../image/io.js';
 import { describePhoto, subjectFromName } from './captions.js';
 import { UvuError } from '../util/errors.js';
-import { parseOrFail } from '../util/fsio.js';
+import { parseJsonLine, parseOrFail } from '../util/fsio.js';
 
 /** Where a sample was defined: a JSONL file and 1-based line, or a generator and an item. */
 export interface SampleSource {
@@ -65,13 +65,7 @@ export function readSamples(path: string): Sample[] {
   const out: Sample[] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(line);
-    } catch {
-      throw new UvuError(`${path}:${i + 1}: not valid JSON`);
-    }
-    out.push(parseSampleLine(raw, { file: path, line: i + 1 }, baseDir));
+    out.push(parseSampleLine(parseJsonLine(line, `${path}:${i + 1}`), { file: path, line: i + 1 }, baseDir));
   });
   if (out.length === 0) throw new UvuError(`${path}: no samples`);
   return out;

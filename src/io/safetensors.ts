@@ -180,6 +180,21 @@ function validateHeader(header: Record<string, unknown>, dataLen: number, bad: (
   return { metadata, entries };
 }
 
+/**
+ * A JSON-valued metadata field, parsed: `WHERE: metadata "KEY" is missing` or `… is not valid
+ * JSON` otherwise (`where` names the file and what it should be). `fallback` stands in for a
+ * missing field when given. The caller checks the value against its schema.
+ */
+export function metadataJson(metadata: Record<string, string>, key: string, where: string, fallback?: string): unknown {
+  const raw = metadata[key] ?? fallback;
+  if (raw === undefined) throw new UvuError(`${where}: metadata "${key}" is missing`);
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new UvuError(`${where}: metadata "${key}" is not valid JSON`);
+  }
+}
+
 /** The "__metadata__" map of a safetensors file, reading only its header (codebooks can be GBs). */
 export function readSafetensorsMetadata(path: string): Record<string, string> {
   const { fd, metadata } = openHeader(path);

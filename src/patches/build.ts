@@ -44,7 +44,7 @@ import {
   META_BYTES,
   PatchStore,
   ShardEntrySchema,
-  ImageEntrySchema,
+  parseImageLines,
   canonicalNameProblem,
   ShardWriter,
   SkippedSchema,
@@ -473,16 +473,7 @@ function checkCommittedImages(dir: string, state: BuildState, bad: (what: string
   const lines = kept.toString('utf8').split('\n');
   if (lines.pop() !== '') throw bad(`imagesBytes ${state.imagesBytes} does not end a line of ${IMAGES_FILE}`);
   if (lines.length !== state.imageCount) throw bad(`imageCount is ${state.imageCount} but the first ${state.imagesBytes} bytes of ${IMAGES_FILE} hold ${lines.length} lines`);
-  lines.forEach((line, i) => {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(line);
-    } catch {
-      throw new UvuError(`${path}: line ${i + 1} is not valid JSON; delete the folder and rebuild`);
-    }
-    const entry = parseOrFail(ImageEntrySchema, raw, `${path}: line ${i + 1}`);
-    if (entry.id !== i) throw new UvuError(`${path}: line ${i + 1}: id is ${entry.id}, expected ${i}; delete the folder and rebuild`);
-  });
+  parseImageLines(lines, path, 'delete the folder and rebuild');
 }
 
 function checkFileSize(path: string, expected: number): void {

@@ -19,13 +19,13 @@
  * read in a process, before any of its bytes is returned (opt out: `verify: false`, the CLI's
  * --no-verify); images.jsonl is checked line by line and against its sha256 when read.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { parseOrFail, readExact, readJsonFile, sha256File } from '../util/fsio.js';
+import { parseJsonLine, parseOrFail, readExact, readJsonFile, sha256Fd, sha256File } from '../util/fsio.js';
 import { checkAlloc } from '../util/limits.js';
 import { plainFileName } from '../util/filenames.js';
 import { fsErrorReason } from '../util/fserror.js';
@@ -125,6 +125,20 @@ export const ImageEntrySchema = z.object({
   patches: count(),
 });
 export type ImageEntry = z.infer<typeof ImageEntrySchema>;
+
+/**
+ * The lines of images.jsonl (without the final empty one) as entries: each checked against
+ * ImageEntrySchema, ids counting up from 0. Errors name `path: line N` (plus `hint`).
+ */
+export function parseImageLines(lines: string[], path: string, hint?: string): ImageEntry[] {
+  const tail = hint ? `; ${hint}` : '';
+  return lines.map((line, i) => {
+    const where = `${path}: line ${i + 1}`;
+    const entry = parseOrFail(ImageEntrySchema, parseJsonLine(line, where, hint), where);
+    if (entry.id !== i) throw new UvuError(`${where}: id is ${entry.id}, expected ${i}${tail}`);
+    return entry;
+  });
+}
 
 /** Per-patch metadata as struct-of-arrays, one entry per patch. */
 export interface PatchMetaArrays {
@@ -311,17 +325,7 @@ export class PatchStore {
     if (lines.length !== this.manifest.totals.images) {
       throw new UvuError(`${path}: holds ${lines.length} lines but the manifest lists ${this.manifest.totals.images} images`);
     }
-    return lines.map((line, i) => {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(line);
-      } catch {
-        throw new UvuError(`${path}: line ${i + 1} is not valid JSON`);
-      }
-      const entry = parseOrFail(ImageEntrySchema, raw, `${path}: line ${i + 1}`);
-      if (entry.id !== i) throw new UvuError(`${path}: line ${i + 1}: id is ${entry.id}, expected ${i}`);
-      return entry;
-    });
+    return parseImageLines(lines, path);
   }
 
   private shardOf(index: number): number {
@@ -561,24 +565,6 @@ export function canonicalNameProblem(shards: readonly { file: string; metaFile: 
   }
   if (imagesFile !== undefined && imagesFile !== IMAGES_FILE) return `imagesFile: expected "${IMAGES_FILE}", got ${JSON.stringify(imagesFile).slice(0, 60)}`;
   return null;
-}
-
-/** Read buffer of sha256Fd, grown to at most 8 MiB and kept (shards are verified one after another). */
-let hashBuffer = new Uint8Array(0);
-
-/** sha256 of everything in an open file, read from byte 0 in blocks of up to 8 MiB. */
-function sha256Fd(fd: number): string {
-  const h = createHash('sha256');
-  const want = Math.min(8 << 20, Math.max(1, fstatSync(fd).size));
-  if (hashBuffer.length < want) hashBuffer = new Uint8Array(want);
-  const buf = hashBuffer;
-  for (let pos = 0; ; ) {
-    const n = readSync(fd, buf, 0, buf.length, pos);
-    if (n === 0) break;
-    h.update(buf.subarray(0, n));
-    pos += n;
-  }
-  return h.digest('hex');
 }
 
 function checkHash(path: string, actual: string, expected: string): void {

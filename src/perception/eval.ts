@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
-import { parseOrFail } from '../util/fsio.js';
+import { parseJsonLine, parseOrFail } from '../util/fsio.js';
 import { relativePathInside } from '../util/filenames.js';
 import { readBenchManifest, SceneSizeSchema } from './build.js';
 import { hashSeed, type Box, type Split } from './scenes.js';
@@ -98,13 +98,7 @@ export function readBenchItems(benchDir: string, split: Split): QaItem[] {
   text.split('\n').forEach((l, i) => {
     if (!l.trim()) return;
     const where = `${path}:${i + 1}`;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(l);
-    } catch {
-      throw new UvuError(`${where}: not valid JSON`);
-    }
-    const item = parseOrFail(QaItemSchema, raw, `${where}: not a benchmark item`);
+    const item = parseOrFail(QaItemSchema, parseJsonLine(l, where), `${where}: not a benchmark item`);
     if (item.split !== split) throw new UvuError(`${where}: item of split ${item.split} in the ${split} file`);
     if (item.size !== manifest.size) throw new UvuError(`${where}: scene size ${item.size}, the benchmark manifest says ${manifest.size}`);
     items.push(item);

@@ -17,7 +17,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
+import { metadataJson, readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { ModelConfigSchema } from '../model/config.js';
 import { UvuModel, variableFrom } from '../model/model.js';
 import { parseVocab } from '../tokens/vocab.js';
@@ -161,17 +161,6 @@ export function findCheckpoint(dir: string): string | null {
   return best?.path ?? null;
 }
 
-/** Parse a JSON metadata field of model.safetensors: `FILE: metadata "KEY" …` when missing or not JSON. */
-function metadataJson(path: string, meta: Record<string, string>, key: string): unknown {
-  const raw = meta[key];
-  if (raw === undefined) throw new UvuError(`${path}: metadata lacks "${key}"`);
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new UvuError(`${path}: metadata "${key}" is not valid JSON`);
-  }
-}
-
 /** Index of the first non-finite value of `a`, or -1. */
 function firstNonFinite(a: Float32Array): number {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
@@ -202,8 +191,8 @@ export function loadCheckpoint(dir: string, opts: { withOptimizer?: boolean } = 
   const modelFile = readSafetensors(modelPath);
   const meta = modelFile.metadata;
   if (meta.format !== 'uvu-model') throw new UvuError(`${modelPath}: not a uvu model file (metadata "format" is ${JSON.stringify(meta.format)})`);
-  const config = parseOrFail(ModelConfigSchema, metadataJson(modelPath, meta, 'model_config'), `${modelPath}: metadata "model_config"`);
-  const vocab = parseVocab(metadataJson(modelPath, meta, 'vocab'), `${modelPath}: metadata "vocab"`);
+  const config = parseOrFail(ModelConfigSchema, metadataJson(meta, 'model_config', modelPath), `${modelPath}: metadata "model_config"`);
+  const vocab = parseVocab(metadataJson(meta, 'vocab', modelPath), `${modelPath}: metadata "vocab"`);
   const model = new UvuModel(config, vocab);
   const shapes = model.paramShapes();
   const weights = new Map<string, Float32Array>();

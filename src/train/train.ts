@@ -29,7 +29,7 @@ import { UvuModel } from '../model/model.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Vocab } from '../tokens/vocab.js';
 import { UvuError } from '../util/errors.js';
-import { parseOrFail } from '../util/fsio.js';
+import { parseJsonLine, parseOrFail } from '../util/fsio.js';
 import { checkAlloc } from '../util/limits.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { info, progress } from '../util/progress.js';
@@ -331,12 +331,7 @@ function replayLog(logPath: string, start: number): StepLog[] {
   if (start > 0 && existsSync(logPath)) {
     readFileSync(logPath, 'utf8').split('\n').forEach((line, i) => {
       if (!line.trim()) return;
-      let raw: unknown;
-      try {
-        raw = JSON.parse(line);
-      } catch {
-        throw new UvuError(`${logPath}: line ${i + 1} is not valid JSON (a damaged log: remove that line to resume)`);
-      }
+      const raw = parseJsonLine(line, `${logPath}: line ${i + 1}`, 'a damaged log: remove that line to resume');
       parseOrFail(StepLogSchema, raw, `${logPath}: line ${i + 1}`);
       // The line as written (not zod's copy), so a resumed run rewrites it byte for byte.
       const l = raw as StepLog;

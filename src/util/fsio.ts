@@ -15,22 +15,32 @@ const HASH_BLOCK_BYTES = 8 << 20;
 /** Largest single readSync request (Node rejects lengths ≥ 2 GiB). */
 const MAX_READ_BYTES = 1 << 30;
 
-/** sha256 of a file, streamed in 8 MiB blocks (hex). */
-export function sha256File(path: string): string {
+/** Read buffer of sha256Fd: grown to the largest file hashed so far, at most 8 MiB, and kept. */
+let hashBuffer = new Uint8Array(0);
+
+/** sha256 (hex) of everything in an open file, read from byte 0 in blocks of up to 8 MiB. */
+export function sha256Fd(fd: number): string {
   const h = createHash('sha256');
+  const want = Math.max(1, Math.min(HASH_BLOCK_BYTES, fstatSync(fd).size));
+  if (hashBuffer.length < want) hashBuffer = new Uint8Array(want);
+  const buf = hashBuffer;
+  for (let pos = 0; ; ) {
+    const n = readSync(fd, buf, 0, buf.length, pos);
+    if (n === 0) break;
+    h.update(buf.subarray(0, n));
+    pos += n;
+  }
+  return h.digest('hex');
+}
+
+/** sha256 (hex) of a file. */
+export function sha256File(path: string): string {
   const fd = openSync(path, 'r');
   try {
-    // A block of at most 8 MiB, and no larger than the file: small files are hashed often.
-    const buf = new Uint8Array(Math.max(1, Math.min(HASH_BLOCK_BYTES, fstatSync(fd).size)));
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
+    return sha256Fd(fd);
   } finally {
     closeSync(fd);
   }
-  return h.digest('hex');
 }
 
 /**
@@ -89,5 +99,14 @@ export function readJsonFile(path: string, what = 'file'): unknown {
     return JSON.parse(text);
   } catch {
     throw new UvuError(`${path}: ${what} is not valid JSON`);
+  }
+}
+
+/** One line of a JSONL file, parsed; `WHERE: not valid JSON` (plus `hint`) otherwise. `where` names file and line. */
+export function parseJsonLine(line: string, where: string, hint?: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new UvuError(`${where}: not valid JSON${hint ? `; ${hint}` : ''}`);
   }
 }

@@ -7,7 +7,7 @@
  * tensor's dtype, shape and finiteness against the config, and says exactly what is wrong.
  */
 import { z } from 'zod';
-import { readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
+import { metadataJson, readSafetensors, writeSafetensors, type Tensor } from '../io/safetensors.js';
 import { UvuError } from '../util/errors.js';
 import { parseOrFail } from '../util/fsio.js';
 import { PATCH } from '../patches/patchify.js';
@@ -46,14 +46,7 @@ export function loadVq(path: string): VqModel {
   if (Number(metadata.version) !== VQ_VERSION) fail(`unsupported version ${JSON.stringify(metadata.version)} (this uvu reads version ${VQ_VERSION})`);
   if (Number(metadata.patch_size) !== PATCH) fail(`patch_size is ${JSON.stringify(metadata.patch_size)}, this uvu uses ${PATCH}`);
 
-  let rawConfig: unknown;
-  try {
-    rawConfig = JSON.parse(metadata.config ?? fail('metadata lacks "config"'));
-  } catch (err) {
-    if (err instanceof UvuError) throw err;
-    fail('metadata "config" is not valid JSON');
-  }
-  const config = parseOrFail(VqConfigSchema, rawConfig, `${path}: invalid VQ model: metadata "config"`);
+  const config = parseOrFail(VqConfigSchema, metadataJson(metadata, 'config', `${path}: invalid VQ model`), `${path}: invalid VQ model: metadata "config"`);
   if (Number(metadata.K) !== config.K) fail(`metadata K = ${JSON.stringify(metadata.K)} disagrees with config K = ${config.K}`);
   if (Number(metadata.code_dim) !== config.codeDim) fail(`metadata code_dim = ${JSON.stringify(metadata.code_dim)} disagrees with config codeDim = ${config.codeDim}`);
 
@@ -68,13 +61,7 @@ export function loadVq(path: string): VqModel {
     for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) fail(`${name} has a non-finite value (${data[i]}) at element ${i}`);
     weights[name] = data;
   }
-  let rawMetrics: unknown = {};
-  try {
-    rawMetrics = JSON.parse(metadata.metrics ?? '{}');
-  } catch {
-    fail('metadata "metrics" is not valid JSON');
-  }
-  const metrics = parseOrFail(z.record(z.string(), z.unknown()), rawMetrics, `${path}: invalid VQ model: metadata "metrics"`);
+  const metrics = parseOrFail(z.record(z.string(), z.unknown()), metadataJson(metadata, 'metrics', `${path}: invalid VQ model`, '{}'), `${path}: invalid VQ model: metadata "metrics"`);
   const model = new VqModel(config, weights);
   model.meta = { data: metadata.data ?? '', metrics };
   return model;

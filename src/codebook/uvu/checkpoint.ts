@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readSafetensors, writeSafetensors, type SafeDtype, type Tensor } from '../../io/safetensors.js';
+import { metadataJson, readSafetensors, writeSafetensors, type SafeDtype, type Tensor } from '../../io/safetensors.js';
 import { UvuError, warnOnce } from '../../util/errors.js';
 import { parseOrFail } from '../../util/fsio.js';
 import { PATCH_DIM } from '../../patches/patchify.js';
@@ -141,14 +141,7 @@ export function readCheckpoint(path: string, identity: string, K?: number): Clus
   const round = Number(metadata.round);
   if (!(Number.isSafeInteger(round) && round >= 0) || metadata.round !== String(round)) bad(`metadata "round" is ${JSON.stringify(metadata.round)}, expected a round number`);
   if (metadata.converged !== 'true' && metadata.converged !== 'false') bad(`metadata "converged" is ${JSON.stringify(metadata.converged)}, expected "true" or "false"`);
-  const json = (key: string): unknown => {
-    const raw = metadata[key] ?? bad(`missing ${key}`);
-    try {
-      return JSON.parse(raw);
-    } catch {
-      return bad(`metadata "${key}" is not valid JSON`);
-    }
-  };
+  const json = (key: string): unknown => metadataJson(metadata, key, `${path}: corrupt checkpoint`);
   // Validated, then kept as written (not zod's copies), so a resumed run writes them back unchanged.
   const totals = json('totals') as ClusterState['totals'];
   parseOrFail(TotalsSchema, totals, `${path}: corrupt checkpoint: metadata "totals"`);
