@@ -5,12 +5,14 @@
  *
  *   foundations  util → io → linalg → engine → optim
  *   pipeline     image → patches → codebook → vq → tokens → text → data → model → train → infer → perception
+ *   cluster      Redis + BullMQ coordinator and workers of a distributed codebook build: it plugs
+ *                an assignment backend into codebook/ (which never imports it)
  *   entry        cli, and src/index.ts (the library API) over everything
  *
  * vq/ (the VQ-VAE of the AR+VQ baseline) sits beside codebook/: both turn patches into codes, and
  * tokens/ wraps either one as an image coder (tokens/coder.ts registry).
  */
-const LAYERS = ['util', 'io', 'linalg', 'engine', 'optim', 'image', 'patches', 'codebook', 'vq', 'tokens', 'text', 'data', 'model', 'train', 'infer', 'perception', 'cli'];
+const LAYERS = ['util', 'io', 'linalg', 'engine', 'optim', 'image', 'patches', 'codebook', 'vq', 'tokens', 'text', 'data', 'model', 'train', 'infer', 'perception', 'cluster', 'cli'];
 
 const upwardRules = LAYERS.slice(0, -1).map((layer, i) => ({
   name: `${layer}-imports-upward`,

@@ -5,6 +5,8 @@ import { buildKmeansCodebook } from '../codebook/build.js';
 import { loadCodebook, saveCodebook, type Codebook } from '../codebook/file.js';
 import { buildUvuCodebook, estimateMemory } from '../codebook/uvu/build.js';
 import { parseUvuConfig, type UvuClusterConfig } from '../codebook/uvu/config.js';
+import type { AssignBackendFactory } from '../codebook/uvu/assign.js';
+import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { CodebookMetrics } from '../codebook/metrics.js';
 import { evalCodebookOnImages, evalCodebookOnStore, tokenChanges } from '../codebook/eval.js';
@@ -40,6 +42,10 @@ export function codebookCommand(): Command {
       .option('--max-rounds <n>', 'uvu: maximum rounds', parsePositiveInt)
       .option('--val-size <n>', 'uvu: fixed validation sample for the convergence test', parsePositiveInt)
       .option('--workers <n>', 'uvu: worker threads for the assignment (1 = in-process)', parsePositiveInt)
+      .option('--redis [url]', 'run the assignment on `uvu worker` processes through this Redis; without URL: $UVU_REDIS_URL (keeps the password out of the process list)')
+      .option('--queue <name>', 'with --redis: BullMQ queue of the workers', 'uvu-assign')
+      .option('--work-dir <dir>', 'with --redis: folder on storage shared with the workers for centres and shard results (default: CHECKPOINT_DIR/cluster)')
+      .option('--shard-size <n>', 'uvu: patches per assignment shard (the unit of work of threads and cluster workers; default 8192)', parsePositiveInt)
       .option('--max-memory <size>', 'uvu: refuse to start above this estimated peak (e.g. 8G, 512M)', parseMemory)
       .option('--checkpoint-dir <dir>', 'uvu: per-round checkpoints (default: OUT.ckpt)')
       .option('--resume', 'uvu: continue from the newest good checkpoint', false)
@@ -161,6 +167,10 @@ interface BuildFlags extends OutputOptions {
   maxRounds?: number;
   valSize?: number;
   workers?: number;
+  shardSize?: number;
+  redis?: string | true;
+  queue: string;
+  workDir?: string;
   maxMemory?: number;
   checkpointDir?: string;
   resume: boolean;
@@ -211,6 +221,7 @@ function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
     maxRounds: o.maxRounds,
     valSize: o.valSize,
     workers: o.workers,
+    shardSize: o.shardSize,
     maxMemoryMiB: o.maxMemory,
   };
   if (o.pe) flags.pe = { type: o.pe, scale: o.pe === 'none' ? 0 : (o.peScale ?? DEFAULT_PE_SCALE) };
@@ -221,16 +232,32 @@ function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
 }
 
 /** Run the rounds with a progress bar, a JSONL log rewritten after each round, and save the codebook. */
-async function runUvu(o: OutputOptions & { patches: string; out: string; checkpointDir?: string; resume: boolean; log?: string; verify: boolean }, config: UvuClusterConfig, initial?: Codebook) {
+type RunFlags = OutputOptions & { patches: string; out: string; checkpointDir?: string; resume: boolean; log?: string; verify: boolean; redis?: string | true; queue?: string; workDir?: string };
+
+/** With --redis: the cluster backend (loaded only then), else undefined (threads in this process). */
+async function assignBackendFor(o: RunFlags, checkpointDir: string): Promise<AssignBackendFactory | undefined> {
+  if (!o.redis) return undefined;
+  const { redisTarget } = await import('./cluster.js');
+  const { RedisAssignBackend } = await import('../cluster/coordinator.js');
+  const target = redisTarget(o.redis, 'codebook build');
+  const { connectRedis } = await import('../cluster/redis.js');
+  (await connectRedis(target)).disconnect(); // a wrong password or no server: one line, before any work
+  return (ctx) => RedisAssignBackend.open({ target, queue: o.queue ?? 'uvu-assign', workDir: o.workDir ?? join(checkpointDir, 'cluster') }, ctx);
+}
+
+async function runUvu(o: RunFlags, config: UvuClusterConfig, initial?: Codebook) {
   const logPath = o.log ?? `${o.out}.log.jsonl`;
+  const checkpointDir = o.checkpointDir ?? `${o.out}.ckpt`;
+  const assignBackend = await assignBackendFor(o, checkpointDir);
   const bar = progress('uvu rounds', config.maxRounds, 'rounds');
   const result = await buildUvuCodebook({
     storeDir: o.patches,
     verify: o.verify,
     config,
-    checkpointDir: o.checkpointDir ?? `${o.out}.ckpt`,
+    checkpointDir,
     resume: o.resume,
     initial,
+    assignBackend,
     onRound: (log, state) => {
       writeFileAtomic(logPath, state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
       bar.set(log.round);

@@ -32,6 +32,8 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'complete-image', summary: 'keep the top rows of an image, let the model predict the codes of the rest, reconstruct them with the image coder', load: async () => (await import('./infer.js')).completeImageCommand() },
   { name: 'bench-data', summary: 'perception benchmark data: photographic objects pasted on real photos, with grounding, counting, spatial and existence questions', load: async () => (await import('./bench-data.js')).benchDataCommand() },
   { name: 'eval', summary: 'answer a perception benchmark split with a checkpoint (greedy) and score it per task, with 95% bootstrap intervals', load: async () => (await import('./eval.js')).evalCommand() },
+  { name: 'worker', summary: 'take assignment jobs of a distributed codebook build from Redis (run one or more per machine)', load: async () => (await import('./cluster.js')).workerCommand() },
+  { name: 'cluster', summary: 'state of a distributed build: workers alive, queue depths, round and shards', load: async () => (await import('./cluster.js')).clusterCommand() },
   { name: 'demo', summary: 'codebook from the bundled photos + round trip of a held-out photo, then a short training run of the unified model that completes that photo', load: async () => (await import('./demo.js')).demoCommand() },
 ];
 

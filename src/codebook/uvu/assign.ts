@@ -9,6 +9,11 @@
  * that each use a single-threaded BLAS while a job runs. OpenBLAS's thread count is one per
  * process, so the pool sets it to 1 for the job and puts it back afterwards: the main thread's
  * own BLAS work (validation, re-clustering) keeps every core.
+ *
+ * Where the shards run is an AssignBackend chosen by the caller (buildUvuCodebook's
+ * `assignBackend`): this pool in-process or on threads, or a backend of a higher layer that sends
+ * the shards to other machines (src/cluster/). Every backend returns the same exact per-patch
+ * results, concatenated in shard order.
  */
 import { Worker } from 'node:worker_threads';
 import { PatchStore } from '../../patches/store.js';
@@ -33,6 +38,29 @@ export interface AssignOutput {
   /** Exact squared distance in assignment space, per patch. */
   distSq: Float32Array;
 }
+
+/** Runs a round's assignment job somewhere; results exact per patch, in the job's order. */
+export interface AssignBackend {
+  /** One line for logs ("in-process", "3 worker threads on …", "Redis at …"). */
+  readonly description: string;
+  /** `round`: the clustering round the job belongs to (remote backends name their jobs by it). */
+  run(job: AssignJob, round: number): Promise<AssignOutput>;
+  close(): Promise<void>;
+}
+
+/** What a backend needs to know about the run it serves. */
+export interface AssignBackendContext {
+  storeDir: string;
+  /** Content fingerprint of the store (remote workers check theirs against it). */
+  fingerprint: string;
+  pe: PosEnc;
+  /** Patches per shard: the unit of work and of exact merging. */
+  shardSize: number;
+  /** Identity of the run (config and data): names remote jobs so that a resumed run finds them. */
+  runId: string;
+}
+
+export type AssignBackendFactory = (ctx: AssignBackendContext) => AssignBackend | Promise<AssignBackend>;
 
 /** Assign shards [first, first+stride, ...) of a job into `out` (runs in-process or in a worker). */
 export function assignShards(store: PatchStore, pe: PosEnc, job: AssignJob, shardSize: number, first: number, stride: number, out: AssignOutput): void {
@@ -62,7 +90,7 @@ function shared<T extends Float32Array | Int32Array | Uint32Array>(a: T, make: (
 }
 
 /** Runs jobs on a fixed set of worker threads (or in-process when workers = 1). */
-export class AssignPool {
+export class AssignPool implements AssignBackend {
   private readonly workers: Worker[] = [];
   private readonly store: PatchStore | null;
 

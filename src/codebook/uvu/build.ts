@@ -29,7 +29,7 @@ import { info } from '../../util/progress.js';
 import { checkUvuConfig, type UvuClusterConfig } from './config.js';
 import { cacheAppend, emptyCache, newState, type ClusterState, type RoundLog } from './state.js';
 import { loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { AssignPool } from './assign.js';
+import { AssignPool, type AssignBackend, type AssignBackendFactory } from './assign.js';
 
 const D = PATCH_DIM;
 
@@ -47,6 +47,11 @@ export interface UvuBuildOptions {
   resume?: boolean;
   /** Start from these centres instead of the initial k-means (incremental refinement). */
   initial?: Codebook;
+  /**
+   * Where each round's assignment runs (default: an AssignPool of `config.workers` threads in
+   * this process). The codebook is the same for every backend.
+   */
+  assignBackend?: AssignBackendFactory;
   /** Called after every round (and its checkpoint). */
   onRound?: (log: RoundLog, state: ClusterState) => void;
 }
@@ -218,11 +223,11 @@ interface RoundMembers {
 }
 
 /** Step 1. Draw poolFactor·N_round store indices and assign them to the active centres (sharded, possibly on workers). */
-async function assignCandidatePool(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignPool, rng: Rng): Promise<CandidatePool> {
+async function assignCandidatePool(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignBackend, rng: Rng, round: number): Promise<CandidatePool> {
   const poolN = Math.min(store.count, Math.ceil(cfg.poolFactor * cfg.roundSize));
   const indices = rng.sampleIndices(store.count, poolN).sort();
   const active = activeCentres(state, state.centersAssign);
-  const { ids, distSq } = await pool.run({ indices, centers: active.centers, slots: active.slots });
+  const { ids, distSq } = await pool.run({ indices, centers: active.centers, slots: active.slots }, round);
   return { indices, ids, distSq, kActive: active.slots.length };
 }
 
@@ -393,11 +398,11 @@ function closeRound(state: ClusterState, cfg: UvuClusterConfig, val: ValSample, 
  * One round (state.round + 1). All its randomness comes from one generator seeded by
  * (seed, round), drawn in step order: pool indices, sampling, splits, re-cluster.
  */
-async function runRound(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignPool, val: ValSample): Promise<RoundLog> {
+async function runRound(state: ClusterState, cfg: UvuClusterConfig, store: PatchStore, pool: AssignBackend, val: ValSample): Promise<RoundLog> {
   const t0 = performance.now();
   const round = state.round + 1;
   const rng = roundRng(cfg.seed, round);
-  const cand = await assignCandidatePool(state, cfg, store, pool, rng); // 1. candidate pool → active centres
+  const cand = await assignCandidatePool(state, cfg, store, pool, rng, round); // 1. candidate pool → active centres
   const members = sampleMembers(state, cfg, store, cand, rng); // 2. hierarchical sampling + dedup
   const m = updateDistanceDictionary(state, members); // 3. global distance dictionary
   const splits = splitEmptyClusters(state, members, m, rng); // 4. re-seed empty clusters
@@ -456,7 +461,8 @@ export async function buildUvuCodebook(opts: UvuBuildOptions): Promise<UvuBuildR
   const valRead = store.readIndices(valRng.sampleIndices(store.count, valN).sort());
   const val = { patches: valRead.patches, meta: valRead.meta, n: valN };
 
-  const pool = new AssignPool(opts.storeDir, cfg.pe, cfg.workers, cfg.shardSize);
+  const backendContext = { storeDir: opts.storeDir, fingerprint: store.fingerprint, pe: cfg.pe, shardSize: cfg.shardSize, runId: identity };
+  const pool = opts.assignBackend ? await opts.assignBackend(backendContext) : new AssignPool(opts.storeDir, cfg.pe, cfg.workers, cfg.shardSize);
   try {
     while (!state.converged && state.round < cfg.maxRounds) {
       const log = await runRound(state, cfg, store, pool, val);
