@@ -55,6 +55,7 @@ export function codebookCommand(): Command {
   ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
     if (o.method === 'uvu') return buildUvu(o);
+    if (o.redis !== undefined) throw new UsageError('codebook build: --redis runs only --method uvu on workers; --method kmeans runs in this process');
     if (o.size === undefined) throw new UsageError('codebook build: --size is required');
     const bar = progress('k-means', o.iters, 'iters');
     const t0 = performance.now();
