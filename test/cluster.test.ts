@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
 import { buildPatchStore } from '../src/patches/build.js';
 import { PatchStore } from '../src/patches/store.js';
+import { loadCodebook } from '../src/codebook/file.js';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { bullConnection, parseRedisUrl, maskRedisUrl } from '../src/cluster/redis.js';
 import { FsStorage, putContent } from '../src/cluster/storage.js';
@@ -180,6 +181,35 @@ test('Redis restarted (AOF) during a build: it continues or stops with a resume 
   } finally {
     await redis.stop();
   }
+});
+
+test('k-means --redis: every iteration assigned by workers, the same codebook as in-process', async () => {
+  // 9 photos at 768²: > 4096 patches, so the training set spans two shards of 4096.
+  const big = join(work, 'store-kmeans');
+  await buildPatchStore(BUNDLED_PHOTOS.map(bundledPhotoPath), { out: big, maxPixels: 768 * 768, progress: false });
+  const q = newQueue();
+  const workers = await Promise.all([0, 1].map(() => startWorker(sharedUrl, q)));
+  // All patches (K = 24: 256·K > store) and a random sample of them (--sample): both index paths.
+  for (const extra of [['--size', '24'], ['--size', '8', '--sample', '4500']]) {
+    const args = (out: string) => ['codebook', 'build', '--method', 'kmeans', '--patches', big, '--iters', '3', '--pe', '2d-sincos', ...extra, '--out', out, '--quiet'];
+    const local = join(work, `kmeans-local-${extra[1]}.safetensors`);
+    const remote = join(work, `kmeans-remote-${extra[1]}.safetensors`);
+    const l = run(args(local), sharedUrl);
+    assert.equal(await l.exited, 0, l.stderr());
+    const r = run([...args(remote), '--redis', '--queue', q, '--shard-size', '4096'], sharedUrl);
+    assert.equal(await r.exited, 0, r.stderr());
+    const a = loadCodebook(local);
+    const b = loadCodebook(remote);
+    assert.ok(b.K === a.K && (b.build.trained_on as number) > 4096, `trained on ${b.build.trained_on} patches: two shards`);
+    assert.deepEqual(b.centersPixel, a.centersPixel);
+    assert.deepEqual(b.centersAssign, a.centersAssign);
+    assert.deepEqual(b.counts, a.counts);
+    assert.deepEqual(b.metrics.objective_per_iter, a.metrics.objective_per_iter);
+  }
+  const s = spawnSync(process.execPath, [CLI, 'cluster', 'status', '--redis', '--queue', q, '--json'], { env: { ...process.env, UVU_REDIS_URL: sharedUrl }, encoding: 'utf8' });
+  const jobs = JSON.parse(s.stdout).workers.reduce((n: number, w: { jobs_done: number }) => n + w.jobs_done, 0);
+  assert.equal(jobs, 2 * 3 * 2, 'two builds × 3 iterations × 2 shards ran on the workers');
+  await stopAll(workers);
 });
 
 test('a wrong password is refused with one line that does not show it; a remote URL needs one', () => {

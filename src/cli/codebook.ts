@@ -1,7 +1,10 @@
 /** `uvu codebook build|refine|eval`. */
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { buildKmeansCodebook } from '../codebook/build.js';
+import { buildKmeansCodebook, type KmeansBuildOptions, type KmeansTrainingSet } from '../codebook/build.js';
+import type { AssignAll } from '../codebook/kmeans.js';
+import type { RedisTarget } from '../cluster/redis.js';
+import { createHash } from 'node:crypto';
 import { loadCodebook, saveCodebook, type Codebook } from '../codebook/file.js';
 import { buildUvuCodebook, estimateMemory } from '../codebook/uvu/build.js';
 import { parseUvuConfig, type UvuClusterConfig } from '../codebook/uvu/config.js';
@@ -42,10 +45,10 @@ export function codebookCommand(): Command {
       .option('--max-rounds <n>', 'uvu: maximum rounds', parsePositiveInt)
       .option('--val-size <n>', 'uvu: fixed validation sample for the convergence test', parsePositiveInt)
       .option('--workers <n>', 'uvu: worker threads for the assignment (1 = in-process)', parsePositiveInt)
-      .option('--redis [url]', 'run the assignment on `uvu worker` processes through this Redis; without URL: $UVU_REDIS_URL (keeps the password out of the process list)')
+      .option('--redis [url]', 'run the assignment (uvu rounds, k-means iterations) on `uvu worker` processes through this Redis; without URL: $UVU_REDIS_URL (keeps the password out of the process list)')
       .option('--queue <name>', 'with --redis: BullMQ queue of the workers', 'uvu-assign')
-      .option('--work-dir <dir>', 'with --redis: folder on storage shared with the workers for centres and shard results (default: CHECKPOINT_DIR/cluster)')
-      .option('--shard-size <n>', 'uvu: patches per assignment shard (the unit of work of threads and cluster workers; default 8192)', parsePositiveInt)
+      .option('--work-dir <dir>', 'with --redis: folder on storage shared with the workers for centres and shard results (default: CHECKPOINT_DIR/cluster for uvu, OUT.cluster for kmeans)')
+      .option('--shard-size <n>', 'patches per assignment shard (uvu: threads and workers; kmeans --redis: workers, a multiple of 4096); default 8192', parsePositiveInt)
       .option('--max-memory <size>', 'uvu: refuse to start above this estimated peak (e.g. 8G, 512M)', parseMemory)
       .option('--checkpoint-dir <dir>', 'uvu: per-round checkpoints (default: OUT.ckpt)')
       .option('--resume', 'uvu: continue from the newest good checkpoint', false)
@@ -55,20 +58,26 @@ export function codebookCommand(): Command {
   ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
     if (o.method === 'uvu') return buildUvu(o);
-    if (o.redis !== undefined) throw new UsageError('codebook build: --redis runs only --method uvu on workers; --method kmeans runs in this process');
     if (o.size === undefined) throw new UsageError('codebook build: --size is required');
+    const pe = o.pe ?? 'none';
+    const options: KmeansBuildOptions = { method: 'kmeans', size: o.size, iters: o.iters, seed: o.seed ?? DEFAULT_CODEBOOK_SEED, sample: o.sample, init: o.init, pe: { type: pe, scale: pe === 'none' ? 0 : (o.peScale ?? DEFAULT_PE_SCALE) } };
+    const remote = await kmeansOnWorkers(o, options);
     const bar = progress('k-means', o.iters, 'iters');
     const t0 = performance.now();
-    const pe = o.pe ?? 'none';
-    const cb = buildKmeansCodebook(
-      o.patches,
-      { method: 'kmeans', size: o.size, iters: o.iters, seed: o.seed ?? DEFAULT_CODEBOOK_SEED, sample: o.sample, init: o.init, pe: { type: pe, scale: pe === 'none' ? 0 : (o.peScale ?? DEFAULT_PE_SCALE) } },
-      (s) => {
-        bar.tick();
-        if (!process.stderr.isTTY) info(`iter ${s.iter}: objective ${s.objective.toPrecision(7)} mse ${s.mse.toExponential(4)} imbalance ${s.imbalance.toFixed(3)} splits ${s.nsplit} (${s.seconds.toFixed(2)} s)`);
-      },
-      { verify: o.verify },
-    );
+    let cb: Codebook;
+    try {
+      cb = buildKmeansCodebook(
+        o.patches,
+        options,
+        (s) => {
+          bar.tick();
+          if (!process.stderr.isTTY) info(`iter ${s.iter}: objective ${s.objective.toPrecision(7)} mse ${s.mse.toExponential(4)} imbalance ${s.imbalance.toFixed(3)} splits ${s.nsplit} (${s.seconds.toFixed(2)} s)`);
+        },
+        { verify: o.verify, assignAll: remote?.start },
+      );
+    } finally {
+      remote?.close();
+    }
     bar.stop();
     saveCodebook(o.out, cb);
     const seconds = (performance.now() - t0) / 1000;
@@ -235,14 +244,39 @@ function uvuConfigFrom(o: BuildFlags): UvuClusterConfig {
 /** Run the rounds with a progress bar, a JSONL log rewritten after each round, and save the codebook. */
 type RunFlags = OutputOptions & { patches: string; out: string; checkpointDir?: string; resume: boolean; log?: string; verify: boolean; redis?: string | true; queue?: string; workDir?: string };
 
+/**
+ * With --redis, k-means's per-iteration assignment on the workers (the coordinator thread is
+ * started once the training set is known); undefined without --redis.
+ */
+async function kmeansOnWorkers(o: BuildFlags, options: KmeansBuildOptions): Promise<{ start: (t: KmeansTrainingSet) => AssignAll; close: () => void } | undefined> {
+  if (!o.redis) return undefined;
+  const target = await checkedRedisTarget(o.redis);
+  const { remoteKmeans } = await import('../cluster/kmeans-remote.js');
+  let remote: { assignAll: AssignAll; close: () => void } | undefined;
+  return {
+    start: (training) => {
+      const runId = createHash('sha256').update(JSON.stringify(options)).update(training.fingerprint).digest('hex');
+      remote = remoteKmeans({ target, queue: o.queue, workDir: o.workDir ?? `${o.out}.cluster`, shardSize: o.shardSize ?? 8192, runId, quiet: Boolean(o.quiet) }, training);
+      return remote.assignAll;
+    },
+    close: () => remote?.close(),
+  };
+}
+
+/** The Redis target of --redis [URL], checked with one PING (a wrong password is one line, before any work). */
+async function checkedRedisTarget(flag: string | true): Promise<RedisTarget> {
+  const { redisTarget } = await import('./cluster.js');
+  const { connectRedis } = await import('../cluster/redis.js');
+  const target = redisTarget(flag, 'codebook build');
+  (await connectRedis(target)).disconnect();
+  return target;
+}
+
 /** With --redis: the cluster backend (loaded only then), else undefined (threads in this process). */
 async function assignBackendFor(o: RunFlags, checkpointDir: string): Promise<AssignBackendFactory | undefined> {
   if (!o.redis) return undefined;
-  const { redisTarget } = await import('./cluster.js');
+  const target = await checkedRedisTarget(o.redis);
   const { RedisAssignBackend } = await import('../cluster/coordinator.js');
-  const target = redisTarget(o.redis, 'codebook build');
-  const { connectRedis } = await import('../cluster/redis.js');
-  (await connectRedis(target)).disconnect(); // a wrong password or no server: one line, before any work
   return (ctx) => RedisAssignBackend.open({ target, queue: o.queue ?? 'uvu-assign', workDir: o.workDir ?? join(checkpointDir, 'cluster') }, ctx);
 }
 

@@ -26,7 +26,7 @@ import { info, progress } from '../util/progress.js';
 import { bullConnection, connectRedis, describeRedisError, type RedisTarget } from './redis.js';
 import { FsStorage, putContent, type ClusterStorage } from './storage.js';
 import { CODE_VERSION, PAYLOAD_VERSION, resultName, type AssignPayload } from './payload.js';
-import { coordinatorKey } from './status.js';
+import { coordinatorKey, scanKeys, workerKey } from './status.js';
 
 export interface RedisBackendOptions {
   target: RedisTarget;
@@ -39,6 +39,12 @@ export interface RedisBackendOptions {
   pollMs?: number;
   /** Stop the round when Redis has not answered for this long (ms). */
   redisTimeoutMs?: number;
+  /** What a job's `round` counts in log lines ("round", or "iteration" for k-means). */
+  unit?: string;
+  /** Where log lines go (default: stderr unless --quiet; a thread whose parent is blocked writes to fd 2 itself). */
+  log?: (line: string) => void;
+  /** Show a progress bar over each round's shards (default true). */
+  bar?: boolean;
 }
 
 /** What one round moved and cost, measured by the coordinator (for logs and the benchmark). */
@@ -85,7 +91,7 @@ export class RedisAssignBackend implements AssignBackend {
   ) {}
 
   static async open(options: RedisBackendOptions, ctx: AssignBackendContext): Promise<RedisAssignBackend> {
-    const opts = { attempts: 3, pollMs: 50, redisTimeoutMs: 60_000, ...options };
+    const opts = { attempts: 3, pollMs: 50, redisTimeoutMs: 60_000, unit: 'round', log: info, bar: true, ...options };
     (await connectRedis(opts.target)).disconnect();
     const queue = new Queue(opts.queue, { connection: bullConnection(opts.target) });
     queue.on('error', () => {}); // reconnects by itself; the round notices a long outage (redisTimeoutMs)
@@ -107,7 +113,7 @@ export class RedisAssignBackend implements AssignBackend {
       return r;
     } catch (err) {
       if (Date.now() - this.lastRedisOk > this.opts.redisTimeoutMs) {
-        throw new UvuError(`${describeRedisError(this.opts.target, err)} (${what}; no answer for ${(this.opts.redisTimeoutMs / 1000).toFixed(0)} s) in round ${round} with ${done}/${total} shards done and kept in ${this.workDir}; start Redis again and rerun the same command with --resume`);
+        throw new UvuError(`${describeRedisError(this.opts.target, err)} (${what}; no answer for ${(this.opts.redisTimeoutMs / 1000).toFixed(0)} s) in ${this.opts.unit} ${round} with ${done}/${total} shards done and kept in ${this.workDir}; start Redis again and rerun the same command with --resume`);
       }
       return undefined;
     }
@@ -128,7 +134,7 @@ export class RedisAssignBackend implements AssignBackend {
     const outstanding = new Set<number>();
     for (let s = 0; s < nShards; s++) if (!(await this.storage.has(resultName(keys[s]!)))) outstanding.add(s);
     const reused = nShards - outstanding.size;
-    if (reused > 0) info(`round ${round}: reusing ${reused} of ${nShards} shard results already in ${this.workDir}`);
+    if (reused > 0) this.opts.log(`${this.opts.unit} ${round}: reusing ${reused} of ${nShards} shard results already in ${this.workDir}`);
     const payload = (s: number): AssignPayload => ({ kind: 'assign', version: PAYLOAD_VERSION, code: CODE_VERSION, store: this.storeDir, fingerprint: this.ctx.fingerprint, work: this.workDir, centres: centres.hash, indices: indices.hash, round, shard: s, shardSize: size, pe: this.ctx.pe, key: keys[s]! });
     const submit = async (): Promise<void> => {
       const list = [...outstanding];
@@ -140,13 +146,15 @@ export class RedisAssignBackend implements AssignBackend {
         }
         this.firstRun = false;
       }
-      await this.queue.addBulk(list.map((s) => ({ name: 'assign', data: payload(s), opts: { jobId: keys[s]!, attempts: this.opts.attempts, removeOnComplete: true, removeOnFail: { age: 24 * 3600 } } })));
+      await this.queue.addBulk(list.map((s) => ({ name: 'assign', data: payload(s), opts: { jobId: keys[s]!, attempts: this.opts.attempts, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: true, removeOnFail: { age: 24 * 3600 } } })));
     };
-    const bar = progress(`round ${round} shards`, nShards, 'shards');
+    const bar = this.opts.bar ? progress(`${this.opts.unit} ${round} shards`, nShards, 'shards') : { set() {}, tick() {}, stop() {} };
     bar.set(reused);
     await this.redis('queueing the shards', submit, round, reused, nShards);
     let lastSubmit = Date.now();
     let lastCheck = Date.now();
+    let warnedIdle = false;
+    const tStart = Date.now();
     while (outstanding.size > 0) {
       await sleep(this.opts.pollMs);
       const present = new Set(await this.storage.list('results'));
@@ -165,7 +173,14 @@ export class RedisAssignBackend implements AssignBackend {
           const s = keys.indexOf(j.id ?? '');
           if (s >= 0 && outstanding.has(s)) {
             bar.stop();
-            throw new UvuError(`round ${round}, shard ${s}: ${j.failedReason}`);
+            throw new UvuError(`${this.opts.unit} ${round}, shard ${s}: ${j.failedReason}`);
+          }
+        }
+        if (!warnedIdle && Date.now() - tStart > 10_000 && done === reused) {
+          const alive = await this.redis('looking for workers', () => scanKeys(this.client, workerKey(this.opts.queue, '*')), round, done, nShards);
+          if (alive?.length === 0) {
+            warnedIdle = true;
+            this.opts.log(`${this.opts.unit} ${round}: no worker is listening on queue ${this.opts.queue}; start \`uvu worker --redis --store-root … --work-root …\` on machines that see ${this.storeDir} and ${this.workDir}`);
           }
         }
         if (Date.now() - lastSubmit > 5000) {
@@ -205,7 +220,7 @@ export class RedisAssignBackend implements AssignBackend {
     stats.workers = workers.size;
     this.rounds.push(stats);
     await this.redis('publishing status', () => this.publish(round, nShards, nShards, reused), round, nShards, nShards);
-    info(`round ${round}: ${nShards} shards (${reused} reused) on ${workers.size} worker(s): ${n} patches in ${(stats.wallMs / 1000).toFixed(2)} s, merge ${stats.mergeMs.toFixed(0)} ms, moved ${((stats.bytesCentres + stats.bytesIndices + stats.bytesResults) / 2 ** 20).toFixed(1)} MiB`);
+    this.opts.log(`${this.opts.unit} ${round}: ${nShards} shards (${reused} reused) on ${workers.size} worker(s): ${n} patches in ${(stats.wallMs / 1000).toFixed(2)} s, merge ${stats.mergeMs.toFixed(0)} ms, moved ${((stats.bytesCentres + stats.bytesIndices + stats.bytesResults) / 2 ** 20).toFixed(1)} MiB`);
     return { ids, distSq };
   }
 

@@ -46,7 +46,8 @@ export interface ClusterStatus {
   coordinator: CoordinatorStatus | null;
 }
 
-async function scanKeys(client: Redis, pattern: string): Promise<string[]> {
+/** Keys matching `pattern`, by SCAN (never the blocking KEYS). */
+export async function scanKeys(client: Redis, pattern: string): Promise<string[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {

@@ -9,12 +9,11 @@
  * file system call (src/util/filenames.ts), so a name can never leave the folder.
  *
  * Content-addressed tensors (`putContent` / `getContent`): the name is the sha256 of the tensors'
- * names and bytes; a reader recomputes it and refuses a file that does not match.
+ * names and bytes (tensorsSha256); a reader recomputes it and refuses a file that does not match.
  */
-import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readSafetensors, writeSafetensors, type SafetensorsFile, type Tensor } from '../io/safetensors.js';
+import { readSafetensors, tensorsSha256, writeSafetensors, type SafetensorsFile, type Tensor } from '../io/safetensors.js';
 import { relativePathProblem } from '../util/filenames.js';
 import { UvuError } from '../util/errors.js';
 
@@ -76,22 +75,12 @@ export class FsStorage implements ClusterStorage {
   }
 }
 
-/** sha256 over each tensor's name and bytes, in name order (the content address). */
-export function contentHash(tensors: Record<string, Tensor>): string {
-  const h = createHash('sha256');
-  for (const name of Object.keys(tensors).sort()) {
-    const d = tensors[name]!.data;
-    h.update(name);
-    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  }
-  return h.digest('hex');
-}
 
 const contentName = (folder: string, hash: string): string => `${folder}/${hash}.safetensors`;
 
 /** Store `tensors` once under folder/<hash>.safetensors; returns the hash and the bytes written (0 when it was there). */
 export async function putContent(storage: ClusterStorage, folder: string, tensors: Record<string, Tensor>): Promise<{ hash: string; bytes: number }> {
-  const hash = contentHash(tensors);
+  const hash = tensorsSha256(tensors);
   const name = contentName(folder, hash);
   if (await storage.has(name)) return { hash, bytes: 0 };
   return { hash, bytes: await storage.put(name, tensors, { sha256: hash }) };
@@ -102,7 +91,7 @@ export async function getContent(storage: ClusterStorage, folder: string, hash: 
   const name = contentName(folder, hash);
   if (!(await storage.has(name))) throw new UvuError(`${storage.where}/${name}: missing (is the work folder shared with the coordinator?)`);
   const { tensors } = await storage.get(name);
-  const actual = contentHash(tensors);
+  const actual = tensorsSha256(tensors);
   if (actual !== hash) throw new UvuError(`${storage.where}/${name}: content does not match its hash (sha256 ${actual.slice(0, 12)}…); the file was changed or damaged`);
   return tensors;
 }

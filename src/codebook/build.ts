@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { PatchStore } from '../patches/store.js';
 import { PATCH, PATCH_DIM } from '../patches/patchify.js';
 import { PatchPoints } from './points.js';
-import { kmeans, type KmeansIterStats } from './kmeans.js';
+import { kmeans, type AssignAll, type KmeansIterStats } from './kmeans.js';
+import type { PosEnc } from './posenc.js';
 import { NO_POSENC, PosEncSchema } from './posenc.js';
 import type { Codebook } from './file.js';
 import { Rng } from '../util/rng.js';
@@ -32,19 +33,31 @@ export type KmeansBuildOptions = z.input<typeof KmeansBuildSchema>;
 /** Default cap on training points per centre (Faiss max_points_per_centroid). */
 const MAX_POINTS_PER_CENTROID = 256;
 
+/** The training points of a k-means build, for a backend that assigns them elsewhere. */
+export interface KmeansTrainingSet {
+  storeDir: string;
+  fingerprint: string;
+  pe: PosEnc;
+  /** Store indices of the training points, ascending (the k-means point order). */
+  indices: Uint32Array;
+}
+
 /**
  * `io.verify` (default true): check each store shard's sha256 before its first read (kept out of
- * the options so that it is not recorded in the codebook).
+ * the options so that it is not recorded in the codebook). `io.assignAll`: run every Lloyd
+ * iteration's assignment elsewhere (cluster workers); the codebook is the same.
  */
-export function buildKmeansCodebook(storeDir: string, options: KmeansBuildOptions, onIter?: (s: KmeansIterStats) => void, io: { verify?: boolean } = {}): Codebook {
+export function buildKmeansCodebook(storeDir: string, options: KmeansBuildOptions, onIter?: (s: KmeansIterStats) => void, io: { verify?: boolean; assignAll?: (training: KmeansTrainingSet) => AssignAll } = {}): Codebook {
   const opts = KmeansBuildSchema.parse(options);
   const store = PatchStore.open(storeDir, { verify: io.verify ?? true });
   const K = opts.size;
   if (K > store.count) throw new UvuError(`${storeDir}: K = ${K} is larger than the number of patches in the store (${store.count}); lower --size or add images`);
   const nSample = Math.min(store.count, opts.sample ?? K * MAX_POINTS_PER_CENTROID);
   // The sampling RNG is separate from k-means' own so --sample does not shift the init.
-  const { patches, meta } = nSample === store.count ? store.readRange(0, store.count) : store.sample(nSample, new Rng(opts.seed ^ 0x5eed));
+  const { patches, meta, indices } = nSample === store.count ? { ...store.readRange(0, store.count), indices: null } : store.sample(nSample, new Rng(opts.seed ^ 0x5eed));
   const points = new PatchPoints(patches, nSample, PATCH_DIM, meta, opts.pe);
+  // The build never subsamples inside kmeans() (maxPointsPerCentroid ≥ nSample/K below), so these are the training points.
+  const assignAll = io.assignAll?.({ storeDir, fingerprint: store.fingerprint, pe: opts.pe, indices: indices ?? Uint32Array.from({ length: nSample }, (_, i) => i) });
   const t0 = performance.now();
   const result = kmeans(
     points,
@@ -56,6 +69,7 @@ export function buildKmeansCodebook(storeDir: string, options: KmeansBuildOption
       maxPointsPerCentroid: Math.max(MAX_POINTS_PER_CENTROID, Math.ceil(nSample / K)),
     },
     onIter,
+    assignAll,
   );
   const seconds = (performance.now() - t0) / 1000;
   const last = result.stats[result.stats.length - 1]!;

@@ -426,11 +426,19 @@ function kmeansPlusPlusInit(points: PatchPoints, K: number, rng: Rng, chunk: num
 }
 
 /**
+ * Full nearest-centre assignment of all training points to the [K, D] centres, done elsewhere
+ * (cluster workers, src/cluster/): exact, as FlatIndex.search, ids in [0, K).
+ */
+export type AssignAll = (centers: Float32Array, K: number) => { ids: Int32Array; distSq: Float32Array };
+
+/**
  * Cluster `points` into K centres. `onIter` sees each iteration's statistics as they happen,
  * with that iteration's assignment and the updated centres (live arrays: copy to keep).
- * Throws UsageError when K exceeds the number of points.
+ * With `assignAll`, every iteration's assignment is that function's (plain full assignment,
+ * no pruning: the same result, since pruning is exact). Throws UsageError when K exceeds the
+ * number of points.
  */
-export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: KmeansIterStats, state: { ids: Int32Array; centersAssign: Float32Array }) => void): KmeansResult {
+export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: KmeansIterStats, state: { ids: Int32Array; centersAssign: Float32Array }) => void, assignAll?: AssignAll): KmeansResult {
   const cfg = KmeansConfigSchema.parse(config);
   const K = cfg.k;
   const { D } = points;
@@ -444,6 +452,7 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
     warnOnce('kmeans-few-points', `clustering ${points.n} points to ${K} centroids: Faiss recommends at least ${K * cfg.minPointsPerCentroid} (${cfg.minPointsPerCentroid} per centroid)`);
   }
   const n = train.n;
+  if (assignAll && train !== points) throw new UsageError(`k-means: an external assignment needs every point trained on (n = ${points.n} > ${maxN} = K·maxPointsPerCentroid)`);
 
   const seeds = cfg.init === 'random' ? rng.sampleIndices(n, K) : kmeansPlusPlusInit(train, K, rng, cfg.chunk);
   const centersAssign = new Float32Array(K * D);
@@ -458,7 +467,7 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
   const assigner = new Assigner(train, cfg.chunk, cfg.cacheFloats);
   for (let iter = 0; iter < cfg.iters; iter++) {
     if (iter > 0) t0 = performance.now();
-    const { ids, distSq } = cfg.prune ? assigner.assignPruned(centersAssign, K) : assigner.assign(centersAssign, K);
+    const { ids, distSq } = assignAll ? assignAll(centersAssign, K) : cfg.prune ? assigner.assignPruned(centersAssign, K) : assigner.assign(centersAssign, K);
     // Distances computed: K per fully searched point, |M| + 1 per candidate (search over M, exact u).
     const computed = (n - assigner.lastSkippedPoints) * K + assigner.lastCandidates * (assigner.lastMoved + 1);
     const skipped = cfg.prune ? Math.max(0, 1 - computed / (n * K)) : 0;

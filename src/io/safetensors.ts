@@ -8,6 +8,7 @@
  * The format is small and fully specified; the npm packages that implement it are unmaintained
  * stubs, so we keep ~150 lines here with strict validation on read.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -40,6 +41,20 @@ function viewAs(dtype: SafeDtype, buf: ArrayBuffer, byteOffset: number, length: 
 }
 
 const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * sha256 over each tensor's name and bytes, in name order: a content hash of the tensors that
+ * does not depend on the file's header layout (checkpoint checksums, content-addressed files).
+ */
+export function tensorsSha256(tensors: Record<string, Tensor>): string {
+  const h = createHash('sha256');
+  for (const name of Object.keys(tensors).sort()) {
+    const d = tensors[name]!.data;
+    h.update(name);
+    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest('hex');
+}
 
 /** Write tensors (in the given key order) and string metadata to `path`, atomically. */
 export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): void {

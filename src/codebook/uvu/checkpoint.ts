@@ -5,11 +5,10 @@
  * refused with a warning and the previous good one is used. Reading checks every tensor's dtype
  * and shape against K, the cache against its size, and the JSON metadata against schemas.
  */
-import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { metadataJson, readSafetensors, writeSafetensors, type SafeDtype, type Tensor } from '../../io/safetensors.js';
+import { metadataJson, readSafetensors, tensorsSha256, writeSafetensors, type SafeDtype, type Tensor } from '../../io/safetensors.js';
 import { UvuError, warnOnce } from '../../util/errors.js';
 import { parseOrFail } from '../../util/fsio.js';
 import { PATCH_DIM } from '../../patches/patchify.js';
@@ -19,16 +18,6 @@ export const CHECKPOINT_FORMAT = 'uvu-cluster-checkpoint';
 const KEEP = 2;
 
 const fileFor = (round: number): string => `round-${String(round).padStart(6, '0')}.safetensors`;
-
-function checksum(tensors: Record<string, Tensor>): string {
-  const h = createHash('sha256');
-  for (const name of Object.keys(tensors).sort()) {
-    const d = tensors[name]!.data;
-    h.update(name);
-    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  }
-  return h.digest('hex');
-}
 
 function tensorsOf(s: ClusterState): Record<string, Tensor> {
   const c = s.cache;
@@ -65,7 +54,7 @@ export function saveCheckpoint(dir: string, state: ClusterState, identity: strin
     totals: JSON.stringify(state.totals),
     history: JSON.stringify(state.history),
     converged: String(state.converged),
-    checksum: checksum(tensors),
+    checksum: tensorsSha256(tensors),
   });
   const all = listCheckpoints(dir);
   for (const old of all.slice(KEEP)) rmSync(join(dir, old), { force: true });
@@ -111,7 +100,7 @@ export function readCheckpoint(path: string, identity: string, K?: number): Clus
     throw new UvuError(`${path}: corrupt checkpoint: ${what}`);
   };
   if (metadata.format !== CHECKPOINT_FORMAT) bad(`format is ${JSON.stringify(metadata.format)}`);
-  if (metadata.checksum !== checksum(tensors)) bad('tensor bytes do not match the recorded sha256 (file damaged or edited)');
+  if (metadata.checksum !== tensorsSha256(tensors)) bad('tensor bytes do not match the recorded sha256 (file damaged or edited)');
   if (metadata.identity !== identity) {
     throw new UvuError(`${path}: checkpoint was made with other parameters or data; start a new run (different --checkpoint-dir) or use the same config`);
   }
