@@ -52,19 +52,22 @@ function realRoot(root: string, flag: string): string {
   }
 }
 
-/** Why `path` (from a job) is not inside `root` (a real path), or null. */
-export function outsideRoot(path: string, root: string): string | null {
-  if (!isAbsolute(path)) return `is not an absolute path`;
-  if (path.split(/[/\\]/).includes('..')) return `contains ".."`;
+/**
+ * The real path of `path` (from a job) when it lies inside `root` (a real path), or why not.
+ * The job then runs on the real path, so a link changed after the check cannot redirect it.
+ */
+export function insideRoot(path: string, root: string): { real: string } | { problem: string } {
+  if (!isAbsolute(path)) return { problem: 'is not an absolute path' };
+  if (path.split(/[/\\]/).includes('..')) return { problem: 'contains ".."' };
   let real: string;
   try {
     real = realpathSync(path);
   } catch {
-    return `does not exist on this worker`;
+    return { problem: 'does not exist on this worker' };
   }
   const rel = relative(root, real);
-  if (rel === '' || !(rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))) return null;
-  return `lies outside ${root}`;
+  if (rel === '' || !(rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))) return { real };
+  return { problem: `lies outside ${root}` };
 }
 
 /** Compute threads: each runs one job at a time. */
@@ -114,11 +117,11 @@ export function checkPayload(data: unknown, storeRoot: string, workRoot: string,
   const parsed = AssignPayloadSchema.safeParse(data);
   if (!parsed.success) refuse(`malformed payload: ${describeZodError(parsed.error)}`);
   const p = parsed.data!;
-  const s = outsideRoot(p.store, storeRoot);
-  if (s) refuse(`store path ${JSON.stringify(p.store)} ${s} (--store-root)`);
-  const w = outsideRoot(p.work, workRoot);
-  if (w) refuse(`work path ${JSON.stringify(p.work)} ${w} (--work-root)`);
-  return p;
+  const store = insideRoot(p.store, storeRoot);
+  if ('problem' in store) return refuse(`store path ${JSON.stringify(p.store)} ${store.problem} (--store-root)`);
+  const work = insideRoot(p.work, workRoot);
+  if ('problem' in work) return refuse(`work path ${JSON.stringify(p.work)} ${work.problem} (--work-root)`);
+  return { ...p, store: store.real, work: work.real };
 }
 
 /** Run a worker until SIGTERM / SIGINT; resolves after a clean shutdown. */
