@@ -30,7 +30,7 @@ export function workerCommand(): Command {
   ).action(async (o: OutputOptions & { redis?: string | true; storeRoot: string; workRoot: string; concurrency: number; blasThreads?: number; queue: string; lockDuration: number; stalledInterval: number }) => {
     applyOutputOptions(o);
     const target = redisTarget(o.redis, 'worker');
-    await runWorker({
+    const summary = await runWorker({
       target,
       queue: o.queue,
       storeRoot: o.storeRoot,
@@ -40,6 +40,8 @@ export function workerCommand(): Command {
       lockMs: o.lockDuration,
       stalledMs: o.stalledInterval,
     });
+    // The log line "stopped after N job(s)" already went to stderr; --json adds the totals on stdout.
+    if (o.json) emit(o, summary, () => '');
   });
 }
 

@@ -124,8 +124,18 @@ export function checkPayload(data: unknown, storeRoot: string, workRoot: string,
   return { ...p, store: store.real, work: work.real };
 }
 
+/** What a worker did, returned after a clean shutdown. */
+export interface WorkerSummary {
+  worker: string;
+  jobs_done: number;
+  jobs_refused: number;
+  patches: number;
+  busy_seconds: number;
+  seconds: number;
+}
+
 /** Run a worker until SIGTERM / SIGINT; resolves after a clean shutdown. */
-export async function runWorker(opts: WorkerOptions): Promise<void> {
+export async function runWorker(opts: WorkerOptions): Promise<WorkerSummary> {
   const storeRoot = realRoot(opts.storeRoot, '--store-root');
   const workRoot = realRoot(opts.workRoot, '--work-root');
   (await connectRedis(opts.target)).disconnect(); // one clear line for a wrong password or no server
@@ -204,4 +214,5 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   });
   void worker.run();
   await stopped;
+  return { worker: id, jobs_done: totals.jobs, jobs_refused: totals.refused, patches: totals.patches, busy_seconds: totals.busyMs / 1000, seconds: (Date.now() - started) / 1000 };
 }
