@@ -26,6 +26,7 @@ const TINY_CONFIG = fileURLToPath(new URL('../../configs/tiny.json', import.meta
 const work = mkdtempSync(join(tmpdir(), 'uvu-serve-'));
 const images = join(work, 'images');
 const codebook = join(work, 'cb.safetensors');
+const codebook2 = join(work, 'cb-k8.safetensors');
 const bench = join(work, 'bench');
 const runDir = join(work, 'runs', 'sft');
 
@@ -83,6 +84,7 @@ before(async () => {
   for (const name of ['black-canyon', 'march-pastoral', 'acanthus-mollis'] as const) copyFileSync(bundledPhotoPath(name), join(images, `${name}.jpg`));
   uvuJson(['patches', 'build', images, '--out', 'store', '--max-pixels', String(256 * 256)]);
   uvuJson(['codebook', 'build', '--patches', 'store', '--size', '16', '--iters', '4', '--seed', '3', '--out', codebook]);
+  uvuJson(['codebook', 'build', '--patches', 'store', '--size', '8', '--iters', '4', '--seed', '3', '--out', codebook2]);
   // Out of the images root: a file beside it, reachable only through a symlink inside it.
   writeFileSync(join(work, 'secret.txt'), 'secret');
   symlinkSync(join(work, 'secret.txt'), join(images, 'link.jpg'));
@@ -91,7 +93,7 @@ before(async () => {
   uvuJson(['data', 'build', '--out', 'data', '--image-tokenizer', codebook, '--samples', join(bench, 'train.jsonl'), '--train-tokenizer', '300', '--context', '128', '--max-pixels', String(128 * 128), '--val-fraction', '0']);
   uvuJson(['train', '--config', TINY_CONFIG, '--set', 'stage=sft', '--set', 'data=data', '--set', `out=${runDir}`, '--set', 'steps=6', '--set', 'batch_size=2', '--set', 'eval_batches=0', '--set', 'checkpoint_every=1000']);
   evalReport = uvuJson(['eval', '--checkpoint', join(runDir, 'checkpoint'), '--bench', bench, '--limit', '8']);
-  server = await serve(['--codebook', codebook, '--patches', 'store', '--images', images, '--runs', join(work, 'runs'), '--bench', bench]);
+  server = await serve(['--codebook', codebook, '--codebook', codebook2, '--patches', 'store', '--images', images, '--runs', join(work, 'runs'), '--bench', bench]);
   browser = await launchChromium();
 });
 
@@ -111,22 +113,33 @@ async function open(hash: string): Promise<Page> {
   return page;
 }
 
-test('the codebook page renders one thumbnail per code, and clicking a code shows its count from the codebook file', async () => {
+/** Click the code at grid position `i` (the grid is one canvas; the test computes where position i is drawn). */
+async function clickCode(page: Page, pane: string, i: number): Promise<void> {
+  const cols = Number(await page.getAttribute(`${pane} .grid`, 'data-cols'));
+  await page.click(`${pane} canvas.codes`, { position: { x: (i % cols) * CELL + 16, y: Math.floor(i / cols) * CELL + 16 } });
+}
+/** Grid pitch of web/codebook.ts. */
+const CELL = 36;
+
+test('the codebook page draws one thumbnail per code, and clicking a code shows its count from the codebook file', async () => {
   const cb = loadCodebook(codebook);
   const page = await open('#/codebook');
-  await page.waitForFunction((K) => document.querySelectorAll('#pane-0[data-sort="id"] .code[data-ready="1"]').length === K, cb.K);
-  assert.equal(await page.locator('#pane-0 .code').count(), cb.K);
+  await page.waitForSelector(`#pane-0[data-sort="id"] .grid[data-drawn="${cb.K}"][data-last-drawn="1"]`);
   assert.equal(await page.getAttribute('#pane-0 [data-k]', 'data-k'), String(cb.K));
   for (const id of [3, cb.K - 1]) {
-    await page.click(`#pane-0 .code[data-id="${id}"]`);
+    await clickCode(page, '#pane-0', id);
     await page.waitForSelector(`#code-id:text-is("${id}")`);
     assert.equal(await page.textContent('#code-count'), String(cb.counts[id]));
   }
   // Sorted by count: the first thumbnail is the most used code.
   await page.selectOption('#sort', 'count');
-  await page.waitForFunction((K) => document.querySelectorAll('#pane-0[data-sort="count"] .code[data-ready="1"]').length === K, cb.K);
+  await page.waitForSelector(`#pane-0[data-sort="count"] .grid[data-drawn="${cb.K}"]`);
   const top = cb.counts.indexOf(Math.max(...cb.counts));
-  assert.equal(await page.getAttribute('#pane-0 .code[data-index="0"]', 'data-id'), String(top));
+  await clickCode(page, '#pane-0', 0);
+  await page.waitForSelector(`#code-id:text-is("${top}")`);
+  // Two codebooks side by side: the second pane draws its own codes.
+  await page.selectOption('#cb-b', '1');
+  await page.waitForSelector(`#pane-1 .grid[data-drawn="${loadCodebook(codebook2).K}"]`);
   await page.close();
 });
 

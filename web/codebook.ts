@@ -13,8 +13,6 @@ const THUMB = 32;
 /** Must equal SHEET_SIDE of src/serve/codebook-view.ts. */
 const SHEET_SIDE = 32;
 const CODES_PER_SHEET = SHEET_SIDE * SHEET_SIDE;
-/** Rows rendered above and below the visible ones. */
-const OVERSCAN_ROWS = 2;
 
 interface CodebookInfo {
   name: string;
@@ -35,7 +33,7 @@ interface CodeDetails {
   nearest: { id: number; distSq: number }[];
 }
 
-/** Sprite sheets as loaded images, shared by every grid of a codebook. */
+/** Sprite sheets as loaded images, for the thumbnails of the details panel and tooltips. */
 const sheetImages = new Map<string, Promise<string>>();
 function loadSheet(src: string): Promise<string> {
   let p = sheetImages.get(src);
@@ -72,13 +70,26 @@ export function codeThumb(cb: number, id: number, scale = 1): HTMLElement {
   return box;
 }
 
-/** The virtualised grid of one codebook in one order. */
+/** Sheets as decoded bitmaps (decoded off the main thread by createImageBitmap), by URL. */
+const sheetBitmaps = new Map<string, ImageBitmap | Promise<void>>();
+
+/**
+ * The virtualised grid of one codebook in one order: a scroll container whose height is that of
+ * all rows, holding one canvas the size of the view (sticky at its top) on which the visible
+ * codes are drawn from their sprite sheets. Nothing per code exists in the DOM, so a jump
+ * anywhere in K = 200,000 codes costs one redraw of the visible ones.
+ *
+ * For tests and benchmarks the grid element reports data-cols, data-drawn (codes drawn with
+ * their thumbnail in the last redraw) and data-last-drawn="1" once the last code was drawn.
+ */
 class CodeGrid {
   readonly root = el('div', { class: 'grid' });
+  private readonly canvas = el('canvas', { class: 'codes' });
   private readonly spacer = el('div', { class: 'spacer' });
-  private readonly cells = new Map<number, HTMLElement>();
+  private readonly ctx = this.canvas.getContext('2d')!;
   private cols = 1;
   private frame = 0;
+  private selected = -1;
 
   constructor(
     private readonly cb: number,
@@ -88,64 +99,99 @@ class CodeGrid {
     private readonly order: Int32Array | null,
     private readonly onSelect: (id: number) => void,
   ) {
-    this.root.append(this.spacer);
+    this.root.append(this.canvas, this.spacer);
     this.root.addEventListener('scroll', () => this.schedule(), { passive: true });
     new ResizeObserver(() => this.schedule()).observe(this.root);
-    this.root.addEventListener('click', (e) => {
-      const cell = (e.target as HTMLElement).closest<HTMLElement>('.code');
-      if (cell) {
-        this.root.querySelector('.code.selected')?.classList.remove('selected');
-        cell.classList.add('selected');
-        this.onSelect(Number(cell.dataset.id));
-      }
+    this.canvas.addEventListener('click', (e) => {
+      const box = this.canvas.getBoundingClientRect();
+      const col = Math.floor((e.clientX - box.left) / CELL);
+      const row = Math.floor((e.clientY - box.top + this.root.scrollTop) / CELL);
+      const i = row * this.cols + col;
+      if (col >= this.cols || i < 0 || i >= this.K) return;
+      this.selected = i;
+      this.schedule();
+      this.onSelect(this.idAt(i));
     });
   }
 
-  private schedule(): void {
+  private idAt(i: number): number {
+    return this.order ? this.order[i]! : i;
+  }
+
+  schedule(): void {
     if (!this.frame) this.frame = requestAnimationFrame(() => {
       this.frame = 0;
       this.render();
     });
   }
 
-  /** Create the cells of the rows on screen (plus overscan), drop the others. */
-  render(): void {
-    const width = this.root.clientWidth || CELL * 8;
-    const cols = Math.max(1, Math.floor(width / CELL));
-    if (cols !== this.cols) {
-      this.cols = cols;
-      for (const c of this.cells.values()) c.remove();
-      this.cells.clear();
+  /** The bitmap of sheet `n`, or null while it loads (the grid redraws when it arrives). */
+  private sheet(n: number): ImageBitmap | null {
+    const src = sheetUrl(this.cb, this.sort, n);
+    const got = sheetBitmaps.get(src);
+    if (got instanceof ImageBitmap) return got;
+    if (!got) {
+      sheetBitmaps.set(src, fetch(src)
+        .then((r) => r.blob())
+        .then((b) => createImageBitmap(b))
+        .then((bitmap) => {
+          sheetBitmaps.set(src, bitmap);
+          this.schedule();
+        }));
     }
+    return null;
+  }
+
+  /** Draw the codes in view. */
+  render(): void {
+    const width = this.root.clientWidth;
+    const height = this.root.clientHeight;
+    const cols = Math.max(1, Math.floor(width / CELL));
+    this.cols = cols;
     const rows = Math.ceil(this.K / cols);
-    this.spacer.style.height = `${rows * CELL}px`;
+    this.spacer.style.height = `${Math.max(0, rows * CELL - height)}px`;
+    const dpr = window.devicePixelRatio || 1;
+    if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
+      this.canvas.width = Math.round(width * dpr);
+      this.canvas.height = Math.round(height * dpr);
+      this.canvas.style.width = `${width}px`;
+      this.canvas.style.height = `${height}px`;
+    }
+    const ctx = this.ctx;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.clearRect(0, 0, width, height);
     const top = this.root.scrollTop;
-    const height = this.root.clientHeight || CELL * 10;
-    const firstRow = Math.max(0, Math.floor(top / CELL) - OVERSCAN_ROWS);
-    const lastRow = Math.min(rows - 1, Math.ceil((top + height) / CELL) + OVERSCAN_ROWS);
-    const first = firstRow * cols;
-    const last = Math.min(this.K - 1, (lastRow + 1) * cols - 1);
-    for (const [i, c] of this.cells) {
-      if (i < first || i > last) {
-        c.remove();
-        this.cells.delete(i);
+    const firstRow = Math.floor(top / CELL);
+    const lastRow = Math.min(rows - 1, Math.floor((top + height) / CELL));
+    let drawn = 0;
+    let lastDrawn = false;
+    for (let r = firstRow; r <= lastRow; r++) {
+      const y = r * CELL - top;
+      for (let c = 0; c < cols; c++) {
+        const i = r * cols + c;
+        if (i >= this.K) break;
+        const bitmap = this.sheet(Math.floor(i / CODES_PER_SHEET));
+        const x = c * CELL;
+        if (bitmap) {
+          const pos = i % CODES_PER_SHEET;
+          ctx.drawImage(bitmap, (pos % SHEET_SIDE) * THUMB, Math.floor(pos / SHEET_SIDE) * THUMB, THUMB, THUMB, x, y, THUMB, THUMB);
+          drawn++;
+          if (i === this.K - 1) lastDrawn = true;
+        } else {
+          ctx.fillStyle = '#eee';
+          ctx.fillRect(x, y, THUMB, THUMB);
+        }
+        if (i === this.selected) {
+          ctx.strokeStyle = '#e6550d';
+          ctx.lineWidth = 2;
+          ctx.strokeRect(x - 1, y - 1, THUMB + 2, THUMB + 2);
+        }
       }
     }
-    const fresh = document.createDocumentFragment();
-    for (let i = first; i <= last; i++) {
-      if (this.cells.has(i)) continue;
-      const id = this.order ? this.order[i]! : i;
-      const cell = el('div', { class: 'code', 'data-index': String(i), 'data-id': String(id), title: `code ${id}` });
-      cell.style.transform = `translate(${(i % cols) * CELL}px, ${Math.floor(i / cols) * CELL}px)`;
-      const src = sheetUrl(this.cb, this.sort, Math.floor(i / CODES_PER_SHEET));
-      void loadSheet(src).then(() => {
-        paintThumb(cell, src, i);
-        cell.dataset.ready = '1';
-      });
-      this.cells.set(i, cell);
-      fresh.append(cell);
-    }
-    this.spacer.append(fresh);
+    this.root.dataset.cols = String(cols);
+    this.root.dataset.drawn = String(drawn);
+    if (lastDrawn) this.root.dataset.lastDrawn = '1';
   }
 }
 
@@ -184,7 +230,7 @@ async function codebookPane(cbId: number, sort: string, details: HTMLElement): P
   pane.append(grid.root);
   const hist = el('div', { class: 'hist' });
   pane.append(hist);
-  requestAnimationFrame(() => grid.render());
+  grid.schedule();
   // The statistics (4·K floats) only feed the histogram: fetched after the grid's first paint.
   void float32(`/api/codebook/${cbId}/stats`).then((stats) => histogram(hist, stats.subarray(0, info.K)));
   return pane;

@@ -27,6 +27,7 @@ export const SORTS = ['id', 'count', 'radius', 'brightness'] as const;
 export type Sort = (typeof SORTS)[number];
 /** Store patches kept per code to show on its page. */
 export const MEMBER_SAMPLES = 16;
+const MEMBER_COLS = 4;
 /** Nearest codes listed for a code. */
 export const NEAREST = 8;
 /** Store patches per read while assigning them (bounds memory to this × 3072 bytes). */
@@ -175,15 +176,18 @@ export class CodebookView {
     return best;
   }
 
-  /** A strip of up to MEMBER_SAMPLES store patches assigned to code `id` (null when it has none). */
-  async memberStrip(id: number): Promise<Buffer | null> {
+  /** Up to MEMBER_SAMPLES store patches assigned to code `id`, MEMBER_COLS per row (null when it has none). */
+  async memberSheet(id: number): Promise<Buffer | null> {
     const { samples } = await this.storeAssignment();
     const indices = [...samples.subarray(id * MEMBER_SAMPLES, (id + 1) * MEMBER_SAMPLES)].filter((i) => i >= 0);
     if (indices.length === 0) return null;
     const store = PatchStore.open(this.storeDir!);
     try {
       const { patches } = store.readIndices(indices);
-      return await encodePng(unpatchify(patches, 1, indices.length), `${this.storeDir} patches of code ${id}`);
+      const rows = Math.ceil(indices.length / MEMBER_COLS);
+      const grid = new Uint8Array(rows * MEMBER_COLS * PATCH_DIM).fill(255);
+      grid.set(patches);
+      return await encodePng(unpatchify(grid, rows, MEMBER_COLS), `${this.storeDir} patches of code ${id}`);
     } finally {
       store.close();
     }

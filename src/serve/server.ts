@@ -8,7 +8,7 @@
  *   GET  /api/codebook/:cb/order/:sort             i32 [K]: code ids in that order
  *   GET  /api/codebook/:cb/sheet/:sort/:n          PNG sprite sheet n of that order (cached under --cache)
  *   GET  /api/codebook/:cb/code/:id                count, radius, brightness, nearest codes of one code
- *   GET  /api/codebook/:cb/code/:id/patches        PNG strip of store patches assigned to it
+ *   GET  /api/codebook/:cb/code/:id/patches        PNG of store patches assigned to it
  *   GET  /api/images                               image files under --images
  *   GET  /api/roundtrip?cb=&image=                 round trip of an --images file (the code `uvu roundtrip` runs)
  *   POST /api/roundtrip?cb=                        the same for an uploaded image (bytes capped, kept in memory only)
@@ -244,7 +244,7 @@ export async function startExplorer(opts: ServeOptions): Promise<Explorer> {
     const v = view(req);
     const id = v && indexParam((req.params as Record<string, string>).id, v.cb.K);
     if (!v || id === null || !v.storeDir) return notFound(reply);
-    const png = await v.memberStrip(id);
+    const png = await v.memberSheet(id);
     return png ? reply.type('image/png').send(png) : notFound(reply);
   });
 
