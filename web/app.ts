@@ -17,6 +17,7 @@ async function route(): Promise<void> {
   leave = () => undefined;
   config ??= json<Config>('/api/config');
   const cfg = await config;
+  performance.mark('uvu:config');
   const page = location.hash.replace(/^#\/?/, '').split('?')[0] || 'codebook';
   for (const a of document.querySelectorAll<HTMLAnchorElement>('#nav a')) a.classList.toggle('active', a.dataset.page === page);
   main.replaceChildren();

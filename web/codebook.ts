@@ -28,8 +28,8 @@ interface CodeDetails {
   id: number;
   count: number;
   brightness: number;
-  members: number | null;
-  radius: number | null;
+  /** Without --patches: null; 'pending' while the server assigns the store's patches. */
+  store: { assigned: number; total: number; members: number; radius: number } | 'pending' | null;
   nearest: { id: number; distSq: number }[];
 }
 
@@ -191,6 +191,7 @@ class CodeGrid {
     }
     this.root.dataset.cols = String(cols);
     this.root.dataset.drawn = String(drawn);
+    if (drawn > 0 && performance.getEntriesByName('uvu:first-draw').length === 0) performance.mark('uvu:first-draw');
     if (lastDrawn) this.root.dataset.lastDrawn = '1';
   }
 }
@@ -220,6 +221,7 @@ function histogram(target: HTMLElement, counts: Float32Array): void {
 /** One codebook: header, grid, histogram. */
 async function codebookPane(cbId: number, sort: string, details: HTMLElement): Promise<HTMLElement> {
   const info = await json<CodebookInfo>(`/api/codebook/${cbId}`);
+  performance.mark('uvu:codebook-info');
   const pane = el('section', { class: 'pane', id: `pane-${cbId}` });
   const metrics = Object.entries(info.metrics).filter(([, v]) => typeof v === 'number').slice(0, 6).map(([k, v]) => `${k} ${fmt(v as number, 4)}`).join(' · ');
   pane.append(el('h2', {}, `${info.name} `, el('span', { class: 'k', 'data-k': String(info.K) }, `K = ${info.K.toLocaleString('en-US')}`)), el('div', { class: 'caption' }, `${String(info.build.method ?? '')} ${metrics}`));
@@ -231,7 +233,7 @@ async function codebookPane(cbId: number, sort: string, details: HTMLElement): P
   const hist = el('div', { class: 'hist' });
   pane.append(hist);
   grid.schedule();
-  // The statistics (4·K floats) only feed the histogram: fetched after the grid's first paint.
+  // The statistics (2·K floats) only feed the histogram: fetched after the grid's first paint.
   void float32(`/api/codebook/${cbId}/stats`).then((stats) => histogram(hist, stats.subarray(0, info.K)));
   return pane;
 }
@@ -250,7 +252,10 @@ async function showCode(cbId: number, id: number, details: HTMLElement): Promise
     ['count', String(d.count), 'training members (codebook file)'],
     ['brightness', fmt(d.brightness, 3), 'mean pixel value'],
   ];
-  if (d.members !== null) rows.push(['members', String(d.members), 'patches of --patches assigned to it'], ['radius', fmt(d.radius, 3), 'max ‖p − c‖₂ of those patches']);
+  const st = d.store;
+  const of = st && st !== 'pending' ? (st.assigned === st.total ? `of the ${st.total} patches of --patches` : `of a sample of ${st.assigned} of the ${st.total} patches of --patches`) : '';
+  if (st === 'pending') rows.push(['members', '…', 'the server is still assigning the patches of --patches; click again in a moment']);
+  else if (st) rows.push(['members', String(st.members), `patches assigned to it, ${of}`], ['radius', fmt(st.radius, 3), `max ‖p − c‖₂ of those patches (assignment space)`]);
   details.replaceChildren(
     el('h3', {}, `code `, el('span', { id: 'code-id' }, String(id))),
     codeThumb(cbId, id, 4),
@@ -258,8 +263,8 @@ async function showCode(cbId: number, id: number, details: HTMLElement): Promise
     el('div', { class: 'caption' }, 'nearest codes (pixel space)'),
     nearest,
   );
-  if (d.members !== null && d.members > 0) {
-    details.append(el('div', { class: 'caption' }, 'patches assigned to it'), el('img', { class: 'members', src: url(`/api/codebook/${cbId}/code/${id}/patches`), alt: `patches of code ${id}` }));
+  if (st && st !== 'pending' && st.members > 0) {
+    details.append(el('div', { class: 'caption' }, `patches assigned to it (${of})`), el('img', { class: 'members', src: url(`/api/codebook/${cbId}/code/${id}/patches`), alt: `patches of code ${id}` }));
   }
 }
 

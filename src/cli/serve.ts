@@ -2,20 +2,13 @@
 import { Command } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startExplorer } from '../serve/server.js';
+import { startExplorer, type ServeOptions } from '../serve/server.js';
 import { DEFAULT_MAX_PIXELS } from '../util/defaults.js';
 import { applyOutputOptions, collect, emit, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 
-interface ServeFlags extends OutputOptions {
+/** The flags: ServeOptions, with --codebook repeatable under its singular name. */
+interface ServeFlags extends OutputOptions, Omit<ServeOptions, 'codebooks'> {
   codebook: string[];
-  patches?: string;
-  runs: string[];
-  bench?: string;
-  images?: string;
-  host: string;
-  port: number;
-  cache: string;
-  maxPixels: number;
 }
 
 export function serveCommand(): Command {
@@ -32,10 +25,7 @@ export function serveCommand(): Command {
       .option('--max-pixels <n>', 'resize policy of round trips, as `uvu roundtrip --max-pixels`', parsePositiveInt, DEFAULT_MAX_PIXELS),
   ).action(async (o: ServeFlags) => {
     applyOutputOptions(o);
-    const explorer = await startExplorer({
-      codebooks: o.codebook, patches: o.patches, runs: o.runs, bench: o.bench, images: o.images,
-      host: o.host, port: o.port, cache: o.cache, maxPixels: o.maxPixels,
-    });
+    const explorer = await startExplorer({ ...o, codebooks: o.codebook });
     emit(o, { url: explorer.url, token: explorer.token }, () =>
       [`uvu serve: ${explorer.url}`, ...(explorer.token ? ['  the token in this URL is required by every request; it is printed only once'] : []), '  (Ctrl-C stops it)'].join('\n'));
     const stop = (): void => void explorer.close().then(() => process.exit(0));

@@ -2,7 +2,7 @@
  * What the codebook page shows of one codebook file: its codes as 32×32 thumbnails on sprite
  * sheets (rendered from centers_pixel, cached on disk), the orders it can be sorted in, per-code
  * statistics, nearest codes, and, when a patch store is given, the store's patches assigned to
- * each code (the same assignment `uvu codebook eval --patches` makes).
+ * each code (the assignment `uvu codebook eval --patches` makes, MetricsAccumulator).
  *
  * Sheets: SHEET_SIDE × SHEET_SIDE codes (1024×1024 px), in the order of one sort, so a screen of
  * the page needs one or two sheets whatever the sort; the file is
@@ -19,6 +19,7 @@ import { floatToPatchesU8, PATCH_DIM, unpatchify, U8_TO_UNIT } from '../patches/
 import { PatchStore, sha256Hex } from '../patches/store.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UvuError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
 
 /** Codes per side of a sprite sheet. */
 export const SHEET_SIDE = 32;
@@ -32,12 +33,25 @@ const MEMBER_COLS = 4;
 export const NEAREST = 8;
 /** Store patches per read while assigning them (bounds memory to this × 3072 bytes). */
 const ASSIGN_BATCH = 4096;
+/**
+ * At most this many patch–centre distances (patches × K) in the assignment, about 0.8 TFLOP: all of
+ * a store when it fits (6,600 demo patches at K = 256 use 0.6 %), else a seeded uniform sample of
+ * ⌊2^28 / K⌋ patches (1,342 at K = 200,000), so the page never starts an hour-long job.
+ */
+const MAX_ASSIGN_PAIRS = 2 ** 28;
+const ASSIGN_SEED = 1;
 
-/** Per code: store members, radius max‖p − c_k‖₂ (assignment space) and up to MEMBER_SAMPLES patch indices (−1 = none). */
-interface StoreAssignment {
+/**
+ * The store patches assigned to codes: per code the members, the radius max‖p − c_k‖₂ in
+ * assignment space and up to MEMBER_SAMPLES patch indices (−1 = none); `assigned` of `total`
+ * store patches took part.
+ */
+export interface StoreAssignment {
   members: Float64Array;
   radius: Float64Array;
   samples: Int32Array;
+  assigned: number;
+  total: number;
 }
 
 export class CodebookView {
@@ -46,6 +60,8 @@ export class CodebookView {
   private readonly orders = new Map<Sort, Int32Array>();
   private readonly sheets = new Map<string, Promise<string>>();
   private assignment: Promise<StoreAssignment> | null = null;
+  /** The assignment once it is done (null before). */
+  assigned: StoreAssignment | null = null;
 
   private constructor(
     /** File name shown in the page. */
@@ -77,29 +93,35 @@ export class CodebookView {
   }
 
   /**
-   * Assign every store patch to its code (in batches, yielding to the event loop between them),
-   * once, on first use.
+   * Assign the store's patches (all of them, or a sample: MAX_ASSIGN_PAIRS) to their codes, in
+   * batches, yielding to the event loop between them; once, started on first use.
    */
   storeAssignment(): Promise<StoreAssignment> {
     if (!this.storeDir) throw new UvuError('no patch store: start uvu serve with --patches DIR');
     const storeDir = this.storeDir;
     this.assignment ??= (async () => {
       const store = PatchStore.open(storeDir);
+      const { K } = this.cb;
+      const total = store.count;
+      const n = Math.min(total, Math.max(1, Math.floor(MAX_ASSIGN_PAIRS / K)));
+      const indices = n === total ? Uint32Array.from({ length: total }, (_, i) => i) : new Rng(ASSIGN_SEED).sampleIndices(total, n).sort();
       const acc = new MetricsAccumulator(this.cb);
-      const samples = new Int32Array(this.cb.K * MEMBER_SAMPLES).fill(-1);
-      const taken = new Uint8Array(this.cb.K);
+      const samples = new Int32Array(K * MEMBER_SAMPLES).fill(-1);
+      const taken = new Uint8Array(K);
       try {
-        for (const batch of store.scan(ASSIGN_BATCH)) {
-          const ids = acc.add(batch.patches, batch.meta.row.length, batch.meta);
-          ids.forEach((k, i) => {
-            if (taken[k]! < MEMBER_SAMPLES) samples[k * MEMBER_SAMPLES + taken[k]!++] = batch.start + i;
+        for (let start = 0; start < n; start += ASSIGN_BATCH) {
+          const batch = indices.subarray(start, Math.min(n, start + ASSIGN_BATCH));
+          const { patches, meta } = store.readIndices(batch);
+          acc.add(patches, batch.length, meta).forEach((k, i) => {
+            if (taken[k]! < MEMBER_SAMPLES) samples[k * MEMBER_SAMPLES + taken[k]!++] = batch[i]!;
           });
           await new Promise((r) => setImmediate(r));
         }
       } finally {
         store.close();
       }
-      return { ...acc.clusters(), samples };
+      this.assigned = { ...acc.clusters(), samples, assigned: n, total };
+      return this.assigned;
     })();
     return this.assignment;
   }

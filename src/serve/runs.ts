@@ -65,6 +65,6 @@ export function readLog(dir: string, from: number): { lines: StepLog[]; next: nu
     .toString('utf8')
     .split('\n')
     .filter((l) => l.trim())
-    .map((l, i) => parseOrFail(StepLogSchema, parseJsonLine(l, `${path}: line after byte ${start} (${i + 1})`), `${path}`) as StepLog);
+    .map((l, i) => parseOrFail(StepLogSchema, parseJsonLine(l, `${path}: line ${i + 1} after byte ${start}`), `${path}: line ${i + 1} after byte ${start}`) as StepLog);
   return { lines, next: start + end, reset };
 }

@@ -4,10 +4,10 @@
  *
  *   GET  /api/config                              codebooks, runs, evaluations, whether images/bench/patches were given
  *   GET  /api/codebook/:cb                         K, build and metrics of codebook cb
- *   GET  /api/codebook/:cb/stats                   f32 [4, K]: counts, brightness, store members, radius (NaN without --patches)
+ *   GET  /api/codebook/:cb/stats                   f32 [2, K]: counts, brightness
  *   GET  /api/codebook/:cb/order/:sort             i32 [K]: code ids in that order
  *   GET  /api/codebook/:cb/sheet/:sort/:n          PNG sprite sheet n of that order (cached under --cache)
- *   GET  /api/codebook/:cb/code/:id                count, radius, brightness, nearest codes of one code
+ *   GET  /api/codebook/:cb/code/:id                count, brightness, nearest codes and store members and radius of one code
  *   GET  /api/codebook/:cb/code/:id/patches        PNG of store patches assigned to it
  *   GET  /api/images                               image files under --images
  *   GET  /api/roundtrip?cb=&image=                 round trip of an --images file (the code `uvu roundtrip` runs)
@@ -143,6 +143,8 @@ export async function startExplorer(opts: ServeOptions): Promise<Explorer> {
   }
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const codebooks = opts.codebooks.map((p) => CodebookView.open(p, opts.cache, opts.patches ?? null));
+  // Assign the store's patches in the background (a failure is reported by the requests that need it).
+  for (const v of codebooks) if (v.storeDir) v.storeAssignment().catch(() => undefined);
   const images = opts.images ? new Root(opts.images) : null;
   const bench = opts.bench ? new Root(opts.bench) : null;
   const runs = findRuns(opts.runs);
@@ -209,15 +211,9 @@ export async function startExplorer(opts: ServeOptions): Promise<Explorer> {
   app.get('/api/codebook/:cb/stats', async (req, reply) => {
     const v = view(req);
     if (!v) return notFound(reply);
-    const K = v.cb.K;
-    const out = new Float32Array(4 * K).fill(NaN);
+    const out = new Float32Array(2 * v.cb.K);
     out.set(v.cb.counts, 0);
-    out.set(v.brightness, K);
-    if (v.storeDir) {
-      const a = await v.storeAssignment();
-      out.set(a.members, 2 * K);
-      out.set(a.radius, 3 * K);
-    }
+    out.set(v.brightness, v.cb.K);
     return binary(reply, out);
   });
   app.get('/api/codebook/:cb/order/:sort', async (req, reply) => {
@@ -237,8 +233,10 @@ export async function startExplorer(opts: ServeOptions): Promise<Explorer> {
     const v = view(req);
     const id = v && indexParam((req.params as Record<string, string>).id, v.cb.K);
     if (!v || id === null) return notFound(reply);
-    const a = v.storeDir ? await v.storeAssignment() : null;
-    return { id, count: v.cb.counts[id], brightness: v.brightness[id], members: a ? a.members[id] : null, radius: a ? a.radius[id] : null, nearest: v.nearest(id) };
+    // The store's assignment runs in the background from the start: answered without it until it is done.
+    const a = v.assigned;
+    const store = v.storeDir ? (a ? { assigned: a.assigned, total: a.total, members: a.members[id], radius: a.radius[id] } : 'pending') : null;
+    return { id, count: v.cb.counts[id], brightness: v.brightness[id], store, nearest: v.nearest(id) };
   });
   app.get('/api/codebook/:cb/code/:id/patches', async (req, reply) => {
     const v = view(req);
