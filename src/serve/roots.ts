@@ -30,13 +30,4 @@ export class Root {
     }
     return real.startsWith(this.real + sep) ? real : null;
   }
-
-  /** Is the real path of `path` (an entry found by listing the root) inside the root? */
-  contains(path: string): boolean {
-    try {
-      return realpathSync(path).startsWith(this.real + sep);
-    } catch {
-      return false;
-    }
-  }
 }
