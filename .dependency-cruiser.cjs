@@ -7,12 +7,14 @@
  *   pipeline     image → patches → codebook → vq → tokens → text → data → model → train → infer → perception
  *   cluster      Redis + BullMQ coordinator and workers of a distributed codebook build: it plugs
  *                an assignment backend into codebook/ (which never imports it)
+ *   explorer     serve (`uvu serve`: reads codebooks, patch stores, runs and evaluations; above
+ *                perception and cluster, below the command line)
  *   entry        cli, and src/index.ts (the library API) over everything
  *
  * vq/ (the VQ-VAE of the AR+VQ baseline) sits beside codebook/: both turn patches into codes, and
  * tokens/ wraps either one as an image coder (tokens/coder.ts registry).
  */
-const LAYERS = ['util', 'io', 'linalg', 'engine', 'optim', 'image', 'patches', 'codebook', 'vq', 'tokens', 'text', 'data', 'model', 'train', 'infer', 'perception', 'cluster', 'cli'];
+const LAYERS = ['util', 'io', 'linalg', 'engine', 'optim', 'image', 'patches', 'codebook', 'vq', 'tokens', 'text', 'data', 'model', 'train', 'infer', 'perception', 'cluster', 'serve', 'cli'];
 
 const upwardRules = LAYERS.slice(0, -1).map((layer, i) => ({
   name: `${layer}-imports-upward`,

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only search,kmeans,store,dataset,ablation,uvu,engine,train,generate,startup,distributed] [--size small|full] [--no-write]`
+ * `npm run bench -- [--only search,kmeans,store,dataset,ablation,uvu,engine,train,generate,startup,distributed,serve] [--size small|full] [--no-write]`
  *
  * Runs the selected benchmark modules one after another (never in parallel: the machine is
  * small and shared) and replaces each one's section of BENCHMARKS.md with the rows it measured,
@@ -24,6 +24,8 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   startup: () => import('./startup.js'),
   generate: () => import('./generate.js'),
   distributed: () => import('./distributed.js'),
+  // Needs Debian's chromium; not part of the default set.
+  serve: () => import('./serve.js'),
 };
 const DEFAULT_SET = ['search', 'kmeans', 'store', 'dataset', 'ablation', 'uvu', 'engine', 'train', 'generate', 'startup'];
 

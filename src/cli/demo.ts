@@ -8,7 +8,7 @@
  */
 import { Command } from 'commander';
 import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildPatchStore } from '../patches/build.js';
 import { buildKmeansCodebook } from '../codebook/build.js';
@@ -119,6 +119,9 @@ export function demoCommand(): Command {
     await writePng(completionPath, sideBySide([completion.original, completion.completed, completion.coderReconstruction]));
     const tEnd = performance.now();
 
+    // The explorer on these outputs; --images is the held-out photo's folder (the photo at full size).
+    const rel = (p: string): string => (relative(process.cwd(), p).startsWith('..') ? p : relative(process.cwd(), p) || '.');
+    const explore = `uvu serve --codebook ${rel(codebookPath)} --patches ${rel(storeDir)} --runs ${rel(runDir)} --images ${rel(dirname(bundledPhotoPath(HELD_OUT)))}`;
     const result = {
       blas: blas.backend,
       store: { dir: storeDir, images: manifest!.totals.images, patches: manifest!.totals.patches, seconds: (tStore - t0) / 1000 },
@@ -131,6 +134,7 @@ export function demoCommand(): Command {
       },
       completion: { png: completionPath, keepRows: 1, codeAccuracy: completion.codeAccuracy, psnrCompleted: completion.psnrCompleted, psnrCodebook: completion.psnrCoder, seconds: (tEnd - tTrain) / 1000 },
       seconds: (tEnd - t0) / 1000,
+      explore,
     };
     emit(o, result, () =>
       [
@@ -149,6 +153,9 @@ export function demoCommand(): Command {
         `  completion    ${completionPath} (original | model's completion of rows 2–3 | codebook reconstruction of the true codes)`,
         `                ${fmt(100 * completion.codeAccuracy, 1)}% of predicted codes exact; PSNR of the predicted rows ${fmt(completion.psnrCompleted, 2)} dB (codebook's own: ${fmt(completion.psnrCoder, 2)} dB)`,
         `  total         ${result.seconds.toFixed(1)} s`,
+        '',
+        `Explore the codebook, the round trip of the held-out photo and the training curves in a browser:`,
+        `  ${explore}`,
       ].join('\n'),
     );
   });

@@ -18,7 +18,7 @@ interface CommandEntry {
   load: () => Promise<Command>;
 }
 
-/** Every command, in pipeline order: image → patches → codebook → tokens → data → model → train → infer → eval. */
+/** Every command, in pipeline order: image → patches → codebook → tokens → data → model → train → infer → eval, then the explorer. */
 export const COMMANDS: readonly CommandEntry[] = [
   { name: 'patches', summary: 'cut photos into 32×32×3 patches and store them on disk', load: async () => (await import('./patches.js')).patchesCommand() },
   { name: 'codebook', summary: 'build and evaluate pixel codebooks', load: async () => (await import('./codebook.js')).codebookCommand() },
@@ -34,6 +34,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'eval', summary: 'answer a perception benchmark split with a checkpoint (greedy) and score it per task, with 95% bootstrap intervals', load: async () => (await import('./eval.js')).evalCommand() },
   { name: 'worker', summary: 'take assignment jobs of a distributed codebook build from Redis (run one or more per machine)', load: async () => (await import('./cluster.js')).workerCommand() },
   { name: 'cluster', summary: 'state of a distributed build: workers alive, queue depths, round and shards', load: async () => (await import('./cluster.js')).clusterCommand() },
+  { name: 'serve', summary: 'web explorer of codebooks, round trips, training runs and evaluations (prints the URL, opens nothing)', load: async () => (await import('./serve.js')).serveCommand() },
   { name: 'demo', summary: 'codebook from the bundled photos + round trip of a held-out photo, then a short training run of the unified model that completes that photo', load: async () => (await import('./demo.js')).demoCommand() },
 ];
 

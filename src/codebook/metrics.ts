@@ -122,6 +122,11 @@ export class MetricsAccumulator {
     return ids;
   }
 
+  /** Per cluster so far: members and radius max‖p − c_k‖₂ in assignment space (0 when empty). */
+  clusters(): { members: Float64Array; radius: Float64Array } {
+    return { members: this.counts.slice(), radius: this.maxDistSq.map(Math.sqrt) };
+  }
+
   result(): CodebookMetrics {
     const K = this.cb.K;
     const px = this.pixels.result();

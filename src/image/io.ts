@@ -203,16 +203,19 @@ function rawInput(img: RgbImage): Sharp {
   });
 }
 
-/** Write an RGB image as PNG, atomically (temp file + rename); errors name `path`. */
-export async function writePng(path: string, img: RgbImage): Promise<void> {
-  let png: Buffer;
+/** An RGB image encoded as PNG in memory; errors name `where` (the file it is for). */
+export async function encodePng(img: RgbImage, where: string): Promise<Buffer> {
   try {
-    png = await rawInput(img).png().toBuffer();
+    return await rawInput(img).png().toBuffer();
   } catch (err) {
     if (err instanceof UvuError) throw err;
-    throw new UvuError(`${path}: cannot encode the ${img.width}×${img.height} image as PNG (${String((err as Error)?.message ?? err).split('\n')[0]})`);
+    throw new UvuError(`${where}: cannot encode the ${img.width}×${img.height} image as PNG (${String((err as Error)?.message ?? err).split('\n')[0]})`);
   }
-  writeFileAtomic(path, png);
+}
+
+/** Write an RGB image as PNG, atomically (temp file + rename); errors name `path`. */
+export async function writePng(path: string, img: RgbImage): Promise<void> {
+  writeFileAtomic(path, await encodePng(img, path));
 }
 
 /** Resample to exactly width×height (lanczos3; aspect ratio not preserved). */
@@ -225,19 +228,19 @@ export async function resizeRgb(img: RgbImage, width: number, height: number): P
   return { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width, height };
 }
 
-/** An image file's width and height after its EXIF orientation, from its header only (no pixel decode). */
-export async function readImageSize(path: string): Promise<{ width: number; height: number }> {
+/** An image's (file or bytes) width and height after its EXIF orientation, from its header only (no pixel decode). */
+export async function readImageSize(input: string | Buffer): Promise<{ width: number; height: number }> {
   let w: number | undefined;
   let h: number | undefined;
   try {
-    const meta = await sharp(path, { pages: 1, limitInputPixels: false }).metadata();
+    const meta = await sharp(input, { pages: 1, limitInputPixels: false }).metadata();
     w = meta.autoOrient?.width ?? meta.width;
     h = meta.autoOrient?.height ?? meta.height;
   } catch (err) {
-    throw decodeError(path, err);
+    throw decodeError(input, err);
   }
-  if (!w || !h) throw new UvuError(`${path}: cannot decode image: image has no pixels`);
-  refuseBomb(path, w, h);
+  if (!w || !h) throw new UvuError(`${sourceName(input)}: cannot decode image: image has no pixels`);
+  refuseBomb(input, w, h);
   return { width: w, height: h };
 }
 

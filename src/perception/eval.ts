@@ -4,10 +4,11 @@
  * The model side (turning an item into a generated string) is the caller's `answer`.
  */
 import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/atomic.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UvuError } from '../util/errors.js';
-import { parseJsonLine, parseOrFail } from '../util/fsio.js';
+import { parseJsonLine, parseOrFail, readJsonFile } from '../util/fsio.js';
 import { relativePathInside } from '../util/filenames.js';
 import { readBenchManifest, SceneSizeSchema } from './build.js';
 import { hashSeed, type Box, type Split } from './scenes.js';
@@ -149,4 +150,35 @@ export async function evaluateBench(benchDir: string, opts: EvalOptions): Promis
   }
   report.seconds = (performance.now() - t0) / 1000;
   return report;
+}
+
+/** An evaluation as `uvu eval` saves it beside the checkpoint's run (eval-<split>.json): the report and the checkpoint. */
+export type SavedEvalReport = EvalReport & { checkpoint: string };
+
+const ScoreSchema = z.object({ n: z.number().int().nonnegative(), accuracy: z.number().nullable(), ci95: z.tuple([z.number().nullable(), z.number().nullable()]) });
+const SavedEvalReportSchema = z.object({
+  bench: z.string(),
+  split: z.enum(['train', 'test']),
+  n: z.number().int().nonnegative(),
+  seed: z.number(),
+  tasks: z.partialRecord(z.enum(TASKS), ScoreSchema),
+  overall: ScoreSchema,
+  items: z.array(
+    z.object({
+      id: z.string(), task: z.enum(TASKS), image: relativePathInside('the benchmark folder'), prompt: z.string(), answer: z.string(), prediction: z.string(), correct: z.boolean(),
+      iou: z.number().optional(), predictedBox: z.union([BoxSchema, z.null()]).optional(),
+    }),
+  ),
+  sheet: z.string().optional(),
+  seconds: z.number(),
+  checkpoint: z.string(),
+});
+
+export function writeEvalReport(path: string, report: SavedEvalReport): void {
+  writeFileAtomic(path, `${JSON.stringify(report)}\n`);
+}
+
+/** Read an eval-<split>.json written by `uvu eval`; a clear error naming the file when it is not one. */
+export function readEvalReport(path: string): SavedEvalReport {
+  return parseOrFail(SavedEvalReportSchema, readJsonFile(path, 'evaluation report'), `${path}: not an evaluation report of uvu eval`) as SavedEvalReport;
 }

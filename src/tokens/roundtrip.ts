@@ -46,11 +46,21 @@ export function sideBySide(images: RgbImage[]): RgbImage {
   return { data: out, width, height };
 }
 
+/**
+ * Tokenize and reconstruct one image (a file, or the bytes of one: `source` names it in errors):
+ * the tokens, the original at the size the patches cover, its reconstruction, the error
+ * heat-map and the image's metrics. `uvu roundtrip` and `uvu serve` both call this.
+ */
+export async function roundtrip(input: string | Buffer, cb: Codebook, maxPixels: number, source = typeof input === 'string' ? input : 'image') {
+  const { tokens, image: original, metrics } = await tokenizeImage(input, cb, { maxPixels });
+  const recon = reconstructImage(tokens, cb, source);
+  return { tokens, original, recon, heat: errorHeatmap(original, recon), metrics };
+}
+
 /** Tokenize, reconstruct and write original | reconstruction | error heat-map. */
 export async function roundtripImage(image: string, cb: Codebook, out: string, maxPixels: number) {
-  const { tokens, image: original, metrics } = await tokenizeImage(image, cb, { maxPixels });
+  const { tokens, original, recon, heat, metrics } = await roundtrip(image, cb, maxPixels);
   checkAlloc(image, `the ${3 * original.width + 2 * GAP_PX}×${original.height} round-trip picture`, (3 * original.width + 2 * GAP_PX) * original.height * 3);
-  const recon = reconstructImage(tokens, cb, image);
-  await writePng(out, sideBySide([original, recon, errorHeatmap(original, recon)]));
+  await writePng(out, sideBySide([original, recon, heat]));
   return { out, prp: metrics.prp, psnr: metrics.psnr, mse: metrics.mse, rows: tokens.rows, cols: tokens.cols, k_active: metrics.k_active };
 }

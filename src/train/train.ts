@@ -308,7 +308,7 @@ function openRun(c: TrainConfig, resume: boolean, verify?: boolean): Run {
 
 /** One line of log.jsonl as read back on resume (numbers may be null: JSON writes NaN/∞ as null). */
 const num = z.number().nullable();
-const StepLogSchema = z.object({
+export const StepLogSchema = z.object({
   step: z.number().int().nonnegative(),
   lr: num,
   loss: num,
