@@ -7,6 +7,12 @@
  *   existence  "Is there an owl in the image?"    → "yes" | "no"  ("no" mostly a hard negative: an absent
  *                                                   class of the same category as a present one)
  *
+ * and, in the in-distribution regime, two class-agnostic tasks (a curriculum: they need where
+ * things are, not what they are):
+ *
+ *   counting-any   "How many objects are there?"  → "3"  (every object in the scene)
+ *   grounding-any  "Where is the object?"         → box  (scenes with exactly one object)
+ *
  * Grounding and spatial questions only name classes with exactly one instance in the scene,
  * so the referring expression is unambiguous. Yes/no answers alternate over the items of a
  * split (`TaskState`), so both are balanced to within one item.
@@ -16,8 +22,17 @@ import type { Rng } from '../util/rng.js';
 import type { Box, Scene, Split } from './scenes.js';
 import type { ObjectClass } from './stamps.js';
 
-export const TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const;
+export const TASKS = ['grounding', 'counting', 'spatial', 'existence', 'counting-any', 'grounding-any'] as const;
 export type Task = (typeof TASKS)[number];
+/** The four tasks of every benchmark; the class-agnostic two exist only where the regime asks for them. */
+export const NAMED_TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const satisfies readonly Task[];
+/** Questions that name no class: answerable from where things are, before knowing what they are. */
+export const AGNOSTIC_TASKS = ['counting-any', 'grounding-any'] as const satisfies readonly Task[];
+
+/** Tasks whose answer is a box (scored by IoU). */
+export function isBoxTask(task: Task): boolean {
+  return task === 'grounding' || task === 'grounding-any';
+}
 export type Relation = 'left' | 'right' | 'above' | 'below';
 
 /** Box centres must differ by at least this fraction of the scene side along the asked axis. */
@@ -173,6 +188,30 @@ export function makeItems(scene: Scene, image: string, known: ObjectClass[], sta
     }
   }
   return items;
+}
+
+/** The class-agnostic items of one scene (AGNOSTIC_TASKS); deterministic, no draws. */
+export function makeAgnosticItems(scene: Scene, image: string): QaItem[] {
+  const { size, objects } = scene;
+  const item = (task: Task, prompt: string, answer: string, boxes: Box[]): QaItem =>
+    ({ id: `${scene.id}-${task}`, image, prompt, answer, task, split: scene.split, scene: scene.id, size, boxes, classes: [] });
+  const boxes = objects.map((o) => o.box);
+  const items = [item('counting-any', 'How many objects are there?', String(objects.length), boxes)];
+  if (objects.length === 1) items.push(item('grounding-any', 'Where is the object?', formatBox(boxes[0]!, size), boxes));
+  return items;
+}
+
+/**
+ * A dense caption for pretraining: the count, the phrase of `caption`, and every object's
+ * exact box, left to right —
+ *   "3 objects: a coin on the left and two apples at the top. coin <loc_1>…, apple <loc_9>…, apple <loc_20>…"
+ * so that every variant's pretraining supervises names, counts and positions from the image.
+ */
+export function denseCaption(scene: Scene, known: ObjectClass[]): string {
+  const n = scene.objects.length;
+  const byX = scene.objects.slice().sort((a, b) => centre(a.box)[0] - centre(b.box)[0] || centre(a.box)[1] - centre(b.box)[1]);
+  const boxes = byX.map((o) => `${o.className} ${formatBox(o.box, scene.size)}`).join(', ');
+  return `${n} object${n === 1 ? '' : 's'}: ${caption(scene, known)}. ${boxes}`;
 }
 
 /** "a frog at the lower left and two apples on the right" (groups left to right). */
