@@ -54,6 +54,10 @@ interface Size {
   testScenes: number;
   /** Codebook / VQ size K. */
   K: number;
+  /** k-means of the codebook: centre initialisation, training patches drawn (0: the CLI's default), Lloyd iterations. */
+  kmeansInit: 'kmeans++' | 'random';
+  kmeansSample: number;
+  kmeansIters: number;
   vqSteps: number;
   /** Moby Dick chapters mixed into pretraining as text-only sequences. */
   textDocs: number;
@@ -79,9 +83,9 @@ interface Size {
 }
 
 const SIZES: Record<'tiny' | 'small' | 'default', Size> = {
-  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
-  small: { regime: 'in-distribution', trainScenes: 3000, testScenes: 600, K: 256, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 300, agnosticSteps: 300, sftSteps: 900, dialogs: 1, batch: 16, context: 128, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, variants: ['text-only', 'uvu'] },
-  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
+  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
+  small: { regime: 'in-distribution', trainScenes: 3000, testScenes: 600, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 300, agnosticSteps: 300, sftSteps: 900, dialogs: 1, batch: 16, context: 128, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, variants: ['text-only', 'uvu'] },
+  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -119,6 +123,9 @@ function settings(): Size {
     } else if (field === 'regime') {
       if (!(REGIMES as readonly string[]).includes(m[2]!)) throw new UsageError(`--set ${kv}: regime must be one of ${REGIMES.join(', ')}`);
       size.regime = m[2] as Regime;
+    } else if (field === 'kmeansInit') {
+      if (m[2] !== 'kmeans++' && m[2] !== 'random') throw new UsageError(`--set ${kv}: kmeansInit must be kmeans++ or random`);
+      size.kmeansInit = m[2];
     } else (size as unknown as Record<string, unknown>)[field] = m[2];
   }
   return size;
@@ -228,7 +235,8 @@ step('patches-test', join(OUT, 'patches-test', 'manifest.json'), ['patches', 'bu
 // 3. The image tokenizers with the same K, each measured on the test scenes' patches.
 const coders: ('codebook' | 'vq')[] = size.variants.includes('ar-vq') ? ['codebook', 'vq'] : ['codebook'];
 const codebook = join(OUT, `codebook-k${size.K}.safetensors`);
-step('codebook', codebook, ['codebook', 'build', '--patches', join(OUT, 'patches'), '--size', String(size.K), '--method', 'kmeans', '--init', 'kmeans++', '--seed', String(seed), '--out', codebook, '--quiet']);
+step('codebook', codebook, ['codebook', 'build', '--patches', join(OUT, 'patches'), '--size', String(size.K), '--method', 'kmeans', '--init', size.kmeansInit, '--iters', String(size.kmeansIters),
+  ...(size.kmeansSample ? ['--sample', String(size.kmeansSample)] : []), '--seed', String(seed), '--out', codebook, '--quiet']);
 const codebookEval = step('codebook-eval', codebook, ['codebook', 'eval', codebook, '--patches', join(OUT, 'patches-test'), '--quiet']);
 const vq = join(OUT, `vq-k${size.K}.safetensors`);
 const vqEval = coders.includes('vq')
@@ -417,7 +425,7 @@ const summary = {
 const report = {
   ...summary,
   sizeSettings: size,
-  codebook: { file: codebook, method: 'kmeans (k-means++ init)', K: size.K, test: codebookEval },
+  codebook: { file: codebook, method: `kmeans (${size.kmeansInit} init, ${size.kmeansIters} iterations)`, K: size.K, test: codebookEval },
   vq: vqEval ? { file: vq, K: size.K, test: vqEval } : null,
   runs: summaries,
   evals,

@@ -10,7 +10,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -327,5 +327,26 @@ test('a model fine-tuned where the answer is visible names the colour of new pic
     assert.ok(right(seen) >= 6, `the model should name at least 6 of 8 colours: ${detail}`);
   } finally {
     session.dispose();
+  }
+});
+
+test('bad experiment options are refused with one line before any work', () => {
+  const empty = mkdtempSync(join(tmpdir(), 'uvu-experiment-usage-'));
+  try {
+    for (const [args, message] of [
+      [['--set', 'nope=1'], /--set nope=1: expected FIELD=VALUE with FIELD one of regime, trainScenes/],
+      [['--set', 'sftSteps=-3'], /--set sftSteps=-3: expected a non-negative number/],
+      [['--set', 'regime=easy'], /regime must be one of hard, in-distribution/],
+      [['--variants', 'uvu,clip'], /--variants: unknown configuration "clip"/],
+      [['--curve', '0'], /--curve: expected a positive whole number of steps/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', empty, ...args], { encoding: 'utf8' });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+    assert.deepEqual(readdirSync(empty), [], 'nothing written');
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
   }
 });

@@ -9,7 +9,10 @@
  *      items (what SFT fits) and on test items (what generalises).
  *   2. image sensitivity: the same items with the real image and with a uniform grey image of the
  *      same size — the total variation between the two distributions of the first answer token,
- *      and the accuracy with each. A model that does not look has TV 0 and no accuracy drop.
+ *      and the accuracy with each. A model that does not look has TV 0 and no accuracy drop; the
+ *      gate passes when the paired 95 % bootstrap interval of the drop (real − grey, per item)
+ *      lies above 0. TV alone is reported, not gated: a model can move its distribution with the
+ *      image without moving its answers.
  *
  * Grounding answers are boxes: their "prior" is the entropy of the exact box strings, which is
  * high for any box distribution, so gate 1 is read on the other tasks.
@@ -25,16 +28,21 @@ import { hashSeed } from './scenes.js';
 import { bootstrapInterval, scoreItem } from './score.js';
 import { TASKS, type QaItem, type Task } from './tasks.js';
 
-/** Entropy (nats) of the empirical answer distribution of each task's items. */
-export function answerPriorEntropy(items: QaItem[]): Partial<Record<Task, number>> {
+/** How often each answer occurs, per task. */
+function answerCounts(items: QaItem[]): Map<Task, Map<string, number>> {
   const counts = new Map<Task, Map<string, number>>();
   for (const it of items) {
     const m = counts.get(it.task) ?? new Map<string, number>();
     m.set(it.answer, (m.get(it.answer) ?? 0) + 1);
     counts.set(it.task, m);
   }
+  return counts;
+}
+
+/** Entropy (nats) of the empirical answer distribution of each task's items. */
+export function answerPriorEntropy(items: QaItem[]): Partial<Record<Task, number>> {
   const out: Partial<Record<Task, number>> = {};
-  for (const [task, m] of counts) {
+  for (const [task, m] of answerCounts(items)) {
     const n = [...m.values()].reduce((a, b) => a + b, 0);
     out[task] = -[...m.values()].reduce((h, c) => h + (c / n) * Math.log(c / n), 0);
   }
@@ -43,13 +51,7 @@ export function answerPriorEntropy(items: QaItem[]): Partial<Record<Task, number
 
 /** The most frequent training answer of each task (ties: the smaller string). */
 export function majorityAnswers(items: QaItem[]): Map<Task, string> {
-  const counts = new Map<Task, Map<string, number>>();
-  for (const it of items) {
-    const m = counts.get(it.task) ?? new Map<string, number>();
-    m.set(it.answer, (m.get(it.answer) ?? 0) + 1);
-    counts.set(it.task, m);
-  }
-  return new Map([...counts].map(([task, m]) => [task, [...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0]]));
+  return new Map([...answerCounts(items)].map(([task, m]) => [task, [...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0]]));
 }
 
 /** A uniform mid-grey image with the size of `like`. */

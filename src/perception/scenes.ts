@@ -10,9 +10,10 @@
  * Occlusion limits: every pair of boxes has IoU ≤ MAX_IOU, and every object keeps at least
  * MIN_VISIBLE of its mask (alpha ≥ ALPHA_OPAQUE) uncovered by objects pasted after it.
  *
- * Splits are disjoint by background photo and by object instance (`splitBackgrounds`,
- * `splitInstances`, both from a seeded hash of ids so that adding a photo or a stamp does not
- * move the others). Every scene is drawn from its own Rng seeded by (seed, split, index).
+ * Splits are disjoint by background photo and (in the `hard` regime) by object instance
+ * (`splitBackgrounds`, `splitInstances`, both from a seeded hash of ids so that adding a photo or
+ * a stamp does not move the others); the in-distribution regime shares every instance between
+ * the splits (`sharedInstances`). Every scene is drawn from its own Rng seeded by (seed, split, index).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
