@@ -379,6 +379,16 @@ test('in-distribution regime: classes with ≥ 5 photos, every photo in both spl
       } else assert.equal(where.length, 0, `${s.id}: "Where is the object?" is ambiguous with ${s.objects.length} objects`);
     }
   }
+  // Existence is balanced per class: the class named does not give the answer away.
+  for (const split of ['train', 'test'] as const) {
+    const tally = new Map<string, { yes: number; no: number }>();
+    for (const it of readJsonl<QaItem>(join(r.out, `${split}.jsonl`)).filter((x) => x.task === 'existence')) {
+      const t = tally.get(it.classes[0]!) ?? { yes: 0, no: 0 };
+      t[it.answer as 'yes' | 'no']++;
+      tally.set(it.classes[0]!, t);
+    }
+    for (const [name, t] of tally) assert.ok(Math.abs(t.yes - t.no) <= 3, `${split} ${name}: ${t.yes} yes, ${t.no} no`);
+  }
   for (const c of readJsonl<{ image: string; text: string }>(join(r.out, 'pretrain.jsonl'))) {
     const s = scenes.get(c.image.replace(/^scenes\/(.*)\.png$/, '$1'))!;
     const n = s.objects.length;

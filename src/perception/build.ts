@@ -15,7 +15,8 @@
  *   in-distribution  seen instances in new scenes: classes with ≥ 5 photos, every photo in both
  *                    splits (backgrounds stay disjoint), objects 30–50 % of the side, 128-px
  *                    scenes, the class-agnostic tasks as well, dense captions (count, names,
- *                    regions, boxes).
+ *                    regions, boxes), existence questions balanced per class (no hard
+ *                    negatives: they made "no" predictable from the class name alone).
  *
  * Every file is written atomically and manifest.json last, so a folder with a manifest is a
  * complete build. The output is a pure function of (sources, seed, size, scene counts): no
@@ -54,13 +55,15 @@ export interface RegimeSpec {
   agnosticTasks: boolean;
   /** Pretraining captions: denseCaption (count, names, regions, boxes) instead of caption. */
   denseCaptions: boolean;
+  /** Existence questions balanced per class (TaskState.existenceByClass) instead of hard negatives. */
+  balancedExistence: boolean;
   /** Default scene side. */
   size: number;
 }
 
 export const REGIME_SPECS: Record<Regime, RegimeSpec> = {
-  hard: { minInstances: 1, seenInstances: false, layout: DEFAULT_LAYOUT, agnosticTasks: false, denseCaptions: false, size: DEFAULT_SCENE_SIZE },
-  'in-distribution': { minInstances: 5, seenInstances: true, layout: { scaleRange: [0.3, 0.5], singleObjectP: 0.5 }, agnosticTasks: true, denseCaptions: true, size: 128 },
+  hard: { minInstances: 1, seenInstances: false, layout: DEFAULT_LAYOUT, agnosticTasks: false, denseCaptions: false, balancedExistence: false, size: DEFAULT_SCENE_SIZE },
+  'in-distribution': { minInstances: 5, seenInstances: true, layout: { scaleRange: [0.3, 0.5], singleObjectP: 0.5 }, agnosticTasks: true, denseCaptions: true, balancedExistence: true, size: 128 },
 };
 
 export interface BenchBuildOptions {
@@ -164,7 +167,7 @@ export async function buildBench(opts: BenchBuildOptions): Promise<BenchBuildRes
   const captions: CaptionSample[] = [];
   for (const split of ['train', 'test'] as const) {
     const ctx = await prepareSplit(lib, split, instSplit[split], bgSplit[split], size, seed, spec.layout);
-    const state: TaskState = { spatial: 0, existence: 0 };
+    const state: TaskState = { spatial: 0, existence: 0, ...(spec.balancedExistence ? { existenceByClass: new Map() } : {}) };
     for (let i = 0; i < counts[split]; i++) {
       const { scene, image } = await makeScene(ctx, i);
       const rel = `scenes/${scene.id}.png`;
@@ -210,7 +213,7 @@ export async function buildBench(opts: BenchBuildOptions): Promise<BenchBuildRes
     answers: { train: tr.answers, test: te.answers },
     pretrain: captions.length,
     params: {
-      ...(regime === 'hard' ? {} : { regime, minInstances: spec.minInstances, seenInstances: spec.seenInstances, singleObjectP: spec.layout.singleObjectP, agnosticTasks: spec.agnosticTasks, denseCaptions: spec.denseCaptions }),
+      ...(regime === 'hard' ? {} : { regime, minInstances: spec.minInstances, seenInstances: spec.seenInstances, singleObjectP: spec.layout.singleObjectP, agnosticTasks: spec.agnosticTasks, denseCaptions: spec.denseCaptions, balancedExistence: spec.balancedExistence }),
       testFraction: TEST_FRACTION, maxIou: MAX_IOU, minVisible: MIN_VISIBLE, alphaMin: ALPHA_MIN, scaleRange: spec.layout.scaleRange, spatialMargin: SPATIAL_MARGIN, hardNegativeP: HARD_NEGATIVE_P, countZeroP: COUNT_ZERO_P,
     },
   };

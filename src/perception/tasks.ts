@@ -67,7 +67,27 @@ export interface CaptionSample {
 }
 
 /** Items made so far per task in a split; drives the yes/no alternation. */
-export type TaskState = Record<'spatial' | 'existence', number>;
+export type TaskState = Record<'spatial' | 'existence', number> & {
+  /**
+   * Class-balanced existence (the in-distribution regime): how often each class was asked with
+   * answer [yes, no] so far. Each question names the least-asked class for its answer, so every
+   * class is asked "yes" and "no" equally often and the class name alone does not give the answer
+   * (with hard negatives, the classes of crowded categories are asked "no" more often).
+   */
+  existenceByClass?: Map<string, [number, number]>;
+};
+
+/** The candidate asked least often so far with this answer (ties: a seeded draw). */
+function leastAsked(candidates: string[], tally: Map<string, [number, number]>, answer: 0 | 1, rng: Rng): string {
+  const asked = (n: string): number => tally.get(n)?.[answer] ?? 0;
+  const least = Math.min(...candidates.map(asked));
+  const pool = candidates.filter((n) => asked(n) === least);
+  const name = pool[rng.int(pool.length)]!;
+  const t = tally.get(name) ?? [0, 0];
+  t[answer]++;
+  tally.set(name, t);
+  return name;
+}
 
 // ---------------------------------------------------------------- formats
 
@@ -175,7 +195,11 @@ export function makeItems(scene: Scene, image: string, known: ObjectClass[], sta
   {
     const wantYes = state.existence % 2 === 0;
     let name: string | undefined;
-    if (wantYes) name = present[rng.int(present.length)];
+    const tally = state.existenceByClass;
+    if (tally) {
+      if (wantYes) name = leastAsked(present, tally, 0, rng);
+      else if (absent.length > 0) name = leastAsked(absent.map((c) => c.name), tally, 1, rng);
+    } else if (wantYes) name = present[rng.int(present.length)];
     else if (absent.length > 0) {
       const categories = new Set(present.map((n) => byName.get(n)!.category));
       const hard = absent.filter((c) => categories.has(c.category));
