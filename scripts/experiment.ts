@@ -84,7 +84,7 @@ interface Size {
 
 const SIZES: Record<'tiny' | 'small' | 'default', Size> = {
   tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
-  small: { regime: 'in-distribution', trainScenes: 3000, testScenes: 600, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 300, agnosticSteps: 300, sftSteps: 900, dialogs: 1, batch: 16, context: 128, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, variants: ['text-only', 'uvu'] },
+  small: { regime: 'in-distribution', trainScenes: 2000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 150, sftSteps: 450, dialogs: 1, batch: 8, context: 256, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, variants: ['text-only', 'uvu'] },
   default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
