@@ -35,6 +35,7 @@ import { initEngine } from '../src/engine/tf.js';
 import { ModelSession } from '../src/infer/session.js';
 import { REGIMES, type Regime } from '../src/perception/build.js';
 import { evaluateBench, readBenchItems, type EvalReport, type TaskScore } from '../src/perception/eval.js';
+import { bootstrapInterval } from '../src/perception/score.js';
 import { evaluateGates, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
 import { hashSeed } from '../src/perception/scenes.js';
 import { AGNOSTIC_TASKS, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
@@ -329,6 +330,23 @@ for (const variant of size.variants) {
   gates[variant] = r.gates!;
 }
 
+/**
+ * Paired differences uvu − other on the same test items: the mean per-item difference in
+ * correctness per task, with its paired bootstrap 95 % interval.
+ */
+const paired: Record<string, Partial<Record<Task, { n: number; difference: number; ci95: [number, number] }>>> = {};
+for (const other of size.variants.filter((v) => v !== 'uvu')) {
+  if (!size.variants.includes('uvu')) break;
+  const a = evals.uvu!.items, b = evals[other]!.items;
+  const pair: Partial<Record<Task, { n: number; difference: number; ci95: [number, number] }>> = {};
+  for (const task of tasksRun) {
+    const diffs = a.flatMap((r, i) => (r.task === task ? [Number(r.correct) - Number(b[i]!.correct)] : []));
+    if (a.some((r, i) => r.id !== b[i]!.id)) throw new Error(`internal: uvu and ${other} were scored on different items`);
+    if (diffs.length) pair[task] = { n: diffs.length, difference: diffs.reduce((x, y) => x + y, 0) / diffs.length, ci95: bootstrapInterval(diffs, { seed: hashSeed(seed, `paired/${other}/${task}`) }) };
+  }
+  paired[`uvu - ${other}`] = pair;
+}
+
 // The floor: answer every test item with its task's most frequent training answer.
 const majorityAnswer = majorityAnswers(trainItems);
 const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, seed, answer: async (item) => majorityAnswer.get(item.task)! });
@@ -418,6 +436,7 @@ const summary = {
       return [v, { n: g.n, accuracy: g.accuracy, ci95: g.ci95, aboveFloor: g.accuracy - g.floor, gates: { trainLoss: g.trainLoss, testLoss: g.testLoss, priorEntropy: g.priorEntropy, trainLossBelowPrior: g.trainLossBelowPrior, testLossBelowPrior: g.testLossBelowPrior, greyAccuracy: g.greyAccuracy, accuracyDrop: g.accuracyDrop, dropCi95: g.dropCi95, meanTv: g.meanTv, imageSensitive: g.imageSensitive } }];
     })),
   }])),
+  paired,
   curves,
   codebookPrp: (codebookEval.prp as number | undefined) ?? null,
   vqPrp: (vqEval?.prp as number | undefined) ?? null,
@@ -438,6 +457,15 @@ writeFileAtomic(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\
 say(accuracyTable);
 say('');
 say(gateTable);
+const pairedTable = Object.keys(paired).length === 0 ? '' : [
+  `| paired difference (points, 95 % paired bootstrap) | ${tasksRun.join(' | ')} |`,
+  `|---|${tasksRun.map(() => '---').join('|')}|`,
+  ...Object.entries(paired).map(([name, p]) => `| ${name} | ${tasksRun.map((t) => (p[t] ? `${(100 * p[t]!.difference).toFixed(1)} [${(100 * p[t]!.ci95[0]).toFixed(1)}, ${(100 * p[t]!.ci95[1]).toFixed(1)}]` : '—')).join(' | ')} |`),
+].join('\n');
+if (pairedTable) {
+  say('');
+  say(pairedTable);
+}
 say(`codebook PRP on test-scene patches ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `, VQ-VAE PRP ${f3(summary.vqPrp ?? NaN)}` : ''}; ${minutes.toFixed(1)} min`);
 if (opts.json) console.log(JSON.stringify(summary, null, 2));
 
@@ -466,6 +494,7 @@ if (opts.write && opts.size !== 'tiny' && opts.set.length === 0 && !opts.variant
       '',
       gateTable,
       '',
+      ...(pairedTable ? [pairedTable, ''] : []),
       `![losses](docs/experiment/losses${suffix}.png)`,
     ].join('\n'),
   );

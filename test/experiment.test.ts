@@ -217,6 +217,22 @@ test('the gates of every configuration and task: the prior entropy counted from 
   }
 });
 
+test('paired differences uvu − text-only and uvu − ar-vq equal the per-item differences of the recorded answers', () => {
+  const rep = finished();
+  for (const other of ['text-only', 'ar-vq']) {
+    const p = rep.paired[`uvu - ${other}`];
+    for (const task of taskNames()) {
+      const a = rep.evals.uvu.items.filter((r) => r.task === task);
+      const b = rep.evals[other].items.filter((r) => r.task === task);
+      assert.deepEqual(a.map((r) => r.id), b.map((r) => r.id), `${task}: the same items`);
+      const d = a.reduce((s, r, i) => s + Number(r.correct) - Number(b[i]!.correct), 0) / a.length;
+      assert.ok(Math.abs(p[task].difference - d) < 1e-12, `${other} ${task}: ${p[task].difference} vs ${d}`);
+      assert.equal(p[task].n, a.length);
+      assert.ok(p[task].ci95[0] <= d + 1e-12 && d <= p[task].ci95[1] + 1e-12);
+    }
+  }
+});
+
 /**
  * The i-th test item's answer, right or wrong by construction (not by any scorer), in varied
  * wordings that the documented rules accept or reject.
