@@ -1,18 +1,27 @@
 /**
- * `npm run experiment -- [--size tiny|default] [--out DIR] [--seed S] [--no-write]`
+ * `npm run experiment -- [--size tiny|small|default] [--regime hard|in-distribution]
+ *   [--variants uvu,text-only,ar-vq] [--backgrounds DIR]… [--set FIELD=VALUE]… [--curve N]
+ *   [--out DIR] [--seed S] [--json] [--no-write]`
  *
- * The paper's three-way comparison at small scale (issue 5): the same model, data, steps and
- * seeds, pretrained and then fine-tuned three ways —
+ * The paper's comparison at small scale (issues 5 and 14): the same model, data, steps and seeds,
+ * pretrained and then fine-tuned per configuration —
  *   uvu        image targets are pixel-codebook ids (w_img = 0.5, balanced sampling)
  *   text-only  no visual supervision (w_img = 0); the images are still inputs
  *   ar-vq      image targets are the ids of a patch VQ-VAE with the same K
- * — then scored on the held-out perception benchmark (grounding, counting, spatial, existence).
+ * — then scored on the benchmark's test scenes, with the majority-answer floor and the two gates
+ * of src/perception/gates.ts (answer loss vs the answer prior's entropy; accuracy with the real
+ * image vs a grey one) for every task.
  *
- * Every step runs the `uvu` CLI (--json) and is skipped when its output already exists, so an
- * interrupted experiment resumes where it stopped. The default size finishes in well under
- * 90 minutes on 2 cores; `--size tiny` runs the same pipeline end to end in about a minute (CI).
- * With the default size the results go to BENCHMARKS.md (section "experiment") and
- * docs/experiment/*.png.
+ * Sizes: `tiny` runs the whole pipeline in about a minute (CI); `small` trains text-only and uvu
+ * on the in-distribution regime, one seed; `default` is the three-way run of issue 5 on the
+ * `hard` regime (unseen instances). `--set` overrides a size field (`--set sftSteps=2000`,
+ * `--set lr=0.002`) for probes. `--curve N` fine-tunes in chunks of N steps at a constant
+ * learning rate and scores the test items after each chunk: test accuracy against steps.
+ *
+ * Fine-tuning is a curriculum when the regime has class-agnostic questions: `agnosticSteps` on
+ * those alone, then `sftSteps` on all questions. Every step runs the `uvu` CLI (--json) and is
+ * skipped when its output already exists, so an interrupted experiment resumes where it stopped;
+ * evaluation runs in this process and is cached the same way.
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -22,52 +31,124 @@ import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { machine, writeSection } from '../bench/report.js';
-import { evaluateBench, readBenchItems } from '../src/perception/eval.js';
+import { initEngine } from '../src/engine/tf.js';
+import { ModelSession } from '../src/infer/session.js';
+import { REGIMES, type Regime } from '../src/perception/build.js';
+import { evaluateBench, readBenchItems, type EvalReport, type TaskScore } from '../src/perception/eval.js';
+import { bootstrapInterval } from '../src/perception/score.js';
+import { evaluateGates, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
+import { hashSeed } from '../src/perception/scenes.js';
+import { AGNOSTIC_TASKS, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
+import { Rng } from '../src/util/rng.js';
+import { UsageError } from '../src/util/errors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
-/** Everything that differs between the CI-sized and the real experiment. */
+const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
+type Variant = (typeof VARIANTS)[number];
+
+/** Everything that differs between the experiment sizes. */
 interface Size {
+  regime: Regime;
   trainScenes: number;
   testScenes: number;
   /** Codebook / VQ size K. */
   K: number;
+  /** k-means of the codebook: centre initialisation, training patches drawn (0: the CLI's default), Lloyd iterations. */
+  kmeansInit: 'kmeans++' | 'random';
+  kmeansSample: number;
+  kmeansIters: number;
   vqSteps: number;
   /** Moby Dick chapters mixed into pretraining as text-only sequences. */
   textDocs: number;
   /** Text ids of the BPE tokenizer. */
   textVocab: number;
   pretrainSteps: number;
+  /** Fine-tuning steps on the class-agnostic questions alone, before `sftSteps` on all (0: none). */
+  agnosticSteps: number;
   sftSteps: number;
+  /** 1: all questions about a scene in one multi-turn sequence (the image paid once); 0: one question per sequence. */
+  dialogs: number;
   batch: number;
   context: number;
-  /** Test items scored per configuration. */
-  evalLimit: number;
+  /** Test items scored per task and configuration. */
+  evalPerTask: number;
+  /** Training items per task whose answer loss is measured (gate 1). */
+  gateTrainItems: number;
   /** Base run config (model architecture and optimizer). */
   config: string;
+  /** Peak learning rate; 0: the config's. */
+  lr: number;
+  variants: Variant[];
 }
 
-const SIZES: Record<'tiny' | 'default', Size> = {
-  tiny: { trainScenes: 16, testScenes: 8, K: 64, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, sftSteps: 3, batch: 2, context: 256, evalLimit: 12, config: 'configs/tiny.json' },
-  default: { trainScenes: 2000, testScenes: 500, K: 1024, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, sftSteps: 200, batch: 8, context: 256, evalLimit: 600, config: 'configs/reference.json' },
+const SIZES: Record<'tiny' | 'small' | 'default', Size> = {
+  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
+  small: { regime: 'in-distribution', trainScenes: 2000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 150, sftSteps: 450, dialogs: 1, batch: 8, context: 256, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, variants: ['text-only', 'uvu'] },
+  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
-const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
-type Variant = (typeof VARIANTS)[number];
-
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const program = new Command('experiment')
-  .description('pretrain + SFT of uvu, text-only and ar-vq on the perception benchmark, then evaluate')
-  .addOption(new Option('--size <size>', 'experiment size').choices(['tiny', 'default']).default('default'))
+  .description('pretrain + fine-tune configurations on the perception benchmark, then score them with the majority floor and the two gates')
+  .addOption(new Option('--size <size>', 'experiment size').choices(['tiny', 'small', 'default']).default('default'))
+  .addOption(new Option('--regime <name>', "benchmark regime (default: the size's)").choices(REGIMES))
+  .option('--variants <list>', "comma-separated configurations (default: the size's)")
+  .option('--backgrounds <dir>', 'background photos for the benchmark scenes: folder, file or glob; repeatable (default: bundled + data/photos)', collect, [])
+  .option('--set <field=value>', 'override a size field, e.g. --set sftSteps=2000 --set lr=0.002 (repeatable)', collect, [])
+  .option('--curve <n>', 'fine-tune in chunks of n steps at a constant learning rate, scoring the test items after each')
   .option('--out <dir>', 'output folder (default out/experiment-<size>)')
   .option('--seed <s>', 'seed of scenes, initialisation and data order', '0')
+  .option('--json', 'print the JSON summary (per-task accuracies, floors, gates) on stdout, nothing else')
   .option('--no-write', 'leave BENCHMARKS.md and docs/ alone');
 program.parse();
-const opts = program.opts<{ size: 'tiny' | 'default'; out?: string; seed: string; write: boolean }>();
-const size = SIZES[opts.size];
+const opts = program.opts<{ size: keyof typeof SIZES; regime?: Regime; variants?: string; backgrounds: string[]; set: string[]; curve?: string; out?: string; seed: string; json?: boolean; write: boolean }>();
+
+/** The size's settings with --regime, --variants and --set applied; bad fields or values are usage errors. */
+function settings(): Size {
+  const size: Size = { ...SIZES[opts.size], ...(opts.regime ? { regime: opts.regime } : {}) };
+  if (opts.variants) {
+    const vs = opts.variants.split(',').map((v) => v.trim());
+    for (const v of vs) if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`--variants: unknown configuration "${v}" (expected ${VARIANTS.join(', ')})`);
+    size.variants = vs as Variant[];
+  }
+  for (const kv of opts.set) {
+    const m = /^(\w+)=(.+)$/.exec(kv);
+    if (!m || !(m[1]! in size) || m[1] === 'variants') throw new UsageError(`--set ${kv}: expected FIELD=VALUE with FIELD one of ${Object.keys(size).filter((k) => k !== 'variants').join(', ')}`);
+    const field = m[1] as keyof Size;
+    if (typeof size[field] === 'number') {
+      const v = Number(m[2]);
+      if (!Number.isFinite(v) || v < 0) throw new UsageError(`--set ${kv}: expected a non-negative number`);
+      (size as unknown as Record<string, unknown>)[field] = v;
+    } else if (field === 'regime') {
+      if (!(REGIMES as readonly string[]).includes(m[2]!)) throw new UsageError(`--set ${kv}: regime must be one of ${REGIMES.join(', ')}`);
+      size.regime = m[2] as Regime;
+    } else if (field === 'kmeansInit') {
+      if (m[2] !== 'kmeans++' && m[2] !== 'random') throw new UsageError(`--set ${kv}: kmeansInit must be kmeans++ or random`);
+      size.kmeansInit = m[2];
+    } else (size as unknown as Record<string, unknown>)[field] = m[2];
+  }
+  return size;
+}
+
+let size: Size;
+let curveEvery = 0;
+try {
+  size = settings();
+  if (opts.curve !== undefined) {
+    curveEvery = Number(opts.curve);
+    if (!Number.isInteger(curveEvery) || curveEvery < 1) throw new UsageError(`--curve: expected a positive whole number of steps, got "${opts.curve}"`);
+  }
+} catch (err) {
+  console.error(`experiment: ${(err as Error).message}`);
+  process.exit(2);
+}
 const seed = Number(opts.seed);
 const OUT = resolve(opts.out ?? join('out', `experiment-${opts.size}`));
-mkdirSync(OUT, { recursive: true });
+mkdirSync(join(OUT, 'steps'), { recursive: true });
+/** Human-readable lines go to stderr when --json owns stdout. */
+const say = (line: string): void => (opts.json ? console.error(line) : console.log(line));
 
 /** Run `uvu ARGS --json` and return its JSON result; a failure stops the experiment with its message. */
 function uvu(name: string, args: string[]): Record<string, unknown> {
@@ -78,16 +159,33 @@ function uvu(name: string, args: string[]): Record<string, unknown> {
     console.error(`[experiment] ${name} failed (exit ${r.status}); rerun to resume from this step`);
     process.exit(1);
   }
-  writeFileAtomic(join(OUT, 'steps', `${name}.seconds`), `${((performance.now() - t0) / 1000).toFixed(1)}\n`);
+  recordSeconds(name, t0);
   return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+function recordSeconds(name: string, t0: number): void {
+  writeFileAtomic(join(OUT, 'steps', `${name}.seconds`), `${((performance.now() - t0) / 1000).toFixed(1)}\n`);
 }
 
 /** Cached step: the JSON result (and the step's wall time) is stored and reused on a rerun. */
 function step(name: string, done: string, args: string[]): Record<string, unknown> {
+  return cached(name, done, () => uvu(name, args));
+}
+
+function cached<T>(name: string, done: string, make: () => T): T {
   const cache = join(OUT, 'steps', `${name}.json`);
-  if (existsSync(done) && existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as Record<string, unknown>;
-  mkdirSync(dirname(cache), { recursive: true });
-  const result = uvu(name, args);
+  if (existsSync(done) && existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as T;
+  const result = make();
+  writeFileAtomic(cache, JSON.stringify(result) + '\n');
+  return result;
+}
+
+async function cachedAsync<T>(name: string, done: string, make: () => Promise<T>): Promise<T> {
+  const cache = join(OUT, 'steps', `${name}.json`);
+  if (existsSync(done) && existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as T;
+  const t0 = performance.now();
+  const result = await make();
+  recordSeconds(name, t0);
   writeFileAtomic(cache, JSON.stringify(result) + '\n');
   return result;
 }
@@ -100,155 +198,304 @@ function imagesOf(jsonl: string): string[] {
 
 // 1. Benchmark scenes and questions.
 const bench = join(OUT, 'bench');
-step('bench-data', join(bench, 'manifest.json'), ['bench-data', 'build', '--out', bench, '--train-scenes', String(size.trainScenes), '--test-scenes', String(size.testScenes), '--seed', String(seed), '--quiet']);
-const sceneSide = 192;
+const benchBuild = step('bench-data', join(bench, 'manifest.json'), [
+  'bench-data', 'build', '--out', bench, '--regime', size.regime, '--train-scenes', String(size.trainScenes), '--test-scenes', String(size.testScenes), '--seed', String(seed),
+  ...opts.backgrounds.flatMap((b) => ['--backgrounds', resolve(b)]), '--quiet',
+]);
+const sceneSide = benchBuild.size as number;
 const maxPixels = sceneSide * sceneSide;
 writeFileAtomic(join(OUT, 'train-scenes.txt'), imagesOf(join(bench, 'pretrain.jsonl')).join('\n') + '\n');
 writeFileAtomic(join(OUT, 'test-scenes.txt'), imagesOf(join(bench, 'test.jsonl')).join('\n') + '\n');
+const trainItems = readBenchItems(bench, 'train');
+const agnostic = new Set<Task>(AGNOSTIC_TASKS);
+const curriculum = size.agnosticSteps > 0 && trainItems.some((it) => agnostic.has(it.task));
+/**
+ * Fine-tuning samples (image paths made absolute): one question per line, or with `dialogs` one
+ * line per scene whose questions are turns in a seeded order (each task comes first in some).
+ */
+function questionLines(items: QaItem[], salt: string): string {
+  const sample = (it: QaItem): Record<string, unknown> => ({ ...it, image: join(bench, it.image) });
+  if (!size.dialogs) return items.map((it) => JSON.stringify(sample(it))).join('\n') + '\n';
+  const byScene = new Map<string, QaItem[]>();
+  for (const it of items) byScene.set(it.scene, [...(byScene.get(it.scene) ?? []), it]);
+  return [...byScene].map(([scene, its]) => {
+    const order = its.slice();
+    new Rng(hashSeed(seed, `${salt}/${scene}`)).shuffle(order);
+    const [first, ...rest] = order;
+    return JSON.stringify({ ...sample(first!), ...(rest.length ? { turns: rest.map((t) => ({ prompt: t.prompt, answer: t.answer })) } : {}) });
+  }).join('\n') + '\n';
+}
+// The first fine-tuning stage's questions are the class-agnostic ones.
+if (curriculum) writeFileAtomic(join(OUT, 'train-agnostic.jsonl'), questionLines(trainItems.filter((it) => agnostic.has(it.task)), 'dialogs-agnostic'));
+writeFileAtomic(join(OUT, 'train-questions.jsonl'), questionLines(trainItems, 'dialogs'));
 
 // 2. Patches of the training scenes (codebook and VQ-VAE data) and of the test scenes (their PRP).
 step('patches-train', join(OUT, 'patches', 'manifest.json'), ['patches', 'build', `@${join(OUT, 'train-scenes.txt')}`, '--out', join(OUT, 'patches'), '--max-pixels', String(maxPixels), '--quiet']);
 step('patches-test', join(OUT, 'patches-test', 'manifest.json'), ['patches', 'build', `@${join(OUT, 'test-scenes.txt')}`, '--out', join(OUT, 'patches-test'), '--max-pixels', String(maxPixels), '--quiet']);
 
-// 3. The two image tokenizers with the same K, each measured on the test scenes' patches.
+// 3. The image tokenizers with the same K, each measured on the test scenes' patches.
+const coders: ('codebook' | 'vq')[] = size.variants.includes('ar-vq') ? ['codebook', 'vq'] : ['codebook'];
 const codebook = join(OUT, `codebook-k${size.K}.safetensors`);
-step('codebook', codebook, ['codebook', 'build', '--patches', join(OUT, 'patches'), '--size', String(size.K), '--method', 'kmeans', '--init', 'kmeans++', '--seed', String(seed), '--out', codebook, '--quiet']);
+step('codebook', codebook, ['codebook', 'build', '--patches', join(OUT, 'patches'), '--size', String(size.K), '--method', 'kmeans', '--init', size.kmeansInit, '--iters', String(size.kmeansIters),
+  ...(size.kmeansSample ? ['--sample', String(size.kmeansSample)] : []), '--seed', String(seed), '--out', codebook, '--quiet']);
 const codebookEval = step('codebook-eval', codebook, ['codebook', 'eval', codebook, '--patches', join(OUT, 'patches-test'), '--quiet']);
 const vq = join(OUT, `vq-k${size.K}.safetensors`);
-step('vq', vq, ['vq', 'train', '--patches', join(OUT, 'patches'), '--k', String(size.K), '--steps', String(size.vqSteps), '--seed', String(seed), '--out', vq, '--quiet']);
-const vqEval = step('vq-eval', vq, ['vq', 'eval', '--vq', vq, '--patches', join(OUT, 'patches-test'), '--quiet']);
+const vqEval = coders.includes('vq')
+  ? (step('vq', vq, ['vq', 'train', '--patches', join(OUT, 'patches'), '--k', String(size.K), '--steps', String(size.vqSteps), '--seed', String(seed), '--out', vq, '--quiet']),
+    step('vq-eval', vq, ['vq', 'eval', '--vq', vq, '--patches', join(OUT, 'patches-test'), '--quiet']))
+  : null;
 
-// 4. Datasets: pretraining (captions + text) and SFT (questions), once per image tokenizer, one shared text tokenizer.
-const data = (coder: 'codebook' | 'vq', stage: 'pretrain' | 'sft'): string => join(OUT, 'data', `${stage}-${coder}`);
+// 4. Datasets: pretraining (captions + a little text) and fine-tuning (questions), once per image tokenizer, one shared text tokenizer.
+type Stage = 'pretrain' | 'agnostic' | 'sft';
+const stages: Stage[] = curriculum ? ['pretrain', 'agnostic', 'sft'] : ['pretrain', 'sft'];
+const data = (coder: 'codebook' | 'vq', stage: Stage): string => join(OUT, 'data', `${stage}-${coder}`);
 const tokenizer = join(data('codebook', 'pretrain'), 'tokenizer.json');
-for (const coder of ['codebook', 'vq'] as const) {
-  for (const stage of ['pretrain', 'sft'] as const) {
+const samplesOf: Record<Stage, string[]> = {
+  pretrain: ['--samples', join(bench, 'pretrain.jsonl'), '--text', 'moby-dick', '--text-docs', String(size.textDocs)],
+  agnostic: ['--samples', join(OUT, 'train-agnostic.jsonl')],
+  sft: ['--samples', join(OUT, 'train-questions.jsonl')],
+};
+for (const coder of coders) {
+  for (const stage of stages) {
     const first = coder === 'codebook' && stage === 'pretrain';
-    const samples = stage === 'pretrain' ? ['--samples', join(bench, 'pretrain.jsonl'), '--text', 'moby-dick', '--text-docs', String(size.textDocs)] : ['--samples', join(bench, 'train.jsonl')];
     step(`data-${stage}-${coder}`, join(data(coder, stage), 'manifest.json'), [
-      'data', 'build', '--out', data(coder, stage), '--image-tokenizer', coder === 'codebook' ? codebook : vq, ...samples,
+      'data', 'build', '--out', data(coder, stage), '--image-tokenizer', coder === 'codebook' ? codebook : vq, ...samplesOf[stage],
       ...(first ? ['--train-tokenizer', String(size.textVocab)] : ['--tokenizer', tokenizer]),
       '--context', String(size.context), '--max-pixels', String(maxPixels), '--seed', String(seed), '--quiet',
     ]);
   }
 }
 
-// 5. Pretrain, then SFT from the pretrained weights: same steps, batch and seed for every variant.
-const run = (variant: Variant, stage: 'pretrain' | 'sft'): string => join(OUT, 'runs', `${variant}-${stage}`);
-const summaries: Record<string, Record<string, unknown>> = {};
-for (const variant of VARIANTS) {
+// 5. Pretrain, then fine-tune from the previous stage's weights: same steps, batch and seed for every variant.
+const run = (variant: Variant, stage: Stage): string => join(OUT, 'runs', `${variant}-${stage}`);
+const stepsOf: Record<Stage, number> = { pretrain: size.pretrainSteps, agnostic: size.agnosticSteps, sft: size.sftSteps };
+/** A constant learning rate (no warmup, no decay) in curve mode, so that a run resumed in chunks is one run. */
+const optimSets = [...(size.lr > 0 ? ['--set', `optim.lr=${size.lr}`] : []), ...(curveEvery ? ['--set', 'optim.warmup_frac=0', '--set', 'optim.min_lr_ratio=1'] : [])];
+const trainArgs = (variant: Variant, stage: Stage, steps: number): string[] => {
   const coder = variant === 'ar-vq' ? 'vq' : 'codebook';
-  for (const stage of ['pretrain', 'sft'] as const) {
-    const common = ['--config', join(ROOT, size.config), '--set', `variant=${variant}`, '--set', `stage=${stage}`, '--set', `data=${data(coder, stage)}`, '--set', `out=${run(variant, stage)}`, '--set', `batch_size=${size.batch}`, '--set', `seed=${seed}`, '--set', 'checkpoint_every=50'];
-    const steps = stage === 'pretrain' ? size.pretrainSteps : size.sftSteps;
-    const init = stage === 'sft' ? ['--set', `init=${join(run(variant, 'pretrain'), 'checkpoint')}`] : [];
-    summaries[`${variant}-${stage}`] = step(`train-${variant}-${stage}`, join(run(variant, stage), 'summary.json'), ['train', ...common, '--set', `steps=${steps}`, ...init, '--resume', '--quiet']);
+  const prev = stages[stages.indexOf(stage) - 1];
+  return ['train', '--config', join(ROOT, size.config), '--set', `variant=${variant}`, '--set', `stage=${stage === 'pretrain' ? 'pretrain' : 'sft'}`, '--set', `data=${data(coder, stage)}`,
+    '--set', `out=${run(variant, stage)}`, '--set', `batch_size=${size.batch}`, '--set', `seed=${seed}`, '--set', 'checkpoint_every=100', '--set', `steps=${steps}`, ...optimSets,
+    ...(prev ? ['--set', `init=${join(run(variant, prev), 'checkpoint')}`] : []), '--resume', '--quiet'];
+};
+
+await initEngine();
+const greyPath = join(OUT, `grey-${sceneSide}.png`);
+if (!existsSync(greyPath)) await writeGreyScene(greyPath, sceneSide);
+const benchTest = readBenchItems(bench, 'test');
+const tasksRun = TASKS.filter((t) => benchTest.some((it) => it.task === t));
+
+/** The fine-tuned model scored on the test items (accuracy per task), optionally with both gates. */
+async function evaluate(checkpoint: string, withGates: boolean, sheetPath?: string): Promise<{ report: EvalReport; gates: Partial<Record<Task, TaskGates>> | null }> {
+  const session = ModelSession.load(checkpoint);
+  try {
+    const report = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, seed, sheetPath, answer: (item) => session.ask(join(bench, item.image), item.prompt, { maxNewTokens: ANSWER_TOKENS }) });
+    const byId = new Map(benchTest.map((it) => [it.id, it]));
+    const gates = withGates ? await evaluateGates(session, bench, trainItems, report.items.map((r) => ({ item: byId.get(r.id)!, correct: r.correct })), { trainItems: size.gateTrainItems, greyPath, seed }) : null;
+    return { report, gates };
+  } finally {
+    session.dispose();
   }
 }
 
-// 6. Evaluation of the fine-tuned models on the held-out scenes.
-interface TaskScore { n: number; accuracy: number; ci95: [number, number] }
-const evals: Record<Variant, { tasks: Record<string, TaskScore>; overall: TaskScore; n: number }> = {} as never;
-for (const variant of VARIANTS) {
+interface CurvePoint { step: number; tasks: Partial<Record<Task, TaskScore>>; overall: TaskScore }
+const summaries: Record<string, Record<string, unknown>> = {};
+const curves: Partial<Record<Variant, CurvePoint[]>> = {};
+for (const variant of size.variants) {
+  for (const stage of stages) {
+    const done = join(run(variant, stage), 'summary.json');
+    if (stage === 'sft' && curveEvery) {
+      // Chunks of curveEvery steps (the last one shorter), each resumed from the previous and scored.
+      const points: CurvePoint[] = [];
+      for (let s = Math.min(curveEvery, stepsOf.sft); ; s = Math.min(s + curveEvery, stepsOf.sft)) {
+        summaries[`${variant}-${stage}`] = step(`train-${variant}-${stage}-${s}`, join(run(variant, stage), `done-${s}`), trainArgs(variant, stage, s));
+        writeFileAtomic(join(run(variant, stage), `done-${s}`), `${s}\n`);
+        const { report } = await cachedAsync(`curve-${variant}-${s}`, join(run(variant, stage), `done-${s}`), () => evaluate(join(run(variant, stage), 'checkpoint'), false));
+        points.push({ step: s, tasks: report.tasks, overall: report.overall });
+        console.error(`[experiment] ${variant} step ${s}: ${Object.entries(report.tasks).map(([t, sc]) => `${t} ${(100 * sc!.accuracy).toFixed(1)}`).join(', ')}`);
+        if (s === stepsOf.sft) break;
+      }
+      curves[variant] = points;
+    } else summaries[`${variant}-${stage}`] = step(`train-${variant}-${stage}`, done, trainArgs(variant, stage, stepsOf[stage]));
+  }
+}
+
+// 6. Evaluation of the fine-tuned models on the held-out scenes, with both gates.
+const evals: Partial<Record<Variant, Omit<EvalReport, 'seconds'>>> = {};
+const gates: Partial<Record<Variant, Partial<Record<Task, TaskGates>>>> = {};
+for (const variant of size.variants) {
   const ck = join(run(variant, 'sft'), 'checkpoint');
-  evals[variant] = step(`eval-${variant}`, join(run(variant, 'sft'), `eval-test.png`), ['eval', '--checkpoint', ck, '--bench', bench, '--limit', String(size.evalLimit), '--seed', String(seed), '--quiet']) as never;
+  const r = await cachedAsync(`eval-${variant}`, join(run(variant, 'sft'), 'eval-test.png'), () => evaluate(ck, true, join(run(variant, 'sft'), 'eval-test.png')));
+  evals[variant] = r.report;
+  gates[variant] = r.gates!;
 }
 
-// The floor to compare with: answer every test item with its task's most frequent training answer.
-const counts = new Map<string, Map<string, number>>();
-for (const item of readBenchItems(bench, 'train')) {
-  const m = counts.get(item.task) ?? new Map<string, number>();
-  m.set(item.answer, (m.get(item.answer) ?? 0) + 1);
-  counts.set(item.task, m);
+/**
+ * Paired differences uvu − other on the same test items: the mean per-item difference in
+ * correctness per task, with its paired bootstrap 95 % interval.
+ */
+const paired: Record<string, Partial<Record<Task, { n: number; difference: number; ci95: [number, number] }>>> = {};
+for (const other of size.variants.filter((v) => v !== 'uvu')) {
+  if (!size.variants.includes('uvu')) break;
+  const a = evals.uvu!.items, b = evals[other]!.items;
+  const pair: Partial<Record<Task, { n: number; difference: number; ci95: [number, number] }>> = {};
+  for (const task of tasksRun) {
+    const diffs = a.flatMap((r, i) => (r.task === task ? [Number(r.correct) - Number(b[i]!.correct)] : []));
+    if (a.some((r, i) => r.id !== b[i]!.id)) throw new Error(`internal: uvu and ${other} were scored on different items`);
+    if (diffs.length) pair[task] = { n: diffs.length, difference: diffs.reduce((x, y) => x + y, 0) / diffs.length, ci95: bootstrapInterval(diffs, { seed: hashSeed(seed, `paired/${other}/${task}`) }) };
+  }
+  paired[`uvu - ${other}`] = pair;
 }
-const majorityAnswer = new Map([...counts].map(([task, m]) => [task, [...m].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]![0]]));
-const majority = await evaluateBench(bench, { split: 'test', limit: size.evalLimit, seed, answer: async (item) => majorityAnswer.get(item.task)! });
 
-// 7. Report: curves, table, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
+// The floor: answer every test item with its task's most frequent training answer.
+const majorityAnswer = majorityAnswers(trainItems);
+const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, seed, answer: async (item) => majorityAnswer.get(item.task)! });
+
+// 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
 const timings: Record<string, number> = {};
 for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
 interface LogLine { step: number; loss: number; loss_text: number; loss_image: number | null; angle_deg: number | null }
-const logOf = (variant: Variant, stage: string): LogLine[] =>
-  readFileSync(join(run(variant, stage as 'pretrain'), 'log.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as LogLine);
+const logOf = (variant: Variant, stage: Stage): LogLine[] =>
+  readFileSync(join(run(variant, stage), 'log.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as LogLine);
 const smooth = (ys: number[], k = 10): number[] => ys.map((_, i) => {
   const w = ys.slice(Math.max(0, i - k + 1), i + 1).filter(Number.isFinite);
   return w.length ? w.reduce((a, b) => a + b, 0) / w.length : NaN;
 });
-const lossesPng = join(OUT, 'losses.png');
 const colorOf = (v: Variant): string => PLOT_COLORS[VARIANTS.indexOf(v)]!;
+const imageVariants = size.variants.filter((v) => v !== 'text-only');
+const lossesPng = join(OUT, 'losses.png');
 await writeLinePlotPng(lossesPng, {
-  title: `experiment (${opts.size}): training losses, moving average of 10 steps`,
+  title: `experiment (${opts.size}, ${size.regime}): training losses, moving average of 10 steps`,
   panels: [
-    { title: 'pretrain: L_text', xLabel: 'step', yLabel: 'nats', series: VARIANTS.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_text)) })) },
-    { title: 'pretrain: L_image', xLabel: 'step', yLabel: 'nats', series: (['uvu', 'ar-vq'] as const).map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_image ?? NaN)) })) },
-    { title: 'SFT: loss on answers', xLabel: 'step', yLabel: 'nats', series: VARIANTS.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'sft').map((l) => l.step), y: smooth(logOf(v, 'sft').map((l) => l.loss_text)) })) },
+    { title: 'pretrain: L_text', xLabel: 'step', yLabel: 'nats', series: size.variants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_text)) })) },
+    { title: 'pretrain: L_image', xLabel: 'step', yLabel: 'nats', series: imageVariants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_image ?? NaN)) })) },
+    { title: 'SFT: loss per answer token', xLabel: 'step', yLabel: 'nats', series: size.variants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'sft').map((l) => l.step), y: smooth(logOf(v, 'sft').map((l) => l.loss_text)) })) },
     {
       title: 'pretrain: gradient angle θ(L_image, L_text)',
       xLabel: 'step',
       yLabel: 'degrees',
-      series: (['uvu', 'ar-vq'] as const).map((v) => {
+      series: imageVariants.map((v) => {
         const a = logOf(v, 'pretrain').filter((l) => l.angle_deg !== null);
         return { name: v, color: colorOf(v), x: a.map((l) => l.step), y: a.map((l) => l.angle_deg!) };
       }),
     },
   ],
 });
+const curvePng = join(OUT, 'curve.png');
+if (curveEvery) {
+  await writeLinePlotPng(curvePng, {
+    title: `experiment (${opts.size}, ${size.regime}): test accuracy against fine-tuning steps (constant lr)`,
+    panels: tasksRun.map((t) => ({
+      title: t,
+      xLabel: 'SFT step',
+      yLabel: 'accuracy',
+      series: [
+        ...size.variants.map((v) => ({ name: v, color: colorOf(v), x: (curves[v] ?? []).map((p) => p.step), y: (curves[v] ?? []).map((p) => p.tasks[t]?.accuracy ?? NaN) })),
+        { name: 'majority floor', color: '#888888', x: [0, size.sftSteps], y: [majority.tasks[t]?.accuracy ?? NaN, majority.tasks[t]?.accuracy ?? NaN] },
+      ],
+    })),
+  });
+}
 
-const tasks = ['grounding', 'counting', 'spatial', 'existence'];
-const pct = (s?: TaskScore): string => (s ? `${(100 * s.accuracy).toFixed(1)} [${(100 * s.ci95[0]).toFixed(1)}, ${(100 * s.ci95[1]).toFixed(1)}]` : '—');
+const pct = (s?: { accuracy: number; ci95: [number, number] }): string => (s ? `${(100 * s.accuracy).toFixed(1)} [${(100 * s.ci95[0]).toFixed(1)}, ${(100 * s.ci95[1]).toFixed(1)}]` : '—');
 const angle = (v: Variant): string => {
   const a = (summaries[`${v}-pretrain`]!.angle ?? null) as { meanDeg: number; firstDeg: number; lastDeg: number; n: number } | null;
   return a ? `${a.meanDeg.toFixed(1)}° (first ${a.firstDeg.toFixed(1)}°, last ${a.lastDeg.toFixed(1)}°, n = ${a.n})` : '—';
 };
-const finalLoss = (v: Variant, stage: string): string => {
+const finalLoss = (v: Variant, stage: Stage): string => {
   const s = summaries[`${v}-${stage}`]!.finalLoss as { text: number; image: number | null };
   return `${s.text.toFixed(3)}${s.image !== null ? ` / ${s.image.toFixed(3)}` : ''}`;
 };
-const report = {
+const minutes = Object.values(timings).reduce((a, b) => a + b, 0) / 60;
+const accuracyTable = [
+  `| configuration | ${tasksRun.join(' | ')} | overall | pretrain final loss text / image | gradient angle (pretrain) |`,
+  `|---|${tasksRun.map(() => '---').join('|')}|---|---|---|`,
+  ...size.variants.map((v) => `| ${v} | ${tasksRun.map((t) => pct(evals[v]!.tasks[t])).join(' | ')} | ${pct(evals[v]!.overall)} | ${finalLoss(v, 'pretrain')} | ${angle(v)} |`),
+  `| majority answer of the train split (no model) | ${tasksRun.map((t) => pct(majority.tasks[t])).join(' | ')} | ${pct(majority.overall)} | — | — |`,
+].join('\n');
+const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : '—');
+const gateTable = [
+  '| configuration | task | answer loss train / test (nats per question) | prior entropy | gate 1 (train / test below prior) | accuracy real / grey image | drop [95 % paired] | mean TV first token | gate 2 |',
+  '|---|---|---|---|---|---|---|---|---|',
+  ...size.variants.flatMap((v) => tasksRun.map((t) => {
+    const g = gates[v]![t]!;
+    return `| ${v} | ${t} | ${f3(g.trainLoss)} / ${f3(g.testLoss)} | ${f3(g.priorEntropy)} | ${g.trainLossBelowPrior ? 'yes' : 'no'} / ${g.testLossBelowPrior ? 'yes' : 'no'} | ${(100 * g.accuracy).toFixed(1)} / ${(100 * g.greyAccuracy).toFixed(1)} | ${(100 * g.accuracyDrop).toFixed(1)} [${(100 * g.dropCi95[0]).toFixed(1)}, ${(100 * g.dropCi95[1]).toFixed(1)}] | ${g.meanTv.toFixed(3)} | ${g.imageSensitive ? 'pass' : 'fail'} |`;
+  })),
+].join('\n');
+
+const summary = {
   size: opts.size,
+  regime: size.regime,
   seed,
+  minutes,
+  settings: size,
+  tasks: Object.fromEntries(tasksRun.map((t) => [t, {
+    floor: majority.tasks[t] ? { accuracy: majority.tasks[t]!.accuracy, ci95: majority.tasks[t]!.ci95, answer: majorityAnswer.get(t) } : null,
+    ...Object.fromEntries(size.variants.map((v) => {
+      const g = gates[v]![t]!;
+      return [v, { n: g.n, accuracy: g.accuracy, ci95: g.ci95, aboveFloor: g.accuracy - g.floor, gates: { trainLoss: g.trainLoss, testLoss: g.testLoss, priorEntropy: g.priorEntropy, trainLossBelowPrior: g.trainLossBelowPrior, testLossBelowPrior: g.testLossBelowPrior, greyAccuracy: g.greyAccuracy, accuracyDrop: g.accuracyDrop, dropCi95: g.dropCi95, meanTv: g.meanTv, imageSensitive: g.imageSensitive } }];
+    })),
+  }])),
+  paired,
+  curves,
+  codebookPrp: (codebookEval.prp as number | undefined) ?? null,
+  vqPrp: (vqEval?.prp as number | undefined) ?? null,
+};
+const report = {
+  ...summary,
   sizeSettings: size,
-  codebook: { file: codebook, method: 'kmeans (k-means++ init)', K: size.K, test: codebookEval },
-  vq: { file: vq, K: size.K, test: vqEval },
+  codebook: { file: codebook, method: `kmeans (${size.kmeansInit} init, ${size.kmeansIters} iterations)`, K: size.K, test: codebookEval },
+  vq: vqEval ? { file: vq, K: size.K, test: vqEval } : null,
   runs: summaries,
   evals,
+  gates,
   majority: { answers: Object.fromEntries(majorityAnswer), tasks: majority.tasks, overall: majority.overall },
   timings,
-  minutes: Object.values(timings).reduce((a, b) => a + b, 0) / 60,
 };
 writeFileAtomic(join(OUT, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-const num = (x: unknown): string => (typeof x === 'number' ? x.toFixed(4) : String(x));
-const table = [
-  `| configuration | ${tasks.join(' | ')} | overall | pretrain final loss text / image | gradient angle (pretrain) |`,
-  `|---|${tasks.map(() => '---').join('|')}|---|---|---|`,
-  ...VARIANTS.map((v) => `| ${v} | ${tasks.map((t) => pct(evals[v].tasks[t])).join(' | ')} | ${pct(evals[v].overall)} | ${finalLoss(v, 'pretrain')} | ${angle(v)} |`),
-  `| majority answer of the train split (no model) | ${tasks.map((t) => pct(majority.tasks[t as keyof typeof majority.tasks])).join(' | ')} | ${pct(majority.overall)} | — | — |`,
+writeFileAtomic(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+say(accuracyTable);
+say('');
+say(gateTable);
+const pairedTable = Object.keys(paired).length === 0 ? '' : [
+  `| paired difference (points, 95 % paired bootstrap) | ${tasksRun.join(' | ')} |`,
+  `|---|${tasksRun.map(() => '---').join('|')}|`,
+  ...Object.entries(paired).map(([name, p]) => `| ${name} | ${tasksRun.map((t) => (p[t] ? `${(100 * p[t]!.difference).toFixed(1)} [${(100 * p[t]!.ci95[0]).toFixed(1)}, ${(100 * p[t]!.ci95[1]).toFixed(1)}]` : '—')).join(' | ')} |`),
 ].join('\n');
-console.log(table);
-console.log(`codebook PRP on test-scene patches ${num(codebookEval.prp)}, VQ-VAE PRP ${num(vqEval.prp)}; ${report.minutes.toFixed(1)} min`);
+if (pairedTable) {
+  say('');
+  say(pairedTable);
+}
+say(`codebook PRP on test-scene patches ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `, VQ-VAE PRP ${f3(summary.vqPrp ?? NaN)}` : ''}; ${minutes.toFixed(1)} min`);
+if (opts.json) console.log(JSON.stringify(summary, null, 2));
 
-if (opts.write && opts.size === 'default') {
+if (opts.write && opts.size !== 'tiny' && opts.set.length === 0 && !opts.variants && !opts.regime && !curveEvery && opts.backgrounds.length === 0) {
   const docs = join(ROOT, 'docs', 'experiment');
+  const suffix = opts.size === 'default' ? '' : `-${opts.size}`;
   mkdirSync(docs, { recursive: true });
-  copyFileSync(lossesPng, join(docs, 'losses.png'));
-  copyFileSync(join(run('uvu', 'sft'), 'eval-test.png'), join(docs, 'eval-uvu.png'));
-  const total = Object.values(evals)[0]!.n;
+  copyFileSync(lossesPng, join(docs, `losses${suffix}.png`));
+  copyFileSync(join(run(size.variants[0]!, 'sft'), 'eval-test.png'), join(docs, `eval-${size.variants[0]}${suffix}.png`));
   writeSection(
-    'experiment',
+    `experiment${suffix}`,
     [
-      '### experiment',
+      `### experiment${suffix}`,
       '',
-      `Command: \`npm run experiment\` (seed ${seed}) — measured ${new Date().toISOString().slice(0, 10)} in ${report.minutes.toFixed(0)} min on: ${machine()}.`,
+      `Command: \`npm run experiment -- --size ${opts.size}\` (seed ${seed}) — measured ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} min on: ${machine()}.`,
       '',
-      `Data: ${size.trainScenes} train / ${size.testScenes} test scenes (192×192, 36 patches each; backgrounds and object instances disjoint), ${total} test items scored per configuration (the first ${size.evalLimit}, scene by scene). Pretraining: captions of the train scenes + ${size.textDocs} Moby Dick chapters, ${size.pretrainSteps} steps; SFT: the train questions, ${size.sftSteps} steps; batch ${size.batch} × ${size.context} tokens; model \`${size.config}\` (${summaries['uvu-pretrain']!.parameters} parameters).`,
+      `Data: regime \`${size.regime}\`, ${size.trainScenes} train / ${size.testScenes} test scenes (${sceneSide}×${sceneSide}), at most ${size.evalPerTask} test items per task scored per configuration. Pretraining: captions of the train scenes + ${size.textDocs} Moby Dick chapters, ${size.pretrainSteps} steps; fine-tuning: ${curriculum ? `${size.agnosticSteps} steps on the class-agnostic questions, then ` : ''}${size.sftSteps} steps on all train questions; batch ${size.batch} × ${size.context} tokens; model \`${size.config}\` (${summaries[`${size.variants[0]}-pretrain`]!.parameters} parameters).`,
       '',
-      `Image tokenizers (K = ${size.K}), measured on the test scenes' patches: pixel codebook (k-means, k-means++ init) PRP ${num(codebookEval.prp)}, PSNR ${num(codebookEval.psnr)} dB; VQ-VAE (${size.vqSteps} steps, 8-dim codes) PRP ${num(vqEval.prp)}, PSNR ${num(vqEval.psnr)} dB.`,
+      `Image tokenizers (K = ${size.K}), on the test scenes' patches: pixel codebook PRP ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `; VQ-VAE (${size.vqSteps} steps) PRP ${f3(summary.vqPrp ?? NaN)}` : ''}.`,
       '',
       'Accuracy in % with 95 % bootstrap intervals (greedy answers; grounding = IoU ≥ 0.5):',
       '',
-      table,
+      accuracyTable,
       '',
-      '![losses](docs/experiment/losses.png)',
+      'The two gates (src/perception/gates.ts): answer loss vs the entropy of the training answers, and accuracy with the real vs a grey image (gate 2 passes when the paired 95 % interval of the drop lies above 0):',
+      '',
+      gateTable,
+      '',
+      ...(pairedTable ? [pairedTable, ''] : []),
+      `![losses](docs/experiment/losses${suffix}.png)`,
     ].join('\n'),
   );
 }

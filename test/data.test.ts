@@ -12,7 +12,7 @@ import { loadCodebook, saveCodebook, type Codebook } from '../src/codebook/file.
 import { reconstructImage, tokenizeImage } from '../src/tokens/tokenize.js';
 import { CodebookCoder, loadImageCoder } from '../src/tokens/coder.js';
 import { Vocab } from '../src/tokens/vocab.js';
-import { buildSequence, questionPrompt, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type Sequence } from '../src/data/sequence.js';
+import { buildDialogSequence, buildSequence, dialogLength, questionPrompt, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type Sequence } from '../src/data/sequence.js';
 import { assembleRow, packSequences, slicePiece } from '../src/data/pack.js';
 import { buildTargets } from '../src/data/targets.js';
 import { SeqDataset, epochPermutation, type Batch } from '../src/data/dataset.js';
@@ -147,6 +147,24 @@ test('sample → sequence: targets and loss masks of a hand-built caption and QA
   const prompt = questionPrompt(img, [63], v);
   assert.deepEqual(Array.from(prompt.ids), Array.from(qa.ids.subarray(0, 10)));
   assert.ok(prompt.flags.every((f) => (f & (FLAG_LOSS_PRETRAIN | FLAG_LOSS_SFT)) === 0));
+});
+
+test('dialog: several questions about one image in one sequence; turn 1 is the QA sequence, SFT supervises every answer and its <eos>', () => {
+  const v = new Vocab({ textSize: 256, K: 8 });
+  const img = { codes: Int32Array.from([5, 0, 7, 5]), rows: 2, cols: 2 };
+  const c = (k: number) => v.imageOffset + k;
+  const d = buildDialogSequence(img, [{ prompt: [63], answer: [50] }, { prompt: [64, 65], answer: [51, 52] }], v);
+  assert.deepEqual(Array.from(d.ids), [v.bos, v.user, v.imgStart, c(5), c(0), c(7), c(5), v.imgEnd, 63, v.assistant, 50, v.eos, v.user, 64, 65, v.assistant, 51, 52, v.eos]);
+  assert.equal(dialogLength(4, [1, 1, 2, 2]), d.ids.length);
+  const qa = buildSequence({ kind: 'qa', image: img, prompt: [63], answer: [50] }, v);
+  assert.deepEqual(buildDialogSequence(img, [{ prompt: [63], answer: [50] }], v), qa, 'one turn is exactly a QA sample');
+  assert.equal(dialogLength(4, [1, 1]), qa.ids.length);
+  const row = assembleRow([d], 24, v.pad);
+  // SFT targets (hand-written): <|assistant|>→50, 50→<eos>; <|assistant|>→51, 51→52, 52→<eos>. Nothing else, not the <eos>→<|user|> between turns.
+  const sft = buildTargets({ B: 1, T: 24, ids: row.ids, flags: row.flags }, v, 'sft');
+  const supervised = [...sft.textMask].flatMap((m, t) => (m ? [[t, sft.targets[t]]] : []));
+  assert.deepEqual(supervised, [[9, 50], [10, v.eos], [15, 51], [16, 52], [17, v.eos]]);
+  assert.throws(() => buildDialogSequence(img, [], v), /at least one turn/);
 });
 
 test('packing: whole samples first fit, long texts cut to fill the gaps; no row overfilled, no target crosses a piece', () => {
@@ -362,6 +380,28 @@ test('bad input is refused before any work: oversize image, missing image, exist
   const badTok = join(work, 'bad-tokenizer.json');
   writeFileSync(badTok, JSON.stringify(tj));
   await assert.rejects(buildDataset({ out, imageTokenizer: codebookPath, samples: [samplesPath], tokenizer: badTok }), /special tokens|<s>/);
+});
+
+test('a QA line with "turns" is built into one dialog sequence with every answer supervised', async () => {
+  const path = join(work, 'dialog.jsonl');
+  const turns = [{ prompt: 'How many boats?', answer: '2' }, { prompt: 'Is there a boat?', answer: 'yes' }];
+  writeFileSync(path, JSON.stringify({ image: photos[0], prompt: 'What is in the picture?', answer: 'a landscape', turns }) + '\n');
+  const out = join(work, 'ds-dialog');
+  await buildDataset({ out, imageTokenizer: codebookPath, samples: [path], tokenizer: join(dsDir, 'tokenizer.json'), context: T, maxPixels: MAX_PIXELS, valFraction: 0, seed: 1 });
+  const d = SeqDataset.open(out, { verify: true });
+  try {
+    const { tokens } = await tokenizeImage(photos[0]!, cb, { maxPixels: MAX_PIXELS });
+    const want = buildDialogSequence({ codes: Int32Array.from(tokens.ids), rows: tokens.rows, cols: tokens.cols }, [{ prompt: 'What is in the picture?', answer: 'a landscape' }, ...turns].map((t) => ({ prompt: tok.encode(t.prompt), answer: tok.encode(t.answer) })), vocab);
+    assert.equal(d.rows('train'), 1);
+    const row = d.row('train', 0);
+    assert.deepEqual(Array.from(row.ids.subarray(0, want.ids.length)), Array.from(want.ids));
+    assert.deepEqual(Array.from(row.flags.subarray(0, want.flags.length)), Array.from(want.flags));
+    const answerTokens = ['a landscape', '2', 'yes'].reduce((n, a) => n + tok.encode(a).length + 1, 0);
+    assert.equal(d.manifest.counts.train.sftTargets, answerTokens);
+    assert.equal(d.manifest.counts.train.samples.qa, 1);
+  } finally {
+    d.close();
+  }
 });
 
 test('rebuilding with the same seed and --overwrite gives byte-identical shards', async () => {

@@ -10,7 +10,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { initEngine } from '../src/engine/tf.js';
 import { writePng } from '../src/image/io.js';
 import { ModelSession } from '../src/infer/session.js';
 import { evaluateBench, type EvalItemResult } from '../src/perception/eval.js';
+import { scoreAnswer, totalVariation } from '../src/perception/gates.js';
 import type { QaItem, Task } from '../src/perception/tasks.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -25,11 +26,10 @@ const script = fileURLToPath(new URL('../scripts/experiment.js', import.meta.url
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TINY_CONFIG = fileURLToPath(new URL('../../configs/tiny.json', import.meta.url));
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
-const TASK_NAMES: Task[] = ['grounding', 'counting', 'spatial', 'existence'];
 
 interface Score { n: number; accuracy: number; ci95: [number, number] }
 interface Report {
-  sizeSettings: { evalLimit: number };
+  sizeSettings: { evalPerTask: number };
   evals: Record<string, { n: number; tasks: Record<string, Score>; overall: Score; items: EvalItemResult[] }>;
   majority: { answers: Record<string, string>; tasks: Record<string, Score>; overall: Score };
   // The remaining fields are checked loosely, as JSON.
@@ -46,6 +46,20 @@ function finished(): Report {
   return ran;
 }
 const readJsonl = <T>(path: string): T[] => readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+/** The tasks of the benchmark's test split, as its manifest lists them. */
+const taskNames = (): Task[] => Object.keys((JSON.parse(readFileSync(join(bench, 'manifest.json'), 'utf8')) as { items: { test: Record<string, number> } }).items.test) as Task[];
+/** The test items the experiment scores: the first `perTask` of each task, in file order. */
+function firstPerTask(items: QaItem[], perTask: number): QaItem[] {
+  const taken: Record<string, number> = {};
+  const out: QaItem[] = [];
+  for (const it of items) {
+    taken[it.task] = (taken[it.task] ?? 0) + 1;
+    if (taken[it.task]! <= perTask) out.push(it);
+  }
+  return out;
+}
+const isBox = (task: string): boolean => task === 'grounding' || task === 'grounding-any';
+const isCount = (task: string): boolean => task === 'counting' || task === 'counting-any';
 
 // ---------------------------------------------------------------- hand-scoring, from the rules
 
@@ -58,7 +72,7 @@ const COUNT_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seve
  * questions take the first whole word "yes" or "no", any case.
  */
 function handScore(item: QaItem, prediction: string): boolean {
-  if (item.task === 'grounding') {
+  if (isBox(item.task)) {
     const bins: number[] = [];
     for (const m of prediction.matchAll(/<loc_(\d+)>/g)) if (bins.length < 4) bins.push(Number(m[1]));
     if (bins.length < 4 || bins.some((b) => b > 31)) return false;
@@ -72,7 +86,7 @@ function handScore(item: QaItem, prediction: string): boolean {
     return (w * h) / union >= 0.5;
   }
   const words = prediction.split(/[^A-Za-z0-9_]+/).filter(Boolean).map((w) => w.toLowerCase());
-  if (item.task === 'counting') {
+  if (isCount(item.task)) {
     for (const word of words) {
       if (/^\d+$/.test(word)) return Number(word) === Number(item.answer);
       if (word === 'no' || word === 'none') return item.answer === '0';
@@ -113,9 +127,17 @@ function assertScores(label: string, got: { tasks: Partial<Record<string, Score>
 // ---------------------------------------------------------------- the run
 
 test('the experiment runs end to end at the tiny size: three configurations pretrained, fine-tuned and scored', () => {
-  const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', out, '--no-write'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', out, '--no-write', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   assert.equal(r.status, 0, r.stderr.slice(-2000));
   const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
+  // --json: stdout is exactly the summary, which is also on disk.
+  const summary = JSON.parse(r.stdout) as Report;
+  assert.deepEqual(summary, JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')));
+  assert.equal(summary.regime, 'in-distribution');
+  for (const task of taskNames()) {
+    assert.equal(summary.tasks[task].floor.accuracy, report.majority.tasks[task].accuracy, `${task}: floor`);
+    for (const variant of VARIANTS) assert.equal(summary.tasks[task][variant].accuracy, report.evals[variant].tasks[task].accuracy, `${variant} ${task}`);
+  }
   for (const variant of ['uvu', 'text-only', 'ar-vq']) {
     const e = report.evals[variant];
     assert.ok(e.n > 0, variant);
@@ -140,11 +162,11 @@ test('the experiment runs end to end at the tiny size: three configurations pret
 });
 test('each configuration\'s recorded accuracies equal a hand-scoring of the answers it recorded, item by item', () => {
   const rep = finished();
-  const scored = readJsonl<QaItem>(join(bench, 'test.jsonl')).slice(0, rep.sizeSettings.evalLimit);
+  const scored = firstPerTask(readJsonl<QaItem>(join(bench, 'test.jsonl')), rep.sizeSettings.evalPerTask);
   assert.ok(scored.length >= 8, `only ${scored.length} test items`);
   for (const variant of VARIANTS) {
     const e = rep.evals[variant]!;
-    // The model was asked the first evalLimit test questions, in order, with their true answers recorded.
+    // The model was asked the first evalPerTask test questions of each task, in order, with their true answers recorded.
     assert.equal(e.n, scored.length, variant);
     assert.deepEqual(e.items.map((r) => [r.id, r.task, r.prompt, r.answer, r.image]), scored.map((it) => [it.id, it.task, it.prompt, it.answer, it.image]), variant);
     const hand = scored.map((it, i) => handScore(it, e.items[i]!.prediction));
@@ -156,8 +178,8 @@ test('each configuration\'s recorded accuracies equal a hand-scoring of the answ
 test('the majority-answer floor equals the most frequent train answers, hand-scored on the test items', () => {
   const rep = finished();
   const train = readJsonl<QaItem>(join(bench, 'train.jsonl'));
-  const scored = readJsonl<QaItem>(join(bench, 'test.jsonl')).slice(0, rep.sizeSettings.evalLimit);
-  for (const task of TASK_NAMES) {
+  const scored = firstPerTask(readJsonl<QaItem>(join(bench, 'test.jsonl')), rep.sizeSettings.evalPerTask);
+  for (const task of taskNames()) {
     const counts = new Map<string, number>();
     for (const it of train) if (it.task === task) counts.set(it.answer, (counts.get(it.answer) ?? 0) + 1);
     const chosen = rep.majority.answers[task]!;
@@ -167,19 +189,63 @@ test('the majority-answer floor equals the most frequent train answers, hand-sco
   assertScores('majority', rep.majority, tally(scored, hand));
 });
 
+test('the gates of every configuration and task: the prior entropy counted from train.jsonl, accuracies and floors as scored, the drop as real minus grey', () => {
+  const rep = finished();
+  const train = readJsonl<QaItem>(join(bench, 'train.jsonl'));
+  for (const task of taskNames()) {
+    const counts = new Map<string, number>();
+    for (const it of train) if (it.task === task) counts.set(it.answer, (counts.get(it.answer) ?? 0) + 1);
+    const n = [...counts.values()].reduce((a, b) => a + b, 0);
+    let entropy = 0;
+    for (const c of counts.values()) entropy -= (c / n) * Math.log(c / n);
+    for (const variant of VARIANTS) {
+      const g = rep.gates[variant][task];
+      const label = `${variant} ${task}`;
+      assert.ok(Math.abs(g.priorEntropy - entropy) < 1e-12, `${label}: prior entropy ${g.priorEntropy}, counted ${entropy}`);
+      assert.equal(g.n, rep.evals[variant].tasks[task].n, label);
+      assert.equal(g.accuracy, rep.evals[variant].tasks[task].accuracy, label);
+      assert.equal(g.floor, rep.majority.tasks[task].accuracy, label);
+      assert.ok(g.greyAccuracy >= 0 && g.greyAccuracy <= 1, label);
+      assert.ok(Math.abs(g.accuracyDrop - (g.accuracy - g.greyAccuracy)) < 1e-12, label);
+      assert.ok(g.dropCi95[0] <= g.accuracyDrop + 1e-12 && g.accuracyDrop <= g.dropCi95[1] + 1e-12, `${label}: drop ${g.accuracyDrop} outside ${g.dropCi95}`);
+      assert.equal(g.imageSensitive, g.dropCi95[0] > 0, label);
+      assert.equal(g.trainLossBelowPrior, g.trainLoss < g.priorEntropy, label);
+      assert.equal(g.testLossBelowPrior, g.testLoss < g.priorEntropy, label);
+      // A loss in nats per question: positive, and at most what a uniform guess over the vocabulary pays per token.
+      assert.ok(g.testLoss > 0 && g.trainLoss > 0 && g.meanTv >= 0 && g.meanTv <= 1, label);
+    }
+  }
+});
+
+test('paired differences uvu − text-only and uvu − ar-vq equal the per-item differences of the recorded answers', () => {
+  const rep = finished();
+  for (const other of ['text-only', 'ar-vq']) {
+    const p = rep.paired[`uvu - ${other}`];
+    for (const task of taskNames()) {
+      const a = rep.evals.uvu.items.filter((r) => r.task === task);
+      const b = rep.evals[other].items.filter((r) => r.task === task);
+      assert.deepEqual(a.map((r) => r.id), b.map((r) => r.id), `${task}: the same items`);
+      const d = a.reduce((s, r, i) => s + Number(r.correct) - Number(b[i]!.correct), 0) / a.length;
+      assert.ok(Math.abs(p[task].difference - d) < 1e-12, `${other} ${task}: ${p[task].difference} vs ${d}`);
+      assert.equal(p[task].n, a.length);
+      assert.ok(p[task].ci95[0] <= d + 1e-12 && d <= p[task].ci95[1] + 1e-12);
+    }
+  }
+});
+
 /**
  * The i-th test item's answer, right or wrong by construction (not by any scorer), in varied
  * wordings that the documented rules accept or reject.
  */
 function knownAnswer(it: QaItem, right: boolean, i: number): string {
   const style = Math.floor(i / 3) % 3;
-  if (it.task === 'grounding') {
+  if (isBox(it.task)) {
     const bins = [...it.answer.matchAll(/<loc_(\d+)>/g)].map((m) => Number(m[1]));
     const loc = (b: number[]): string => b.map((v) => `<loc_${v}>`).join('');
-    if (right) return [it.answer, `The ${it.classes[0]} is at ${it.answer}.`, loc([bins[2]!, bins[3]!, bins[0]!, bins[1]!])][style]!; // swapped corners: same box
+    if (right) return [it.answer, `The ${it.classes[0] ?? 'object'} is at ${it.answer}.`, loc([bins[2]!, bins[3]!, bins[0]!, bins[1]!])][style]!; // swapped corners: same box
     return ['<loc_0><loc_0><loc_0><loc_0>', loc(bins.slice(0, 3)), loc([32, ...bins.slice(1)])][style]!; // empty box, 3 corners, bin out of range
   }
-  if (it.task === 'counting') {
+  if (isCount(it.task)) {
     const n = Number(it.answer);
     if (right) return [it.answer, `There are ${n === 0 ? 'none' : COUNT_WORDS[n]}.`, `I count ${n} of them`][style]!;
     return [String(n + 1), 'many', `${COUNT_WORDS[n + 1]!}`][style]!;
@@ -193,7 +259,7 @@ test('scoring the experiment\'s benchmark: the truth scores 1, wrong answers 0, 
   finished();
   const items = readJsonl<QaItem>(join(bench, 'test.jsonl'));
   const index = new Map(items.map((it, i) => [it.id, i]));
-  assert.ok(new Set(items.map((it) => it.task)).size === TASK_NAMES.length, 'every task occurs in the test split');
+  assert.deepEqual(new Set(items.map((it) => it.task)), new Set(taskNames()), 'every task of the manifest occurs in the test split');
   const cases: [string, (i: number) => boolean][] = [['truth', () => true], ['wrong', () => false], ['mix', (i) => i % 3 !== 1]];
   for (const [label, right] of cases) {
     const expected = items.map((_, i) => right(i));
@@ -201,7 +267,7 @@ test('scoring the experiment\'s benchmark: the truth scores 1, wrong answers 0, 
     assert.equal(r.n, items.length, label);
     r.items.forEach((res, i) => assert.equal(res.correct, expected[i], `${label} ${res.id} (${res.task}): ${JSON.stringify(res.prediction)}`));
     // Grounding: a right box overlaps the truth by IoU ≥ 0.5, a wrong one (empty or unparseable) not at all.
-    for (const res of r.items.filter((x) => x.task === 'grounding')) {
+    for (const res of r.items.filter((x) => isBox(x.task))) {
       if (res.correct) assert.ok(res.iou! >= 0.5 && res.predictedBox !== null, `${label} ${res.id}: IoU ${res.iou}`);
       else assert.equal(res.iou, 0, `${label} ${res.id}`);
     }
@@ -257,6 +323,19 @@ test('a model fine-tuned where the answer is visible names the colour of new pic
       seen.push((await session.ask(it.image, prompt, { maxNewTokens: 8 })).trim());
       blind.push((await session.ask(grey, prompt, { maxNewTokens: 8 })).trim());
     }
+    // Gate 2's measurements on a model that looks: the answer's loss is lower with the picture than
+    // with grey, and the first answer token's distribution moves (TV well above 0).
+    const grey64 = (await session.loadImage(grey)).image;
+    let nllSeen = 0, nllBlind = 0, tv = 0;
+    for (const it of held) {
+      const real = scoreAnswer(session, (await session.loadImage(it.image)).image, prompt, it.answer);
+      const blank = scoreAnswer(session, grey64, prompt, it.answer);
+      nllSeen += real.nll / held.length;
+      nllBlind += blank.nll / held.length;
+      tv += totalVariation(real.firstTokenProbs, blank.firstTokenProbs) / held.length;
+    }
+    assert.ok(nllSeen < nllBlind, `answer loss with the pictures ${nllSeen}, with grey ${nllBlind}`);
+    assert.ok(tv > 0.2, `mean TV of the first answer token ${tv}`);
     const right = (answers: string[]): number => answers.filter((a, i) => a === held[i]!.answer).length;
     const detail = `with the pictures ${JSON.stringify(seen)}, grey ${JSON.stringify(blind)}, truth ${JSON.stringify(held.map((h) => h.answer))}`;
     assert.equal(new Set(blind).size, 1, `one input, one greedy answer: ${detail}`);
@@ -264,5 +343,26 @@ test('a model fine-tuned where the answer is visible names the colour of new pic
     assert.ok(right(seen) >= 6, `the model should name at least 6 of 8 colours: ${detail}`);
   } finally {
     session.dispose();
+  }
+});
+
+test('bad experiment options are refused with one line before any work', () => {
+  const empty = mkdtempSync(join(tmpdir(), 'uvu-experiment-usage-'));
+  try {
+    for (const [args, message] of [
+      [['--set', 'nope=1'], /--set nope=1: expected FIELD=VALUE with FIELD one of regime, trainScenes/],
+      [['--set', 'sftSteps=-3'], /--set sftSteps=-3: expected a non-negative number/],
+      [['--set', 'regime=easy'], /regime must be one of hard, in-distribution/],
+      [['--variants', 'uvu,clip'], /--variants: unknown configuration "clip"/],
+      [['--curve', '0'], /--curve: expected a positive whole number of steps/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', empty, ...args], { encoding: 'utf8' });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+    assert.deepEqual(readdirSync(empty), [], 'nothing written');
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
   }
 });

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench } from '../src/perception/eval.js';
+import { answerPriorEntropy, majorityAnswers, totalVariation } from '../src/perception/gates.js';
 import { makeScene, prepareSplit, splitInstances, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
 import { bootstrapInterval, iou, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
@@ -342,4 +343,77 @@ test('--objects folder and CLI: classes from folder names, JSON summary', async 
   assert.deepEqual([meta.width, meta.height, meta.channels], [96, 96, 3]);
   await assert.rejects(buildBench({ out: join(dir, 'bench-none'), objects: objects, backgrounds: [join(dir, 'objects', 'ball', 'red.png')] }), /at least 2 background photos/);
   assert.ok(PHOTO_STAMPS_LIST.endsWith('photo-stamps.json'));
+});
+
+// ---------------------------------------------------------------- the in-distribution regime and the gates
+
+test('in-distribution regime: classes with ≥ 5 photos, every photo in both splits, larger objects, class-agnostic items and dense captions that agree with the layouts', async () => {
+  requireStamps();
+  const r = await buildBench({ out: join(dir, 'bench-id'), seed: 2, regime: 'in-distribution', trainScenes: 16, testScenes: 8, backgroundSources: BACKGROUNDS });
+  const m = r.manifest;
+  assert.equal(m.size, 128, 'the regime\'s scene size');
+  const reviewed = loadPhotoStampList().classes.filter((c) => c.instances.length >= 5).map((c) => c.name);
+  assert.deepEqual(m.objects.classes.map((c) => c.name), reviewed);
+  for (const c of m.objects.classes) assert.deepEqual(c.test, c.train, `${c.name}: seen instances`);
+  assert.deepEqual(Object.keys(m.items.test).sort(), [...TASKS].sort());
+  const scenes = new Map(readJsonl<Scene>(join(r.out, 'scenes.jsonl')).map((s) => [s.id, s]));
+  const known = new Set(reviewed);
+  for (const s of scenes.values()) {
+    for (const o of s.objects) {
+      assert.ok(known.has(o.className));
+      // Longest side at least 0.8 × 0.3 of the scene (the smallest retry), less a pixel of alpha cleaning each side.
+      assert.ok(Math.max(o.box[2] - o.box[0], o.box[3] - o.box[1]) >= Math.floor(0.24 * 128) - 2, `${s.id}: ${o.className} box ${o.box}`);
+    }
+  }
+  for (const split of ['train', 'test'] as const) {
+    const items = readJsonl<QaItem>(join(r.out, `${split}.jsonl`));
+    for (const s of [...scenes.values()].filter((x) => x.split === split)) {
+      const count = items.filter((it) => it.scene === s.id && it.task === 'counting-any');
+      assert.equal(count.length, 1, s.id);
+      assert.equal(count[0]!.prompt, 'How many objects are there?');
+      assert.equal(count[0]!.answer, String(s.objects.length));
+      const where = items.filter((it) => it.scene === s.id && it.task === 'grounding-any');
+      if (s.objects.length === 1) {
+        assert.equal(where.length, 1, s.id);
+        assert.equal(where[0]!.answer, formatBox(s.objects[0]!.box, s.size));
+      } else assert.equal(where.length, 0, `${s.id}: "Where is the object?" is ambiguous with ${s.objects.length} objects`);
+    }
+  }
+  // Existence is balanced per class: the class named does not give the answer away.
+  for (const split of ['train', 'test'] as const) {
+    const tally = new Map<string, { yes: number; no: number }>();
+    for (const it of readJsonl<QaItem>(join(r.out, `${split}.jsonl`)).filter((x) => x.task === 'existence')) {
+      const t = tally.get(it.classes[0]!) ?? { yes: 0, no: 0 };
+      t[it.answer as 'yes' | 'no']++;
+      tally.set(it.classes[0]!, t);
+    }
+    for (const [name, t] of tally) assert.ok(Math.abs(t.yes - t.no) <= 3, `${split} ${name}: ${t.yes} yes, ${t.no} no`);
+  }
+  for (const c of readJsonl<{ image: string; text: string }>(join(r.out, 'pretrain.jsonl'))) {
+    const s = scenes.get(c.image.replace(/^scenes\/(.*)\.png$/, '$1'))!;
+    const n = s.objects.length;
+    assert.ok(c.text.startsWith(`${n} object${n === 1 ? '' : 's'}: `), c.text);
+    for (const o of s.objects) assert.ok(c.text.includes(`${o.className} ${formatBox(o.box, s.size)}`), `${c.text} lacks ${o.className} at ${o.box}`);
+  }
+  // The oracle scores 1 on the class-agnostic tasks too (box answers by IoU, counts by number).
+  const oracle = await evaluateBench(r.out, { split: 'test', answer: async (it) => it.answer });
+  for (const t of ['counting-any', 'grounding-any'] as const) if (oracle.tasks[t]) assert.equal(oracle.tasks[t]!.accuracy, 1, t);
+});
+
+test('gates: prior entropy, majority answers and total variation on hand-computed cases', () => {
+  const item = (task: QaItem['task'], answer: string): QaItem => ({ id: `${task}-${answer}`, image: 'x.png', prompt: '?', answer, task, split: 'train', scene: 's', size: 64, boxes: [], classes: [] });
+  const items = [item('existence', 'yes'), item('existence', 'no'), item('counting', '1'), item('counting', '1'), item('counting', '1'), item('counting', '2')];
+  const h = answerPriorEntropy(items);
+  assert.ok(Math.abs(h.existence! - Math.log(2)) < 1e-12);
+  assert.ok(Math.abs(h.counting! - -(0.75 * Math.log(0.75) + 0.25 * Math.log(0.25))) < 1e-12);
+  assert.equal(h.spatial, undefined);
+  const maj = majorityAnswers(items);
+  assert.equal(maj.get('counting'), '1');
+  assert.equal(maj.get('existence'), 'no', 'ties go to the smaller string');
+  assert.equal(totalVariation([0.5, 0.5, 0], [0, 0.5, 0.5]), 0.5);
+  assert.equal(totalVariation([1, 0], [1, 0]), 0);
+  // Paired drops in {−1, 0, 1}: the interval of their mean.
+  assert.deepEqual(bootstrapInterval([1, 1, 1, 1]), [1, 1]);
+  const [lo, hi] = bootstrapInterval([1, -1, 0, 1, 0, 0, 1, -1], { seed: 4 });
+  assert.ok(lo < 0.125 && 0.125 < hi && lo >= -1 && hi <= 1, `${lo} ${hi}`);
 });

@@ -1,9 +1,8 @@
 /** `uvu bench-data build|stamps`: the perception benchmark's data. */
-import { Command, InvalidArgumentError } from 'commander';
-import { buildBench, DEFAULT_BENCH_SEED, DEFAULT_SCENE_SIZE, DEFAULT_TEST_SCENES, DEFAULT_TRAIN_SCENES } from '../perception/build.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { buildBench, DEFAULT_BENCH_SEED, DEFAULT_TEST_SCENES, DEFAULT_TRAIN_SCENES, REGIMES, type Regime } from '../perception/build.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, PHOTO_STAMPS_LIST } from '../perception/stamps.js';
 import { loadRgba } from '../image/io.js';
-import { TASKS } from '../perception/tasks.js';
 import { info, progress } from '../util/progress.js';
 import { collect, applyOutputOptions, emit, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 
@@ -14,8 +13,9 @@ interface BuildFlags extends OutputOptions {
   stamps: string;
   trainScenes: number;
   testScenes: number;
-  size: number;
+  size?: number;
   seed: number;
+  regime: Regime;
 }
 
 
@@ -38,7 +38,8 @@ export function benchDataCommand(): Command {
       .option('--stamps <dir>', 'tuxpaint stamps root', DEFAULT_STAMPS_DIR)
       .option('--train-scenes <n>', 'scenes in the train split', parsePositiveInt, DEFAULT_TRAIN_SCENES)
       .option('--test-scenes <n>', 'scenes in the test split', parsePositiveInt, DEFAULT_TEST_SCENES)
-      .option('--size <px>', 'scene side in pixels (multiple of 32)', parseSceneSize, DEFAULT_SCENE_SIZE)
+      .addOption(new Option('--regime <name>', 'hard: test objects are unseen photos (192 px); in-distribution: seen photos in new scenes, classes with ≥ 5 photos, larger objects, class-agnostic questions, dense captions (128 px)').choices(REGIMES).default('hard'))
+      .option('--size <px>', "scene side in pixels (multiple of 32; default: the regime's, 192 or 128)", parseSceneSize)
       .option('--seed <s>', 'random seed (scenes, splits, questions)', parseNonNegativeInt, DEFAULT_BENCH_SEED),
   ).action(async (o: BuildFlags) => {
     applyOutputOptions(o);
@@ -52,6 +53,7 @@ export function benchDataCommand(): Command {
       testScenes: o.testScenes,
       size: o.size,
       seed: o.seed,
+      regime: o.regime,
       onScene: () => bar.tick(),
     });
     bar.stop();
@@ -60,6 +62,7 @@ export function benchDataCommand(): Command {
       out: r.out,
       seconds: r.seconds,
       seed: m.seed,
+      regime: o.regime,
       size: m.size,
       classes: m.objects.classes.length,
       instances: Object.fromEntries((['train', 'test'] as const).map((s) => [s, m.objects.classes.reduce((a, c) => a + c[s].length, 0)])),
@@ -71,7 +74,7 @@ export function benchDataCommand(): Command {
     emit(o, result, () =>
       [
         `wrote ${r.out}: ${m.scenes.train} train + ${m.scenes.test} test scenes (${m.size}×${m.size}), ${m.objects.classes.length} classes, ${result.instances.train}/${result.instances.test} train/test instances, ${result.backgrounds.train}/${result.backgrounds.test} train/test backgrounds, ${r.seconds.toFixed(1)} s`,
-        ...(['train', 'test'] as const).map((s) => `${s.padEnd(5)} items: ${TASKS.map((t) => `${t} ${m.items[s][t]}`).join(', ')}`),
+        ...(['train', 'test'] as const).map((s) => `${s.padEnd(5)} items: ${Object.entries(m.items[s]).map(([t, n]) => `${t} ${n}`).join(', ')}`),
         `pretrain captions: ${m.pretrain}`,
       ].join('\n'),
     );

@@ -27,7 +27,7 @@ import { publicDomainTexts, type TextSource } from '../text/corpus.js';
 import { loadImageCoder, type ImageCoder } from '../tokens/coder.js';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from './bundled.js';
 import { readSamples, photoSamples, textSamples, where, type Sample } from './samples.js';
-import { buildSequence, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type ImageCodes, type Sequence } from './sequence.js';
+import { buildDialogSequence, buildSequence, dialogLength, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type ImageCodes, type Sequence } from './sequence.js';
 import { assembleRow, packSequences, slicePiece, type Piece } from './pack.js';
 import { rowBytes, shardBaseName, ShardWriter, type RowImage, type ShardEntry } from './shards.js';
 import { checkAlloc } from '../util/limits.js';
@@ -294,8 +294,10 @@ function prepareTokenizer(o: DataBuildOptions, samples: Sample[]): ByteBpeTokeni
 function* sampleTexts(samples: Sample[]): Iterable<string> {
   for (const s of samples) {
     if (s.kind === 'qa') {
-      yield s.prompt;
-      yield s.answer;
+      for (const t of [s, ...(s.turns ?? [])]) {
+        yield t.prompt;
+        yield t.answer;
+      }
     } else yield s.text;
   }
 }
@@ -308,8 +310,9 @@ function planUnits(samples: Sample[], grids: Map<string, Grid>, tok: ByteBpeToke
       return { sample: i, length: seq.ids.length, seq, texts: [] };
     }
     const g = grids.get(s.image)!;
-    const texts = s.kind === 'caption' ? [tok.encode(s.text)] : [tok.encode(s.prompt), tok.encode(s.answer)];
-    const length = sequenceLength(s.kind, g.rows * g.cols, texts.map((t) => t.length));
+    const texts = s.kind === 'caption' ? [tok.encode(s.text)] : [s, ...(s.turns ?? [])].flatMap((t) => [tok.encode(t.prompt), tok.encode(t.answer)]);
+    const lens = texts.map((t) => t.length);
+    const length = s.kind === 'qa' && s.turns ? dialogLength(g.rows * g.cols, lens) : sequenceLength(s.kind, g.rows * g.cols, lens);
     if (length > T) throw new UvuError(tooLong(s, g, length, T));
     return { sample: i, length, seq: null, texts };
   });
@@ -399,7 +402,9 @@ class DatasetWriter {
     const image = await this.image(s);
     const seq = s.kind === 'caption'
       ? buildSequence({ kind: 'caption', image, text: u.texts[0]! }, this.vocab)
-      : buildSequence({ kind: 'qa', image, prompt: u.texts[0]!, answer: u.texts[1]! }, this.vocab);
+      : s.turns
+        ? buildDialogSequence(image, Array.from({ length: u.texts.length / 2 }, (_, k) => ({ prompt: u.texts[2 * k]!, answer: u.texts[2 * k + 1]! })), this.vocab)
+        : buildSequence({ kind: 'qa', image, prompt: u.texts[0]!, answer: u.texts[1]! }, this.vocab);
     if (seq.ids.length !== u.length) throw new Error(`internal: sample ${where(s)} has ${seq.ids.length} tokens, planned ${u.length}`);
     return { seq, image };
   }

@@ -3,6 +3,8 @@
  * paths relative to the JSONL file), photos with simple generated captions, and text documents.
  *   caption: {"image": "img/0001.png", "text": "a frog at the lower left"}
  *   qa:      {"image": "...", "prompt": "How many apples?", "answer": "2", "task": "counting", "id": "..."}
+ *            optionally with more questions about the same image, asked in one sequence after
+ *            the first: "turns": [{"prompt": "Is there a coin?", "answer": "no"}, …]
  *   text:    {"text": "..."}
  * Other fields are allowed and ignored. Every sample remembers where it came from (file, line),
  * so later errors (image too large for the context, unreadable image) can name it.
@@ -23,11 +25,11 @@ export interface SampleSource {
 
 export type Sample =
   | { kind: 'caption'; image: string; text: string; source: SampleSource }
-  | { kind: 'qa'; image: string; prompt: string; answer: string; task?: string; id?: string; source: SampleSource }
+  | { kind: 'qa'; image: string; prompt: string; answer: string; task?: string; id?: string; turns?: { prompt: string; answer: string }[]; source: SampleSource }
   | { kind: 'text'; text: string; source: SampleSource };
 
 const nonEmpty = z.string().min(1);
-const QaLine = z.object({ image: nonEmpty, prompt: nonEmpty, answer: nonEmpty, task: z.string().optional(), id: z.string().optional() });
+const QaLine = z.object({ image: nonEmpty, prompt: nonEmpty, answer: nonEmpty, task: z.string().optional(), id: z.string().optional(), turns: z.array(z.object({ prompt: nonEmpty, answer: nonEmpty })).optional() });
 const CaptionLine = z.object({ image: nonEmpty, text: nonEmpty });
 const TextLine = z.object({ text: nonEmpty });
 
@@ -43,7 +45,7 @@ export function parseSampleLine(raw: unknown, source: SampleSource, baseDir: str
   const o = raw as Record<string, unknown>;
   if ('prompt' in o || 'answer' in o) {
     const q = parseOrFail(QaLine, o, `${where}: not a question/answer sample`, { all: true });
-    return { kind: 'qa', image: resolve(baseDir, q.image), prompt: q.prompt, answer: q.answer, task: q.task, id: q.id, source };
+    return { kind: 'qa', image: resolve(baseDir, q.image), prompt: q.prompt, answer: q.answer, task: q.task, id: q.id, ...(q.turns?.length ? { turns: q.turns } : {}), source };
   }
   if ('image' in o) {
     const c = parseOrFail(CaptionLine, o, `${where}: not a caption sample`, { all: true });

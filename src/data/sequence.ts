@@ -12,6 +12,9 @@
  *   caption  <bos><img>c_1…c_N</img>text<eos>
  *   qa       <bos><|user|><img>c_1…c_N</img>prompt<|assistant|>answer<eos>
  *   text     <bos>text<eos>          (texts longer than the context are cut when packed, pack.ts)
+ *   dialog   <bos><|user|><img>c_1…c_N</img>prompt_1<|assistant|>answer_1<eos><|user|>prompt_2<|assistant|>answer_2<eos>…
+ *            several questions about one image in one sequence (buildDialogSequence): the image
+ *            is paid for once; its first turn is exactly a qa sequence.
  *
  * Pretraining supervises every target inside a sample (positions 0 … L−2); SFT supervises the
  * targets answer_1 … answer_m, <eos>, i.e. positions from `<|assistant|>` to L−2.
@@ -153,6 +156,39 @@ export function buildSequence(parts: SequenceParts, vocab: Vocab): Sequence {
       return b.finish();
     }
   }
+}
+
+/** A question and its answer, as text ids. */
+export interface Turn {
+  prompt: ArrayLike<number>;
+  answer: ArrayLike<number>;
+}
+
+/**
+ * A dialog about one image: turn 1 as a qa sequence, each later turn `<|user|>prompt<|assistant|>answer<eos>`.
+ * SFT supervises every turn's answer and <eos>; pretraining every target inside the sample.
+ */
+export function buildDialogSequence(image: ImageCodes, turns: Turn[], vocab: Vocab): Sequence {
+  if (turns.length === 0) throw new UvuError('sequence: a dialog needs at least one turn');
+  const b = questionBuilder(image, turns[0]!.prompt, vocab);
+  turns.forEach((turn, k) => {
+    if (k > 0) {
+      b.push([vocab.user]);
+      b.push(turn.prompt);
+      b.push([vocab.assistant]);
+    }
+    const assistantPos = b.length - 1;
+    b.push(turn.answer);
+    b.push([vocab.eos]);
+    b.mark(FLAG_LOSS_SFT, assistantPos, b.length - 1);
+  });
+  return b.finish();
+}
+
+/** Length of a dialog's sequence without building it (text lengths: prompt_1, answer_1, prompt_2, …). */
+export function dialogLength(imageCodes: number, turnLens: number[]): number {
+  const turns = turnLens.length / 2;
+  return sequenceLength('qa', imageCodes, turnLens.slice(0, 2)) + (turns - 1) * 3 + turnLens.slice(2).reduce((a, b) => a + b, 0);
 }
 
 /** Length of a sample's sequence without building it: image N = rows·cols codes. */

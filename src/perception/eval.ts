@@ -14,7 +14,7 @@ import { readBenchManifest, SceneSizeSchema } from './build.js';
 import { hashSeed, type Box, type Split } from './scenes.js';
 import { bootstrapInterval, scoreItem } from './score.js';
 import { drawSheet } from './sheet.js';
-import { TASKS, type QaItem, type Task } from './tasks.js';
+import { isBoxTask, TASKS, type QaItem, type Task } from './tasks.js';
 
 export interface TaskScore {
   n: number;
@@ -54,6 +54,8 @@ export interface EvalOptions {
   answer: (item: QaItem) => Promise<string>;
   /** Evaluate only the first `limit` items (items come scene by scene, tasks interleaved). */
   limit?: number;
+  /** Evaluate only the first `perTask` items of each task (applied before `limit`). */
+  perTask?: number;
   /** Seed of the bootstrap resampling (default 0). */
   seed?: number;
   /** Write a PNG contact sheet of example predictions here. */
@@ -80,7 +82,7 @@ export const QaItemSchema = z
     classes: z.array(z.string()),
     relation: z.enum(['left', 'right', 'above', 'below']).optional(),
   })
-  .refine((it) => it.task !== 'grounding' || it.boxes.length >= 1, { message: 'a grounding item needs the true box', path: ['boxes'] });
+  .refine((it) => !isBoxTask(it.task) || it.boxes.length >= 1, { message: 'a grounding item needs the true box', path: ['boxes'] });
 
 /**
  * The QA items of a benchmark split: each line checked against QaItemSchema (errors name
@@ -107,6 +109,16 @@ export function readBenchItems(benchDir: string, split: Split): QaItem[] {
   return items;
 }
 
+/** The first `cap` items of each task, in file order (scene by scene). */
+export function capPerTask(items: QaItem[], cap: number): QaItem[] {
+  const seen = new Map<Task, number>();
+  return items.filter((it) => {
+    const k = seen.get(it.task) ?? 0;
+    seen.set(it.task, k + 1);
+    return k < cap;
+  });
+}
+
 export function taskScore(correct: boolean[], seed: number): TaskScore {
   const n = correct.length;
   const k = correct.filter(Boolean).length;
@@ -117,6 +129,7 @@ export async function evaluateBench(benchDir: string, opts: EvalOptions): Promis
   const t0 = performance.now();
   const seed = opts.seed ?? 0;
   let items = readBenchItems(benchDir, opts.split);
+  if (opts.perTask !== undefined) items = capPerTask(items, opts.perTask);
   if (opts.limit !== undefined) items = items.slice(0, opts.limit);
   if (items.length === 0) throw new UvuError(`${join(benchDir, `${opts.split}.jsonl`)}: no items to evaluate`);
   const results: EvalItemResult[] = [];
@@ -125,7 +138,7 @@ export async function evaluateBench(benchDir: string, opts: EvalOptions): Promis
     const s = scoreItem(item, prediction);
     results.push({
       id: item.id, task: item.task, image: item.image, prompt: item.prompt, answer: item.answer, prediction, correct: s.correct,
-      ...(item.task === 'grounding' ? { iou: s.iou!, predictedBox: s.parsed as Box | null } : {}),
+      ...(isBoxTask(item.task) ? { iou: s.iou!, predictedBox: s.parsed as Box | null } : {}),
     });
     opts.onItem?.(results.length, items.length);
   }

@@ -10,9 +10,10 @@
  * Occlusion limits: every pair of boxes has IoU ≤ MAX_IOU, and every object keeps at least
  * MIN_VISIBLE of its mask (alpha ≥ ALPHA_OPAQUE) uncovered by objects pasted after it.
  *
- * Splits are disjoint by background photo and by object instance (`splitBackgrounds`,
- * `splitInstances`, both from a seeded hash of ids so that adding a photo or a stamp does not
- * move the others). Every scene is drawn from its own Rng seeded by (seed, split, index).
+ * Splits are disjoint by background photo and (in the `hard` regime) by object instance
+ * (`splitBackgrounds`, `splitInstances`, both from a seeded hash of ids so that adding a photo or
+ * a stamp does not move the others); the in-distribution regime shares every instance between
+ * the splits (`sharedInstances`). Every scene is drawn from its own Rng seeded by (seed, split, index).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -40,7 +41,7 @@ export const TEST_FRACTION = 0.25;
 /** Size of the class group in a scene (the counting target): P(1..4). */
 const GROUP_SIZE_P = [0.4, 0.3, 0.2, 0.1];
 /** Probability that a scene with a group of one has no other object. */
-const SINGLE_OBJECT_P = 0.2;
+export const SINGLE_OBJECT_P = 0.2;
 const PLACE_TRIES = 60;
 
 // ---------------------------------------------------------------- seeding and splits
@@ -72,6 +73,15 @@ export function splitInstances(lib: ObjectLibrary, seed: number): Record<Split, 
     if (test.length > 0) out.test.set(c.name, test);
   }
   return out;
+}
+
+/**
+ * Seen instances (the in-distribution regime): both splits draw from every instance of every
+ * class; test scenes differ from train scenes by background, layout, scale and flip only.
+ */
+export function sharedInstances(lib: ObjectLibrary): Record<Split, Map<string, ObjectInstance[]>> {
+  const all = new Map(lib.classes.map((c) => [c.name, c.instances.slice()]));
+  return { train: all, test: new Map(all) };
 }
 
 // ---------------------------------------------------------------- backgrounds
@@ -287,7 +297,7 @@ export function composite(background: RgbImage, sprites: Sprite[]): RgbImage {
 }
 
 /** Which classes, how many of each: one group of 1–4 of a class (the counting target), others single. */
-function drawComposition(classes: ObjectClass[], rng: Rng): { className: string; count: number }[] {
+function drawComposition(classes: ObjectClass[], singleObjectP: number, rng: Rng): { className: string; count: number }[] {
   let u = rng.next();
   let group = GROUP_SIZE_P.length; // if rounding leaves u ≥ the summed probabilities
   for (let k = 0; k < GROUP_SIZE_P.length; k++) {
@@ -299,13 +309,24 @@ function drawComposition(classes: ObjectClass[], rng: Rng): { className: string;
   }
   // A lone group object gets 1–3 other objects most of the time (spatial questions need two
   // single objects); a larger group gets 0..(4 − group).
-  const others = group === 1 ? (rng.next() < SINGLE_OBJECT_P ? 0 : 1 + rng.int(3)) : rng.int(4 - group + 1);
+  const others = group === 1 ? (rng.next() < singleObjectP ? 0 : 1 + rng.int(3)) : rng.int(4 - group + 1);
   const picks = rng.sampleIndices(classes.length, Math.min(classes.length, 1 + others));
   return Array.from(picks, (ci, k) => ({ className: classes[ci]!.name, count: k === 0 ? group : 1 }));
 }
 
+/** How objects are laid out in a scene (the regime's knobs; defaults: SCALE_RANGE, SINGLE_OBJECT_P). */
+export interface LayoutParams {
+  /** Longest side of a pasted object as a fraction of the scene side. */
+  scaleRange: [number, number];
+  /** Probability that a scene with a group of one has no other object. */
+  singleObjectP: number;
+}
+
+export const DEFAULT_LAYOUT: LayoutParams = { scaleRange: SCALE_RANGE, singleObjectP: SINGLE_OBJECT_P };
+
 export interface SceneContext {
   size: number;
+  layout: LayoutParams;
   seed: number;
   split: Split;
   /** Classes usable in this split (with at least one instance in it), in library order. */
@@ -318,12 +339,12 @@ export interface SceneContext {
 }
 
 /** Load the cut-outs one split needs (cropped to their alpha box); backgrounds load lazily. */
-export async function prepareSplit(lib: ObjectLibrary, split: Split, instances: Map<string, ObjectInstance[]>, backgrounds: BackgroundSource[], size: number, seed: number): Promise<SceneContext> {
+export async function prepareSplit(lib: ObjectLibrary, split: Split, instances: Map<string, ObjectInstance[]>, backgrounds: BackgroundSource[], size: number, seed: number, layout: LayoutParams = DEFAULT_LAYOUT): Promise<SceneContext> {
   const classes = lib.classes.filter((c) => (instances.get(c.name) ?? []).length > 0);
   if (classes.length < 2) throw new UvuError(`${split} split: need at least 2 object classes with instances, found ${classes.length}`);
   const cutouts = new Map<string, Cutout>();
   for (const c of classes) for (const i of instances.get(c.name)!) cutouts.set(i.id, await loadCutout(i));
-  return { size, seed, split, classes, instances, backgrounds, cutouts, loaded: new Map() };
+  return { size, layout, seed, split, classes, instances, backgrounds, cutouts, loaded: new Map() };
 }
 
 /**
@@ -340,7 +361,7 @@ export async function makeScene(ctx: SceneContext, index: number): Promise<{ sce
   if (!loaded) ctx.loaded.set(bgSrc.id, (loaded = await loadBackground(bgSrc, size)));
   const { image: bg, crop } = await cropBackground(loaded, size, rng);
   for (let attempt = 0; attempt < 20; attempt++) {
-    const comp = drawComposition(ctx.classes, rng);
+    const comp = drawComposition(ctx.classes, ctx.layout.singleObjectP, rng);
     const wanted: ObjectClass[] = [];
     for (const { className, count } of comp) for (let k = 0; k < count; k++) wanted.push(ctx.classes.find((c) => c.name === className)!);
     rng.shuffle(wanted); // paste order independent of the group
@@ -365,7 +386,7 @@ export async function makeScene(ctx: SceneContext, index: number): Promise<{ sce
 /** Try scales from large to small and random positions; push the sprite when the limits hold. */
 async function placeOne(ctx: SceneContext, rng: Rng, cut: Cutout, flip: boolean, sprites: Sprite[], placed: PlacedObject[]): Promise<boolean> {
   const { size } = ctx;
-  const [lo, hi] = SCALE_RANGE;
+  const [lo, hi] = ctx.layout.scaleRange;
   let frac = lo + (hi - lo) * rng.next();
   for (let shrink = 0; shrink < 3; shrink++, frac = Math.max(lo * 0.8, frac * 0.8)) {
     const long = Math.max(cut.rgba.width, cut.rgba.height);

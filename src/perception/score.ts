@@ -65,13 +65,15 @@ export interface Scored {
 /** Is a prediction right for an item? */
 export function scoreItem(item: Pick<QaItem, 'task' | 'answer' | 'boxes' | 'size'>, prediction: string): Scored {
   switch (item.task) {
-    case 'grounding': {
+    case 'grounding':
+    case 'grounding-any': {
       const box = parseBox(prediction, item.size);
       const truth = item.boxes[0]!;
       const v = box ? iou(box, truth) : 0;
       return { correct: v >= IOU_THRESHOLD, parsed: box, iou: v };
     }
-    case 'counting': {
+    case 'counting':
+    case 'counting-any': {
       const n = parseCount(prediction);
       return { correct: n !== null && n === Number(item.answer), parsed: n };
     }
@@ -91,9 +93,10 @@ export function accuracy(correct: ArrayLike<boolean | number>): number {
 }
 
 /**
- * Percentile bootstrap interval of the accuracy: `resamples` resamples of n items with
- * replacement (seeded), the (α/2, 1 − α/2) quantiles of their accuracies, taken as the order
- * statistics at floor(q·(R − 1)) after sorting.
+ * Percentile bootstrap interval of the mean (the accuracy, for booleans; a paired difference,
+ * for per-item values in {−1, 0, 1}): `resamples` resamples of n items with replacement
+ * (seeded), the (α/2, 1 − α/2) quantiles of their means, taken as the order statistics at
+ * floor(q·(R − 1)) after sorting.
  */
 export function bootstrapInterval(correct: ArrayLike<boolean | number>, opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
   const n = correct.length;
@@ -101,7 +104,7 @@ export function bootstrapInterval(correct: ArrayLike<boolean | number>, opts: { 
   const R = opts.resamples ?? BOOTSTRAP_RESAMPLES;
   const alpha = 1 - (opts.level ?? 0.95);
   const rng = new Rng(opts.seed ?? 0);
-  const hits = Uint8Array.from({ length: n }, (_, i) => (correct[i] ? 1 : 0));
+  const hits = Float64Array.from({ length: n }, (_, i) => Number(correct[i]));
   const acc = new Float64Array(R);
   for (let r = 0; r < R; r++) {
     let k = 0;

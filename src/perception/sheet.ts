@@ -8,7 +8,7 @@ import sharp, { type OverlayOptions } from 'sharp';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { Box } from './scenes.js';
 import type { QaItem, Task } from './tasks.js';
-import { TASKS } from './tasks.js';
+import { isBoxTask, TASKS } from './tasks.js';
 
 export interface SheetEntry {
   item: QaItem;
@@ -70,8 +70,8 @@ export async function drawSheet(benchDir: string, entries: SheetEntry[], outPath
       `<rect x="${b[0] * scale + 1}" y="${b[1] * scale + 1}" width="${Math.max(1, (b[2] - b[0]) * scale - 2)}" height="${Math.max(1, (b[3] - b[1]) * scale - 2)}" fill="none" stroke="${colour}" stroke-width="3"/>`;
     const boxes = item.boxes.map((b) => rect(b, '#20ff20')).join('') + (predictedBox ? rect(predictedBox, '#ff2020') : '');
     layers.push({ input: Buffer.from(`<svg width="${s}" height="${s}" xmlns="http://www.w3.org/2000/svg">${boxes}</svg>`), left, top });
-    const truth = item.task === 'grounding' ? fmtBox(item.boxes[0]!) : item.answer;
-    const pred = item.task === 'grounding' ? (predictedBox ? fmtBox(predictedBox) : `unparsed: ${prediction}`) : prediction;
+    const truth = isBoxTask(item.task) ? fmtBox(item.boxes[0]!) : item.answer;
+    const pred = isBoxTask(item.task) ? (predictedBox ? fmtBox(predictedBox) : `unparsed: ${prediction}`) : prediction;
     const chars = Math.floor(s / 7);
     const text =
       `<svg width="${s}" height="${TEXT_H}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="13">` +

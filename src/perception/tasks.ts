@@ -7,6 +7,12 @@
  *   existence  "Is there an owl in the image?"    → "yes" | "no"  ("no" mostly a hard negative: an absent
  *                                                   class of the same category as a present one)
  *
+ * and, in the in-distribution regime, two class-agnostic tasks (a curriculum: they need where
+ * things are, not what they are):
+ *
+ *   counting-any   "How many objects are there?"  → "3"  (every object in the scene)
+ *   grounding-any  "Where is the object?"         → box  (scenes with exactly one object)
+ *
  * Grounding and spatial questions only name classes with exactly one instance in the scene,
  * so the referring expression is unambiguous. Yes/no answers alternate over the items of a
  * split (`TaskState`), so both are balanced to within one item.
@@ -16,8 +22,17 @@ import type { Rng } from '../util/rng.js';
 import type { Box, Scene, Split } from './scenes.js';
 import type { ObjectClass } from './stamps.js';
 
-export const TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const;
+export const TASKS = ['grounding', 'counting', 'spatial', 'existence', 'counting-any', 'grounding-any'] as const;
 export type Task = (typeof TASKS)[number];
+/** The four tasks of every benchmark; the class-agnostic two exist only where the regime asks for them. */
+export const NAMED_TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const satisfies readonly Task[];
+/** Questions that name no class: answerable from where things are, before knowing what they are. */
+export const AGNOSTIC_TASKS = ['counting-any', 'grounding-any'] as const satisfies readonly Task[];
+
+/** Tasks whose answer is a box (scored by IoU). */
+export function isBoxTask(task: Task): boolean {
+  return task === 'grounding' || task === 'grounding-any';
+}
 export type Relation = 'left' | 'right' | 'above' | 'below';
 
 /** Box centres must differ by at least this fraction of the scene side along the asked axis. */
@@ -52,7 +67,27 @@ export interface CaptionSample {
 }
 
 /** Items made so far per task in a split; drives the yes/no alternation. */
-export type TaskState = Record<'spatial' | 'existence', number>;
+export type TaskState = Record<'spatial' | 'existence', number> & {
+  /**
+   * Class-balanced existence (the in-distribution regime): how often each class was asked with
+   * answer [yes, no] so far. Each question names the least-asked class for its answer, so every
+   * class is asked "yes" and "no" equally often and the class name alone does not give the answer
+   * (with hard negatives, the classes of crowded categories are asked "no" more often).
+   */
+  existenceByClass?: Map<string, [number, number]>;
+};
+
+/** The candidate asked least often so far with this answer (ties: a seeded draw). */
+function leastAsked(candidates: string[], tally: Map<string, [number, number]>, answer: 0 | 1, rng: Rng): string {
+  const asked = (n: string): number => tally.get(n)?.[answer] ?? 0;
+  const least = Math.min(...candidates.map(asked));
+  const pool = candidates.filter((n) => asked(n) === least);
+  const name = pool[rng.int(pool.length)]!;
+  const t = tally.get(name) ?? [0, 0];
+  t[answer]++;
+  tally.set(name, t);
+  return name;
+}
 
 // ---------------------------------------------------------------- formats
 
@@ -160,7 +195,11 @@ export function makeItems(scene: Scene, image: string, known: ObjectClass[], sta
   {
     const wantYes = state.existence % 2 === 0;
     let name: string | undefined;
-    if (wantYes) name = present[rng.int(present.length)];
+    const tally = state.existenceByClass;
+    if (tally) {
+      if (wantYes) name = leastAsked(present, tally, 0, rng);
+      else if (absent.length > 0) name = leastAsked(absent.map((c) => c.name), tally, 1, rng);
+    } else if (wantYes) name = present[rng.int(present.length)];
     else if (absent.length > 0) {
       const categories = new Set(present.map((n) => byName.get(n)!.category));
       const hard = absent.filter((c) => categories.has(c.category));
@@ -173,6 +212,30 @@ export function makeItems(scene: Scene, image: string, known: ObjectClass[], sta
     }
   }
   return items;
+}
+
+/** The class-agnostic items of one scene (AGNOSTIC_TASKS); deterministic, no draws. */
+export function makeAgnosticItems(scene: Scene, image: string): QaItem[] {
+  const { size, objects } = scene;
+  const item = (task: Task, prompt: string, answer: string, boxes: Box[]): QaItem =>
+    ({ id: `${scene.id}-${task}`, image, prompt, answer, task, split: scene.split, scene: scene.id, size, boxes, classes: [] });
+  const boxes = objects.map((o) => o.box);
+  const items = [item('counting-any', 'How many objects are there?', String(objects.length), boxes)];
+  if (objects.length === 1) items.push(item('grounding-any', 'Where is the object?', formatBox(boxes[0]!, size), boxes));
+  return items;
+}
+
+/**
+ * A dense caption for pretraining: the count, the phrase of `caption`, and every object's
+ * exact box, left to right —
+ *   "3 objects: a coin on the left and two apples at the top. coin <loc_1>…, apple <loc_9>…, apple <loc_20>…"
+ * so that every variant's pretraining supervises names, counts and positions from the image.
+ */
+export function denseCaption(scene: Scene, known: ObjectClass[]): string {
+  const n = scene.objects.length;
+  const byX = scene.objects.slice().sort((a, b) => centre(a.box)[0] - centre(b.box)[0] || centre(a.box)[1] - centre(b.box)[1]);
+  const boxes = byX.map((o) => `${o.className} ${formatBox(o.box, scene.size)}`).join(', ');
+  return `${n} object${n === 1 ? '' : 's'}: ${caption(scene, known)}. ${boxes}`;
 }
 
 /** "a frog at the lower left and two apples on the right" (groups left to right). */
