@@ -55,11 +55,11 @@ export function torchCheck(dir: string): Record<string, Tensor> {
   return readSafetensors(out).tensors;
 }
 
-/** Seconds of `steps` PyTorch training steps (after a warm-up step) on `threads` threads, passive OpenMP wait. */
-export function torchStepSeconds(dir: string, threads: number, steps: number): { seconds: number[]; torch: string } {
+/** Wall and CPU seconds of `steps` PyTorch training steps (after a warm-up step) on `threads` threads, passive OpenMP wait. */
+export function torchStepSeconds(dir: string, threads: number, steps: number): { seconds: number[]; cpu: number[]; torch: string } {
   const stdout = runPython(['speed', join(dir, 'model.safetensors'), join(dir, 'batch.safetensors'), '--threads', String(threads), '--steps', String(steps)], {
     OMP_WAIT_POLICY: 'PASSIVE',
     OMP_NUM_THREADS: String(threads),
   });
-  return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number[]; torch: string };
+  return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number[]; cpu: number[]; torch: string };
 }

@@ -22,7 +22,8 @@ bench/train-vs-torch.ts).
           and grad.<name> for every parameter.
   speed:  torch_reference.py speed WEIGHTS BATCH --threads N --steps S
           times S full training steps (zero_grad, forward, loss, backward, clip to norm 1, AdamW)
-          after one warm-up step; prints one JSON line {"seconds": [...], "threads": N}.
+          after one warm-up step; prints one JSON line {"seconds": [...], "cpu": [...], "threads": N}
+          (wall and process CPU seconds per step).
           Set OMP_WAIT_POLICY=PASSIVE in the environment (the benchmark does) so idle OpenMP
           threads do not spin against the other process.
 """
@@ -249,12 +250,13 @@ def speed(weights_path, batch_path, threads, steps):
         opt.step()
 
     step()  # warm-up
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         seconds.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}))
 
 
 def main(argv):

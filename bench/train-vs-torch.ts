@@ -8,7 +8,9 @@
  * warm-up step), so that load from other processes hits both alike; rows give best-of and median
  * step times and the ratio uvu / PyTorch in tokens/s, at 2 threads and at 1 thread each (uvu: the
  * BLAS thread count, its other kernels are single-threaded; PyTorch: torch.set_num_threads and
- * OMP_WAIT_POLICY=PASSIVE). Without python3-torch the PyTorch rows are left out, with a note.
+ * OMP_WAIT_POLICY=PASSIVE). At 1 thread the rows also compare process CPU time per step, which
+ * other load on the machine barely changes. Without python3-torch the PyTorch rows are left out,
+ * with a note.
  *
  * Standalone: node dist/bench/train-vs-torch.js
  */
@@ -65,15 +67,24 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
     for (const threads of THREADS) {
       const ours: number[] = [];
       const theirs: number[] = [];
+      const oursCpu: number[] = [];
+      const theirsCpu: number[] = [];
       await withBlasThreads(threads, async () => {
         for (let r = 0; r < rounds; r++) {
           uvuStep(); // warm-up, as the reference does one per round
           for (let s = 0; s < steps; s++) {
             const t0 = performance.now();
+            const c0 = process.cpuUsage();
             uvuStep();
+            const c = process.cpuUsage(c0);
             ours.push((performance.now() - t0) / 1e3);
+            oursCpu.push((c.user + c.system) / 1e6);
           }
-          if (torch) theirs.push(...torchStepSeconds(dir, threads, steps).seconds);
+          if (torch) {
+            const r = torchStepSeconds(dir, threads, steps);
+            theirs.push(...r.seconds);
+            theirsCpu.push(...r.cpu);
+          }
         }
       });
       const tok = B * T;
@@ -83,6 +94,10 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
       rows.push({ bench: 'train-vs-torch', config, metric: `PyTorch ${torch} tokens/s, ${threads} thread(s), best`, value: tok / Math.min(...theirs), unit: 'tokens/s', note: note(theirs) });
       rows.push({ bench: 'train-vs-torch', config, metric: `ratio uvu / PyTorch, ${threads} thread(s), best-of`, value: Math.min(...theirs) / Math.min(...ours), unit: '×', note: 'target ≥ 1.0' });
       rows.push({ bench: 'train-vs-torch', config, metric: `ratio uvu / PyTorch, ${threads} thread(s), median`, value: median(theirs) / median(ours), unit: '×', note: 'target ≥ 1.0' });
+      if (threads === 1) {
+        // On one thread, CPU time per step is the work done, whatever else loads the machine.
+        rows.push({ bench: 'train-vs-torch', config, metric: 'ratio uvu / PyTorch, 1 thread, median CPU time per step', value: median(theirsCpu) / median(oursCpu), unit: '×', note: `uvu ${median(oursCpu).toFixed(3)} s, PyTorch ${median(theirsCpu).toFixed(3)} s of process CPU time per step` });
+      }
     }
     if (!torch) rows.push({ bench: 'train-vs-torch', config, metric: 'PyTorch rows', value: NaN, unit: '', note: '/usr/bin/python3 cannot import torch (apt-get install python3-torch)' });
   } finally {
