@@ -41,6 +41,12 @@ export interface ModelInputs {
   /** (B·T) token ids; at visual positions the id is the image code (unused as input). */
   ids: Int32Array;
   images: ImageInput[];
+  /**
+   * (B·T) first position, within its row, of the packed sample each position belongs to
+   * (pack.ts sampleStarts). Attention stays inside a sample and RoPE positions restart at its
+   * start. Absent: every row is one sample.
+   */
+  sampleStart?: Int32Array;
 }
 
 const VIT_PATCH = 16;
@@ -243,7 +249,7 @@ export class UvuModel {
     const H = t.num_attention_heads;
     const Hkv = t.num_key_value_heads;
     const hd = C / H;
-    const shape = { B, T, H, Hkv, hd, positions: null, segmentStart: null };
+    const shape = { B, T, H, Hkv, hd, ...samplePositions(inputs) };
     const rope = this.ropeTables(T);
     for (let l = 0; l < t.num_hidden_layers; l++) {
       const b = `model.layers.${l}`;
@@ -296,6 +302,20 @@ export class UvuModel {
     }
     return c;
   }
+}
+
+/** RoPE positions and attention segments of a batch: restarted at each packed sample's start. */
+function samplePositions({ B, T, sampleStart }: ModelInputs): { positions: Int32Array | null; segmentStart: Int32Array | null } {
+  if (!sampleStart) return { positions: null, segmentStart: null };
+  if (sampleStart.length !== B * T) throw new UvuError(`model: ${sampleStart.length} sample starts for a batch of ${B}×${T} positions`);
+  const positions = new Int32Array(B * T);
+  for (let i = 0; i < B * T; i++) {
+    const t = i % T;
+    const s = sampleStart[i]!;
+    if (!(s >= 0 && s <= t && (t === 0 || s >= sampleStart[i - 1]!))) throw new UvuError(`model: sample start ${s} at position ${t} of row ${Math.floor(i / T)} is not a start at or before it`);
+    positions[i] = t - s;
+  }
+  return { positions, segmentStart: sampleStart };
 }
 
 /** A trainable variable holding a copy of `data` (the temporary tensor is freed). */
