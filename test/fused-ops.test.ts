@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf, initEngine } from '../src/engine/tf.js';
-import { gelu, rmsNorm, swiglu } from '../src/model/ops.js';
+import { gelu, layerNorm, rmsNorm, swiglu } from '../src/model/ops.js';
 import { crossEntropy } from '../src/train/loss.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -103,6 +103,17 @@ test('fused ops match their tfjs compositions, forward and backward', () => {
   assertClose(gelu(x).dataSync(), geluRef(x).dataSync(), 1e-6, 'gelu');
   const rmsRef = (v: tf.Tensor, wt: tf.Tensor): tf.Tensor => tf.mul(tf.mul(v, tf.rsqrt(tf.add(tf.mean(tf.square(v), -1, true), 1e-6))), wt);
   assertClose(rmsNorm(x, w, 1e-6).dataSync(), rmsRef(x, w).dataSync(), 1e-5, 'rmsNorm');
+  const bias = uniform(rng, [5], 1) as tf.Tensor1D;
+  const lnRef = (v: tf.Tensor, wt: tf.Tensor, bt: tf.Tensor): tf.Tensor => {
+    const xc = tf.sub(v, tf.mean(v, -1, true));
+    return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), 1e-6))), wt), bt);
+  };
+  assertClose(layerNorm(x, w, bias, 1e-6).dataSync(), lnRef(x, w, bias).dataSync(), 1e-5, 'layerNorm');
+  const lnProbe = uniform(rng, [4, 5]);
+  const lnGrads = (f: (...a: tf.Tensor[]) => tf.Tensor) => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), lnProbe)))([x, w, bias]);
+  const gotLn = lnGrads((a, b, c) => layerNorm(a as tf.Tensor2D, b as tf.Tensor1D, c as tf.Tensor1D, 1e-6));
+  const wantLn = lnGrads(lnRef);
+  gotLn.forEach((g, i) => assertClose(g.dataSync(), wantLn[i]!.dataSync(), 1e-5, `layerNorm grad ${i}`));
 });
 
 test('each fused op and the fused cross-entropy: gradients match finite differences', () => {
@@ -110,5 +121,6 @@ test('each fused op and the fused cross-entropy: gradients match finite differen
   checkGradients((g, u) => swiglu(g as tf.Tensor2D, u as tf.Tensor2D), [uniform(rng, [3, 4], 2), uniform(rng, [3, 4], 2)], 'swiglu');
   checkGradients((x) => gelu(x as tf.Tensor2D), [uniform(rng, [3, 4], 2)], 'gelu');
   checkGradients((x, w) => rmsNorm(x as tf.Tensor2D, w as tf.Tensor1D, 1e-6), [uniform(rng, [3, 5], 2), uniform(rng, [5], 1)], 'rmsNorm');
+  checkGradients((x, w, b) => layerNorm(x as tf.Tensor2D, w as tf.Tensor1D, b as tf.Tensor1D, 1e-6), [uniform(rng, [3, 5], 2), uniform(rng, [5], 1), uniform(rng, [5], 1)], 'layerNorm');
   checkGradients((z) => crossEntropy(z as tf.Tensor2D, Int32Array.from([2, 0, 4])), [uniform(rng, [3, 5], 3)], 'crossEntropy');
 });
