@@ -15,7 +15,7 @@
  */
 import { requireEngine, tf } from '../engine/tf.js';
 import { Rng } from '../util/rng.js';
-import { gelu, layerNorm, rmsNorm, swiglu } from './ops.js';
+import { gelu, rmsNorm, swiglu } from './ops.js';
 import { bidirectionalSelfAttention, causalSelfAttention, type RopeTables } from './attention.js';
 import { UvuError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
@@ -91,20 +91,20 @@ export class UvuModel {
       out.push([`${name}.weight`, [o, i]]);
       if (bias) out.push([`${name}.bias`, [o]]);
     };
-    const layerNormParams = (name: string, c: number): void => {
+    const layerNorm = (name: string, c: number): void => {
       out.push([`${name}.weight`, [c]], [`${name}.bias`, [c]]);
     };
     linear('visual.patch_embed', v.hidden_size, VIT_PATCH_DIM, true);
     for (let l = 0; l < v.num_hidden_layers; l++) {
       const b = `visual.blocks.${l}`;
-      layerNormParams(`${b}.norm1`, v.hidden_size);
+      layerNorm(`${b}.norm1`, v.hidden_size);
       linear(`${b}.attn.qkv`, 3 * v.hidden_size, v.hidden_size, true);
       linear(`${b}.attn.proj`, v.hidden_size, v.hidden_size, true);
-      layerNormParams(`${b}.norm2`, v.hidden_size);
+      layerNorm(`${b}.norm2`, v.hidden_size);
       linear(`${b}.mlp.fc1`, v.intermediate_size, v.hidden_size, true);
       linear(`${b}.mlp.fc2`, v.hidden_size, v.intermediate_size, true);
     }
-    layerNormParams('visual.post_layernorm', v.hidden_size);
+    layerNorm('visual.post_layernorm', v.hidden_size);
     linear('visual.merger.mlp.0', p.hidden_size, 4 * v.hidden_size, true);
     linear('visual.merger.mlp.2', t.hidden_size, p.hidden_size, true);
     out.push(['model.embed_tokens.weight', [this.vocab.size, t.hidden_size]]);
@@ -210,7 +210,10 @@ export class UvuModel {
   }
 
   private layerNorm(x: T2, name: string, eps: number): T2 {
-    return layerNorm(x, this.p(`${name}.weight`) as tf.Tensor1D, this.p(`${name}.bias`) as tf.Tensor1D, eps);
+    const mean = tf.mean(x, -1, true);
+    const xc = tf.sub(x, mean);
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+    return tf.add(tf.mul(tf.mul(xc, rstd), this.p(`${name}.weight`)), this.p(`${name}.bias`));
   }
 
   // ---------------------------------------------------------------- decoder

@@ -6,7 +6,6 @@
  *   swiglu         y = silu(g) ⊙ u                         decoder MLP, (N, I)
  *   gelu           y = GELU_tanh(x)                        ViT MLP, (N, I)
  *   rmsNorm        y = x / rms(x) ⊙ w                      decoder norms, (N, C)
- *   layerNorm      y = (x − mean)/std ⊙ w + b              ViT norms, (N, C)
  *
  * Values are computed in JS on the tensors' Float32Arrays (the engine is a CPU backend).
  * Attention, with its softmax, is one fused op of its own (attention.ts).
@@ -120,62 +119,4 @@ export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2
     };
   });
   return op(x, w) as tf.Tensor2D;
-}
-
-/**
- * LayerNorm over rows of x (N, C) with weight w and bias b (C): y = x̂ ⊙ w + b,
- * x̂ = (x − mean(x))·r, r = 1/√(var(x) + eps) (row statistics in float64).
- *   backward: ∂b = Σ_rows dy,  ∂w = Σ_rows dy ⊙ x̂,
- *             ∂x = r·(dy⊙w − mean(dy⊙w) − x̂ · mean(dy⊙w ⊙ x̂))
- */
-export function layerNorm(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {
-  const [N, C] = x.shape;
-  const op = tf.customGrad((xin, win, bin) => {
-    const xv = f32(xin as tf.Tensor);
-    const wv = f32(win as tf.Tensor);
-    const bv = f32(bin as tf.Tensor);
-    const xhat = new Float32Array(xv.length); // kept for the backward pass
-    const rstd = new Float64Array(N);
-    const y = new Float32Array(xv.length);
-    for (let n = 0; n < N; n++) {
-      const o = n * C;
-      let sum = 0;
-      for (let c = 0; c < C; c++) sum += xv[o + c]!;
-      const mean = sum / C;
-      let ss = 0;
-      for (let c = 0; c < C; c++) ss += (xv[o + c]! - mean) * (xv[o + c]! - mean);
-      const r = (rstd[n] = 1 / Math.sqrt(ss / C + eps));
-      for (let c = 0; c < C; c++) {
-        const h = (xhat[o + c] = (xv[o + c]! - mean) * r);
-        y[o + c] = h * wv[c]! + bv[c]!;
-      }
-    }
-    return {
-      value: tf.tensor2d(y, [N, C]),
-      gradFunc: (dy: tf.Tensor) => {
-        const d = f32(dy);
-        const dx = new Float32Array(xv.length);
-        const dw = new Float64Array(C);
-        const db = new Float64Array(C);
-        for (let n = 0; n < N; n++) {
-          const o = n * C;
-          let meanD = 0; // mean of dy⊙w
-          let meanDX = 0; // mean of dy⊙w⊙x̂
-          for (let c = 0; c < C; c++) {
-            const dn = d[o + c]! * wv[c]!;
-            meanD += dn;
-            meanDX += dn * xhat[o + c]!;
-            dw[c]! += d[o + c]! * xhat[o + c]!;
-            db[c]! += d[o + c]!;
-          }
-          meanD /= C;
-          meanDX /= C;
-          const r = rstd[n]!;
-          for (let c = 0; c < C; c++) dx[o + c] = r * (d[o + c]! * wv[c]! - meanD - xhat[o + c]! * meanDX);
-        }
-        return [tf.tensor2d(dx, [N, C]), tf.tensor1d(Float32Array.from(dw)), tf.tensor1d(Float32Array.from(db))];
-      },
-    };
-  });
-  return op(x, w, b) as tf.Tensor2D;
 }
