@@ -3,15 +3,10 @@ import assert from 'node:assert/strict';
 import { tf, initEngine } from '../src/engine/tf.js';
 import { bidirectionalSelfAttention, causalSelfAttention, type RopeTables } from '../src/model/attention.js';
 import { Rng } from '../src/util/rng.js';
+import { assertClose, checkGradients, uniform } from './fixtures.js';
 
 await initEngine();
 
-function uniform(rng: Rng, shape: number[], scale = 1): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (2 * rng.next() - 1) * scale;
-  return tf.tensor(a, shape);
-}
 
 function ropeTables(P: number, hd: number, theta = 10000): RopeTables {
   const cos = new Float32Array(P * hd);
@@ -62,12 +57,6 @@ function scaledSoftmax(s: tf.Tensor, scale: number, causal: boolean): tf.Tensor 
   return op(s) as tf.Tensor;
 }
 
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let scale = 1e-6;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]!));
-  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= tol * scale, `${what}[${i}]: ${got[i]} vs ${want[i]}`);
-}
 
 test('the reference softmax equals tf.softmax with a causal mask, forward and backward', () => {
   const rng = new Rng(2);
@@ -151,33 +140,11 @@ test('fused ViT attention equals the tfjs composition bit for bit, forward and b
   }
 });
 
-/** Central finite differences (float32, eps 1e-2) of Σ f(x)·probe against the analytic gradients. */
-function checkFiniteDifferences(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], what: string): void {
-  const probe = tf.tidy(() => uniform(new Rng(99), f(...inputs).shape));
-  const loss = (...xs: tf.Tensor[]): tf.Scalar => tf.sum(tf.mul(f(...xs), probe));
-  const analytic = tf.grads(loss)(inputs).map((g) => g.dataSync().slice());
-  const eps = 1e-2;
-  inputs.forEach((x, xi) => {
-    const base = x.dataSync().slice() as Float32Array;
-    let scale = 1e-6;
-    for (const a of analytic[xi]!) scale = Math.max(scale, Math.abs(a));
-    for (let i = 0; i < base.length; i++) {
-      const at = (delta: number): number =>
-        tf.tidy(() => {
-          const b = base.slice();
-          b[i]! += delta;
-          return loss(...inputs.map((t, j) => (j === xi ? tf.tensor(b, x.shape) : t))).dataSync()[0]!;
-        });
-      const numeric = (at(eps) - at(-eps)) / (2 * eps);
-      assert.ok(Math.abs(analytic[xi]![i]! - numeric) <= 2e-2 * scale, `${what} ∂input${xi}[${i}]: ${analytic[xi]![i]} vs ${numeric}`);
-    }
-  });
-}
 
 test('fused attention gradients match finite differences', () => {
   const rng = new Rng(7);
   const rope = ropeTables(4, 4);
   const shape = { B: 1, T: 4, H: 2, Hkv: 1, hd: 4, positions: null, segmentStart: null };
-  checkFiniteDifferences((q, k, v) => causalSelfAttention(q as tf.Tensor2D, k as tf.Tensor2D, v as tf.Tensor2D, shape, rope), [uniform(rng, [4, 8]), uniform(rng, [4, 4]), uniform(rng, [4, 4])], 'decoder');
-  checkFiniteDifferences((x) => bidirectionalSelfAttention(x as tf.Tensor2D, 2, 3, 2), [uniform(rng, [6, 12])], 'vit');
+  checkGradients((q, k, v) => causalSelfAttention(q as tf.Tensor2D, k as tf.Tensor2D, v as tf.Tensor2D, shape, rope), [uniform(rng, [4, 8]), uniform(rng, [4, 4]), uniform(rng, [4, 4])], 'decoder');
+  checkGradients((x) => bidirectionalSelfAttention(x as tf.Tensor2D, 2, 3, 2), [uniform(rng, [6, 12])], 'vit');
 });

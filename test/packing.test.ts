@@ -13,7 +13,7 @@ import { buildSequence, FLAG_SAMPLE_START, type Sequence } from '../src/data/seq
 import { assembleRow, sampleStarts } from '../src/data/pack.js';
 import { loadImage } from '../src/image/io.js';
 import { bundledPhotoPath } from '../src/data/bundled.js';
-import { TEST_MODEL } from './fixtures.js';
+import { cropRgb, TEST_MODEL } from './fixtures.js';
 
 await initEngine();
 
@@ -43,11 +43,7 @@ function hidden(model: UvuModel, inputs: ModelInputs): Float32Array {
 
 test('a packed row gives every sample the hidden states it gets alone; without the mask it does not', async () => {
   const photo = await loadImage(bundledPhotoPath('nagasaki-boats'), { maxPixels: 256 * 256 });
-  const crop = (x0: number): Uint8Array => {
-    const out = new Uint8Array(64 * 64 * 3);
-    for (let y = 0; y < 64; y++) out.set(photo.data.subarray((y * photo.width + x0) * 3, (y * photo.width + x0 + 64) * 3), y * 64 * 3);
-    return out;
-  };
+  const crop = (x0: number): Uint8Array => cropRgb(photo, x0, 64, 64);
   const pixels = [crop(0), crop(80)];
   const seqs: Sequence[] = [
     buildSequence({ kind: 'caption', image: { codes: Int32Array.from([3, 7, 7, 1]), rows: 2, cols: 2 }, text: bytes('boats') }, vocab),

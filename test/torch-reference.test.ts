@@ -31,7 +31,7 @@ import { lossGrads } from '../src/train/grads.js';
 import { unifiedLoss, type LossTargets } from '../src/train/loss.js';
 import { torchCheck, torchVersion, writeReferenceInputs } from '../bench/torch-reference.js';
 import type { Tensor } from '../src/io/safetensors.js';
-import { TEST_MODEL } from './fixtures.js';
+import { cropRgb, TEST_MODEL } from './fixtures.js';
 
 await initEngine();
 
@@ -55,11 +55,7 @@ const vocab = new Vocab({ textSize: 256, K: 16 });
 /** A caption row (2×3-patch image) and a QA row (2×2 image) padded to T = 40. */
 async function batch(): Promise<{ inputs: ModelInputs; t: LossTargets }> {
   const photo = await loadImage(bundledPhotoPath('nagasaki-boats'), { maxPixels: 256 * 256 });
-  const crop = (x0: number, w: number, h: number): Uint8Array => {
-    const out = new Uint8Array(w * h * 3);
-    for (let y = 0; y < h; y++) out.set(photo.data.subarray((y * photo.width + x0) * 3, (y * photo.width + x0 + w) * 3), y * w * 3);
-    return out;
-  };
+  const crop = (x0: number, w: number, h: number): Uint8Array => cropRgb(photo, x0, w, h);
   const bytes = (s: string): number[] => [...Buffer.from(s)];
   const caption = buildSequence({ kind: 'caption', image: { codes: Int32Array.from([3, 7, 7, 1, 0, 15]), rows: 2, cols: 3 }, text: bytes('boats on the water') }, vocab);
   const qa = buildSequence({ kind: 'qa', image: { codes: Int32Array.from([0, 5, 9, 12]), rows: 2, cols: 2 }, prompt: bytes('how many?'), answer: bytes('2') }, vocab);
@@ -152,11 +148,7 @@ test(`logits, losses and gradients equal the PyTorch reference to float32 roundi
 
 test('packed rows (block-diagonal attention, positions restarting per sample) equal the PyTorch reference', { skip: SKIP }, async () => {
   const photo = await loadImage(bundledPhotoPath('nagasaki-boats'), { maxPixels: 256 * 256 });
-  const crop = (x0: number): Uint8Array => {
-    const out = new Uint8Array(64 * 64 * 3);
-    for (let y = 0; y < 64; y++) out.set(photo.data.subarray((y * photo.width + x0) * 3, (y * photo.width + x0 + 64) * 3), y * 64 * 3);
-    return out;
-  };
+  const crop = (x0: number): Uint8Array => cropRgb(photo, x0, 64, 64);
   const bytes = (s: string): number[] => [...Buffer.from(s)];
   const T = 48;
   const row = assembleRow(
