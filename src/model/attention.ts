@@ -179,6 +179,11 @@ export function causalSelfAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor
   const pos = s.positions ?? Int32Array.from({ length: N }, (_, i) => i % T);
   const scale = 1 / Math.sqrt(hd);
   const gT = g * T;
+  // Views of block blk = b·Hkv + kv (one batch row, one kv head): its g stacked query heads
+  // (g·T, hd), its keys or values (T, hd), its scores or probabilities (g·T, T).
+  const qBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * gT * hd, (blk + 1) * gT * hd);
+  const kvBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * T * hd, (blk + 1) * T * hd);
+  const pBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * gT * T, (blk + 1) * gT * T);
   const op = tf.customGrad((qIn, kIn, vIn) => {
     const qr = new Float32Array(N * H * hd);
     const kr = new Float32Array(N * Hkv * hd);
@@ -195,17 +200,12 @@ export function causalSelfAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor
     const P = new Float32Array(B * Hkv * gT * T); // S, then P in place
     const Yg = new Float32Array(Qg.length);
     const ranges = Array.from({ length: B }, (_, b) => visibleRanges(T, g, true, s.segmentStart ? s.segmentStart.subarray(b * T, (b + 1) * T) : null));
-    for (let b = 0; b < B; b++) {
-      for (let kv = 0; kv < Hkv; kv++) {
-        const blk = b * Hkv + kv;
-        const qo = blk * gT * hd;
-        const ko = blk * T * hd;
-        const po = blk * gT * T;
-        const Sblk = P.subarray(po, po + gT * T);
-        sgemm(false, true, gT, T, hd, 1, Qg.subarray(qo, qo + gT * hd), hd, K.subarray(ko, ko + T * hd), hd, 0, Sblk, T);
-        softmaxRowsVisible(P, P, po, gT, T, scale, ranges[b]!.lo, ranges[b]!.hi);
-        sgemm(false, false, gT, hd, T, 1, Sblk, T, V.subarray(ko, ko + T * hd), hd, 0, Yg.subarray(qo, qo + gT * hd), hd);
-      }
+    for (let blk = 0; blk < B * Hkv; blk++) {
+      const { lo, hi } = ranges[Math.floor(blk / Hkv)]!;
+      const Sblk = pBlock(P, blk);
+      sgemm(false, true, gT, T, hd, 1, qBlock(Qg, blk), hd, kvBlock(K, blk), hd, 0, Sblk, T);
+      softmaxRowsVisible(Sblk, Sblk, 0, gT, T, scale, lo, hi);
+      sgemm(false, false, gT, hd, T, 1, Sblk, T, kvBlock(V, blk), hd, 0, qBlock(Yg, blk), hd);
     }
     const y = new Float32Array(N * H * hd);
     regroup(y, Yg, B, T, H, hd, false);
@@ -218,21 +218,16 @@ export function causalSelfAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor
         const dQg = new Float32Array(Qg.length);
         const dK = new Float32Array(K.length);
         const dV = new Float32Array(V.length);
-        for (let b = 0; b < B; b++) {
-          for (let kv = 0; kv < Hkv; kv++) {
-            const blk = b * Hkv + kv;
-            const qo = blk * gT * hd;
-            const ko = blk * T * hd;
-            const po = blk * gT * T;
-            const Pblk = P.subarray(po, po + gT * T);
-            const dPblk = dP.subarray(po, po + gT * T);
-            const dYblk = dYg.subarray(qo, qo + gT * hd);
-            sgemm(false, true, gT, T, hd, 1, dYblk, hd, V.subarray(ko, ko + T * hd), hd, 0, dPblk, T);
-            sgemm(true, false, T, hd, gT, 1, Pblk, T, dYblk, hd, 0, dV.subarray(ko, ko + T * hd), hd);
-            softmaxRowsBackward(P, dP, po, gT, T, scale, ranges[b]!.lo, ranges[b]!.hi);
-            sgemm(false, false, gT, hd, T, 1, dPblk, T, K.subarray(ko, ko + T * hd), hd, 0, dQg.subarray(qo, qo + gT * hd), hd);
-            sgemm(true, false, T, hd, gT, 1, dPblk, T, Qg.subarray(qo, qo + gT * hd), hd, 0, dK.subarray(ko, ko + T * hd), hd);
-          }
+        for (let blk = 0; blk < B * Hkv; blk++) {
+          const { lo, hi } = ranges[Math.floor(blk / Hkv)]!;
+          const Pblk = pBlock(P, blk);
+          const dPblk = pBlock(dP, blk);
+          const dYblk = qBlock(dYg, blk);
+          sgemm(false, true, gT, T, hd, 1, dYblk, hd, kvBlock(V, blk), hd, 0, dPblk, T);
+          sgemm(true, false, T, hd, gT, 1, Pblk, T, dYblk, hd, 0, kvBlock(dV, blk), hd);
+          softmaxRowsBackward(Pblk, dPblk, 0, gT, T, scale, lo, hi);
+          sgemm(false, false, gT, hd, T, 1, dPblk, T, kvBlock(K, blk), hd, 0, qBlock(dQg, blk), hd);
+          sgemm(true, false, T, hd, gT, 1, dPblk, T, qBlock(Qg, blk), hd, 0, kvBlock(dK, blk), hd);
         }
         const dq = new Float32Array(N * H * hd);
         const dk = new Float32Array(N * Hkv * hd);
