@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only search,kmeans,store,dataset,ablation,uvu,engine,train,generate,startup,distributed,serve] [--size small|full] [--no-write]`
+ * `npm run bench -- [--only search,kmeans,store,dataset,ablation,uvu,engine,train,train-vs-torch,generate,startup,distributed,serve] [--size small|full] [--no-write]`
  *
  * Runs the selected benchmark modules one after another (never in parallel: the machine is
  * small and shared) and replaces each one's section of BENCHMARKS.md with the rows it measured,
@@ -21,6 +21,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   uvu: () => import('./uvu.js'),
   engine: () => import('./engine.js'),
   train: () => import('./train.js'),
+  'train-vs-torch': () => import('./train-vs-torch.js'),
   startup: () => import('./startup.js'),
   generate: () => import('./generate.js'),
   distributed: () => import('./distributed.js'),

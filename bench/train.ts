@@ -51,7 +51,7 @@ function addWasmSegmentSum(): void {
   });
 }
 
-async function makeBatch(vocab: Vocab, B: number, T: number): Promise<{ inputs: ModelInputs; targets: LossTargets }> {
+export async function makeBatch(vocab: Vocab, B: number, T: number): Promise<{ inputs: ModelInputs; targets: LossTargets }> {
   const rng = new Rng(7);
   const ids = new Int32Array(B * T);
   const images: ImageInput[] = [];

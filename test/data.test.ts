@@ -12,7 +12,7 @@ import { loadCodebook, saveCodebook, type Codebook } from '../src/codebook/file.
 import { reconstructImage, tokenizeImage } from '../src/tokens/tokenize.js';
 import { CodebookCoder, loadImageCoder } from '../src/tokens/coder.js';
 import { Vocab } from '../src/tokens/vocab.js';
-import { buildDialogSequence, buildSequence, dialogLength, questionPrompt, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_VISUAL, type Sequence } from '../src/data/sequence.js';
+import { buildDialogSequence, buildSequence, dialogLength, questionPrompt, sequenceLength, FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_SAMPLE_START, FLAG_VISUAL, type Sequence } from '../src/data/sequence.js';
 import { assembleRow, packSequences, slicePiece } from '../src/data/pack.js';
 import { buildTargets } from '../src/data/targets.js';
 import { SeqDataset, epochPermutation, type Batch } from '../src/data/dataset.js';
@@ -232,7 +232,7 @@ test('manifest and shards round trip: every row is the in-memory sequences plus 
   assert.ok(expected.every((e) => e.seq.ids.length <= T), 'JSONL samples fit one row');
 
   const same = (row: { ids: Int32Array; flags: Uint8Array }, t: number, seq: Sequence) =>
-    t + seq.ids.length <= T && seq.ids.every((id, i) => row.ids[t + i] === id) && seq.flags.every((f, i) => row.flags[t + i] === f);
+    t + seq.ids.length <= T && seq.ids.every((id, i) => row.ids[t + i] === id) && seq.flags.every((f, i) => row.flags[t + i] === (i === 0 ? f | FLAG_SAMPLE_START : f));
   let fromCorpus = 0;
   let tokens = 0;
   let imagesSeen = 0;

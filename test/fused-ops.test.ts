@@ -1,18 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf, initEngine } from '../src/engine/tf.js';
-import { gelu, rmsNorm, scaledSoftmax, swiglu } from '../src/model/ops.js';
+import { gelu, rmsNorm, swiglu } from '../src/model/ops.js';
 import { crossEntropy } from '../src/train/loss.js';
 import { Rng } from '../src/util/rng.js';
+import { assertClose, checkGradients, uniform } from './fixtures.js';
 
 await initEngine();
 
-function uniform(rng: Rng, shape: number[], scale = 1): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (2 * rng.next() - 1) * scale;
-  return tf.tensor(a, shape);
-}
 
 /** Values of fn(...inputs) computed on the stock cpu backend (inputs copied there). */
 async function onCpu(fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): Promise<Float32Array> {
@@ -25,12 +20,6 @@ async function onCpu(fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[])
   }
 }
 
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let scale = 1e-6;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]!));
-  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= tol * scale, `${what}[${i}]: ${got[i]} vs ${want[i]}`);
-}
 
 test('uvu-blas elementwise kernels (broadcast add/sub/mul/div, softmax, transpose, sum, gather, segment sum) equal stock cpu', async () => {
   const rng = new Rng(1);
@@ -71,41 +60,9 @@ test('uvu-blas elementwise kernels (broadcast add/sub/mul/div, softmax, transpos
   assertClose(tf.unsortedSegmentSum(rows, ids, 10).dataSync(), await onCpu((r, i) => tf.unsortedSegmentSum(r!, i as tf.Tensor1D, 10), [rows, ids]), 1e-6, 'segment sum');
 });
 
-/** Central finite differences of sum(f(x)·probe) w.r.t. each input, compared with tf.grads. */
-function checkGradients(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], what: string, eps = 1e-2, tol = 2e-2): void {
-  const probe = tf.tidy(() => uniform(new Rng(99), f(...inputs).shape));
-  const loss = (...xs: tf.Tensor[]): tf.Scalar => tf.sum(tf.mul(f(...xs), probe));
-  const analytic = tf.grads(loss)(inputs).map((g) => g.dataSync().slice());
-  inputs.forEach((x, xi) => {
-    const base = x.dataSync().slice() as Float32Array;
-    const numeric = new Float32Array(base.length);
-    for (let i = 0; i < base.length; i++) {
-      const at = (delta: number): number =>
-        tf.tidy(() => {
-          const v = base.slice();
-          v[i]! += delta;
-          const xs = inputs.map((t, j) => (j === xi ? tf.tensor(v, x.shape) : t));
-          return loss(...xs).dataSync()[0]!;
-        });
-      numeric[i] = (at(eps) - at(-eps)) / (2 * eps);
-    }
-    assertClose(analytic[xi]!, numeric, tol, `${what}: ∂/∂input${xi}`);
-  });
-}
 
 test('fused ops match their tfjs compositions, forward and backward', () => {
   const rng = new Rng(2);
-  const s = uniform(rng, [2, 6, 3], 3); // (B, g·T, T) with T = 3, g = 2
-  const scale = 0.7;
-  const maskT = tf.tensor2d(Array.from({ length: 6 * 3 }, (_, i) => ((i % 3) > (Math.floor(i / 3) % 3) ? -1e9 : 0)), [6, 3]);
-  const composite = (x: tf.Tensor): tf.Tensor => tf.softmax(tf.add(tf.mul(x, scale), maskT));
-  assertClose(scaledSoftmax(s, scale, true).dataSync(), composite(s).dataSync(), 1e-6, 'causal softmax');
-  assertClose(scaledSoftmax(s, scale, false).dataSync(), tf.softmax(tf.mul(s, scale)).dataSync(), 1e-6, 'softmax');
-  const probe = uniform(rng, s.shape);
-  const gFused = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(scaledSoftmax(x, scale, true), probe)))(s);
-  const gRef = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(composite(x), probe)))(s);
-  assertClose(gFused.dataSync(), gRef.dataSync(), 1e-5, 'causal softmax grad');
-
   const x = uniform(rng, [4, 5], 2) as tf.Tensor2D;
   const u = uniform(rng, [4, 5], 2) as tf.Tensor2D;
   const w = uniform(rng, [5], 1) as tf.Tensor1D;
@@ -118,8 +75,6 @@ test('fused ops match their tfjs compositions, forward and backward', () => {
 
 test('each fused op and the fused cross-entropy: gradients match finite differences', () => {
   const rng = new Rng(3);
-  checkGradients((x) => scaledSoftmax(x, 0.8, true), [uniform(rng, [1, 4, 2], 1)], 'scaledSoftmax causal');
-  checkGradients((x) => scaledSoftmax(x, 1.3, false), [uniform(rng, [2, 3], 1)], 'scaledSoftmax');
   checkGradients((g, u) => swiglu(g as tf.Tensor2D, u as tf.Tensor2D), [uniform(rng, [3, 4], 2), uniform(rng, [3, 4], 2)], 'swiglu');
   checkGradients((x) => gelu(x as tf.Tensor2D), [uniform(rng, [3, 4], 2)], 'gelu');
   checkGradients((x, w) => rmsNorm(x as tf.Tensor2D, w as tf.Tensor1D, 1e-6), [uniform(rng, [3, 5], 2), uniform(rng, [5], 1)], 'rmsNorm');

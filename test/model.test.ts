@@ -13,7 +13,7 @@ import { lossGrads, gradientAngle, combineGrads } from '../src/train/grads.js';
 import { unifiedLoss, crossEntropy } from '../src/train/loss.js';
 import { AdamW, clipGradients, learningRate, type GradMap } from '../src/optim/adamw.js';
 import { Rng } from '../src/util/rng.js';
-import { TEST_MODEL } from './fixtures.js';
+import { cropRgb, TEST_MODEL } from './fixtures.js';
 
 await initEngine();
 
@@ -24,11 +24,7 @@ const vocab = new Vocab({ textSize: 256, K: 16 });
 /** One caption row and one QA row (2×2-patch crops of a real photo), padded to T = 32. */
 async function fixedBatch(): Promise<ModelInputs & { flags: Uint8Array }> {
   const photo = await loadImage(bundledPhotoPath('nagasaki-boats'), { maxPixels: 256 * 256 });
-  const crop = (x0: number): Uint8Array => {
-    const out = new Uint8Array(64 * 64 * 3);
-    for (let y = 0; y < 64; y++) out.set(photo.data.subarray((y * photo.width + x0) * 3, (y * photo.width + x0 + 64) * 3), y * 64 * 3);
-    return out;
-  };
+  const crop = (x0: number): Uint8Array => cropRgb(photo, x0, 64, 64);
   const bytes = (s: string): number[] => [...Buffer.from(s)];
   const caption = buildSequence({ kind: 'caption', image: { codes: Int32Array.from([3, 7, 7, 1]), rows: 2, cols: 2 }, text: bytes('boats on water') }, vocab);
   const qa = buildSequence({ kind: 'qa', image: { codes: Int32Array.from([0, 5, 9, 12]), rows: 2, cols: 2 }, prompt: bytes('how many?'), answer: bytes('2') }, vocab);

@@ -6,10 +6,12 @@
  *   2. long texts (> T tokens) are cut into pieces that fill the rows' remaining space in order
  *      (gaps of at least `minPiece` tokens), then whole new rows.
  * Unused positions are <pad> with no flags, and a piece supervises only its own inner targets, so
- * no target crosses from one sample or piece into the next.
+ * no target crosses from one sample or piece into the next. The first token of every sample or
+ * piece carries FLAG_SAMPLE_START, so that the model attends only within a sample and restarts
+ * its positions there (document masking, as Hugging Face packing does with position ids).
  */
 import { UvuError } from '../util/errors.js';
-import { FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, type ImagePlacement, type Sequence } from './sequence.js';
+import { FLAG_LOSS_PRETRAIN, FLAG_LOSS_SFT, FLAG_SAMPLE_START, type ImagePlacement, type Sequence } from './sequence.js';
 
 /** Default number of rows that stay candidates for first fit. */
 export const DEFAULT_MAX_OPEN_ROWS = 64;
@@ -96,7 +98,7 @@ export interface PackedRow {
   images: (ImagePlacement & { seq: number })[];
 }
 
-/** Lay sequences out one after another in a row of T and pad the rest. */
+/** Lay sequences out one after another in a row of T, mark where each starts, and pad the rest. */
 export function assembleRow(seqs: Sequence[], T: number, pad: number): PackedRow {
   const ids = new Int32Array(T).fill(pad);
   const flags = new Uint8Array(T);
@@ -106,8 +108,27 @@ export function assembleRow(seqs: Sequence[], T: number, pad: number): PackedRow
     if (at + s.ids.length > T) throw new UvuError(`pack: sequences of ${seqs.map((q) => q.ids.length).join('+')} tokens overflow a row of ${T}`);
     ids.set(s.ids, at);
     flags.set(s.flags, at);
+    flags[at]! |= FLAG_SAMPLE_START;
     if (s.image) images.push({ start: at + s.image.start, rows: s.image.rows, cols: s.image.cols, seq: j });
     at += s.ids.length;
   });
   return { ids, flags, images };
+}
+
+/**
+ * For each of the B·T positions of a batch, the first position (within its row) of the packed
+ * sample it belongs to: the last FLAG_SAMPLE_START at or before it, 0 when there is none (rows
+ * written before samples were marked are one sample each, as they were trained).
+ */
+export function sampleStarts(flags: Uint8Array, B: number, T: number): Int32Array {
+  if (flags.length !== B * T) throw new UvuError(`pack: ${flags.length} flags for a batch of ${B}×${T} positions`);
+  const out = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let start = 0;
+    for (let t = 0; t < T; t++) {
+      if ((flags[b * T + t]! & FLAG_SAMPLE_START) !== 0) start = t;
+      out[b * T + t] = start;
+    }
+  }
+  return out;
 }

@@ -5,6 +5,8 @@
  *                      v_i of patch i (vision encoder + projector), not c_i's embedding row.
  *   FLAG_LOSS_PRETRAIN the target y[t] = x[t+1] is supervised in pretraining.
  *   FLAG_LOSS_SFT      the target y[t] = x[t+1] is supervised in SFT (answer tokens and their <eos>).
+ *   FLAG_SAMPLE_START  x[t] is the first token of a sample (or of a piece of a cut text) in a packed
+ *                      row (set by pack.ts assembleRow): attention and RoPE positions restart there.
  *
  * An image is `<img>` c_1 … c_N `</img>` with c_i = imageOffset + code_i (raster order), so plain
  * next-token targets give exactly §6: `<img>` → c_1, v_i → c_{i+1}, v_N → `</img>`.
@@ -25,8 +27,9 @@ import { UvuError } from '../util/errors.js';
 export const FLAG_VISUAL = 1;
 export const FLAG_LOSS_PRETRAIN = 2;
 export const FLAG_LOSS_SFT = 4;
+export const FLAG_SAMPLE_START = 8;
 /** Every flag bit; a stored flag byte outside this mask is corruption. */
-export const FLAG_MASK = FLAG_VISUAL | FLAG_LOSS_PRETRAIN | FLAG_LOSS_SFT;
+export const FLAG_MASK = FLAG_VISUAL | FLAG_LOSS_PRETRAIN | FLAG_LOSS_SFT | FLAG_SAMPLE_START;
 
 /** Where an image sits in a sequence: position of c_1 and its patch grid (N = rows·cols codes). */
 export interface ImagePlacement {

@@ -59,6 +59,16 @@ export function broadcastBinary(op: number, a: Float32Array, aShape: number[], b
   const size = util.sizeFromShape(shape);
   const out = new Float32Array(size);
   if (size === 0) return { out, shape };
+  if (a.length === size && b.length === size) {
+    // Same shapes (residual adds, gradient accumulation): one flat loop.
+    switch (op) {
+      case 0: for (let i = 0; i < size; i++) out[i] = a[i]! + b[i]!; break;
+      case 1: for (let i = 0; i < size; i++) out[i] = a[i]! - b[i]!; break;
+      case 2: for (let i = 0; i < size; i++) out[i] = a[i]! * b[i]!; break;
+      default: for (let i = 0; i < size; i++) out[i] = a[i]! / b[i]!;
+    }
+    return { out, shape };
+  }
   const r = shape.length;
   const sa = broadcastStrides(aShape, shape);
   const sb = broadcastStrides(bShape, shape);

@@ -167,7 +167,7 @@ export class KvDecoder {
           for (let d = 0; d < hd; d++) s += q[qo + d]! * K[ko + d]!;
           scores[j] = s;
         }
-        // As scaledSoftmax (ops.ts): exp(scale·(z − max)) in double, stored, then normalised.
+        // As the training softmax (attention.ts): exp(scale·(z − max)) in double, stored, then normalised.
         let max = -Infinity;
         for (let j = 0; j <= pos; j++) if (scores[j]! > max) max = scores[j]!;
         let sum = 0;

@@ -8,14 +8,15 @@
  *   vocabulary (text | specials | K image codes).
  *
  * Hidden states are kept flat as (N=B·T, C) so every linear layer is one 2-D matrix product (the
- * BLAS kernel of src/engine); attention reshapes to (B,H,T,hd). Parameter names and layouts follow
+ * BLAS kernel of src/engine); attention is one fused op per layer (attention.ts). Parameter names and layouts follow
  * Hugging Face (Linear weights are [out, in]) so real Qwen2 / SigLIP weights can be mapped later.
  * Callers wrap forward passes in tf.tidy / tf.variableGrads; this file allocates no long-lived
  * tensors except the parameters and small constant tables (RoPE, rotate-half, 2D positions).
  */
 import { requireEngine, tf } from '../engine/tf.js';
 import { Rng } from '../util/rng.js';
-import { gelu, rmsNorm, scaledSoftmax, swiglu } from './ops.js';
+import { gelu, rmsNorm, swiglu } from './ops.js';
+import { bidirectionalSelfAttention, causalSelfAttention, type RopeTables } from './attention.js';
 import { UvuError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { Vocab } from '../tokens/vocab.js';
@@ -40,6 +41,12 @@ export interface ModelInputs {
   /** (B·T) token ids; at visual positions the id is the image code (unused as input). */
   ids: Int32Array;
   images: ImageInput[];
+  /**
+   * (B·T) first position, within its row, of the packed sample each position belongs to
+   * (pack.ts sampleStarts). Attention stays inside a sample and RoPE positions restart at its
+   * start. Absent: every row is one sample.
+   */
+  sampleStart?: Int32Array;
 }
 
 const VIT_PATCH = 16;
@@ -48,6 +55,7 @@ const VIT_PATCH_DIM = VIT_PATCH * VIT_PATCH * 3;
 export class UvuModel {
   readonly params = new Map<string, tf.Variable>();
   private readonly constants = new Map<string, tf.Tensor>();
+  private readonly ropeCache = new Map<number, RopeTables>();
 
   constructor(
     readonly config: ModelConfig,
@@ -186,17 +194,12 @@ export class UvuModel {
     const x0 = tf.tensor2d(vitPatches(images, rows, cols), [N, VIT_PATCH_DIM]);
     let x = this.linear(x0, 'visual.patch_embed'); // (N, Cv)
     x = tf.add(x, tf.tile(this.constant(`pos2d:${rows}x${cols}`, () => posEmbed2d(rows, cols, Cv)), [nImg, 1]));
-    const H = v.num_attention_heads;
-    const hd = Cv / H;
     for (let l = 0; l < v.num_hidden_layers; l++) {
       const b = `visual.blocks.${l}`;
-      // Bidirectional attention within each image: (nImg, H, n16, hd).
+      // Bidirectional attention within each image (attention.ts), from the fused qkv (N, 3·Cv).
       const h = this.layerNorm(x, `${b}.norm1`, v.layer_norm_eps);
-      const qkv = tf.transpose(tf.reshape(this.linear(h, `${b}.attn.qkv`), [nImg, n16, 3, H, hd]), [2, 0, 3, 1, 4]);
-      const [q, k, val] = tf.unstack(qkv, 0) as tf.Tensor4D[];
-      const att = scaledSoftmax(tf.matMul(q!, k!, false, true), 1 / Math.sqrt(hd), false);
-      const y = tf.reshape(tf.transpose(tf.matMul(att, val!), [0, 2, 1, 3]), [N, Cv]);
-      x = tf.add(x, this.linear(y as T2, `${b}.attn.proj`));
+      const y = bidirectionalSelfAttention(this.linear(h, `${b}.attn.qkv`), nImg, n16, v.num_attention_heads);
+      x = tf.add(x, this.linear(y, `${b}.attn.proj`));
       const h2 = this.layerNorm(x, `${b}.norm2`, v.layer_norm_eps);
       x = tf.add(x, this.linear(gelu(this.linear(h2, `${b}.mlp.fc1`)), `${b}.mlp.fc2`));
     }
@@ -245,24 +248,18 @@ export class UvuModel {
 
     const H = t.num_attention_heads;
     const Hkv = t.num_key_value_heads;
-    const g = H / Hkv;
     const hd = C / H;
-    const { cos, sin } = this.rope(T);
-    const rot = this.constant(`rotate:${hd}`, () => rotateHalfMatrix(hd)) as tf.Tensor2D;
+    const shape = { B, T, H, Hkv, hd, ...samplePositions(inputs) };
+    const rope = this.ropeTables(T);
     for (let l = 0; l < t.num_hidden_layers; l++) {
       const b = `model.layers.${l}`;
       const h = this.rmsNorm(x, `${b}.input_layernorm`);
-      // q: (B,T,H,hd) → rotate → (B,Hkv,g·T,hd): the g query heads sharing one kv head are
-      // stacked along the sequence axis, so grouped-query attention needs no repeated K/V.
-      const q = applyRope(tf.reshape(this.linear(h, `${b}.self_attn.q_proj`), [B, T, H, hd]), cos, sin, rot);
-      const qg = tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, g, hd]), [0, 2, 3, 1, 4]), [B, Hkv, g * T, hd]);
-      const k = applyRope(tf.reshape(this.linear(h, `${b}.self_attn.k_proj`), [B, T, Hkv, hd]), cos, sin, rot);
-      const kt = tf.transpose(k, [0, 2, 1, 3]); // (B,Hkv,T,hd)
-      const vt = tf.transpose(tf.reshape(this.linear(h, `${b}.self_attn.v_proj`), [B, T, Hkv, hd]), [0, 2, 1, 3]);
-      onLayerKv?.(l, kt as tf.Tensor4D, vt as tf.Tensor4D);
-      const att = scaledSoftmax(tf.matMul(qg, kt, false, true), 1 / Math.sqrt(hd), true); // (B,Hkv,g·T,T), causal
-      const y = tf.matMul(att, vt); // (B,Hkv,g·T,hd)
-      const yFlat = tf.reshape(tf.transpose(tf.reshape(y, [B, Hkv, g, T, hd]), [0, 3, 1, 2, 4]), [N, C]) as T2;
+      const q = this.linear(h, `${b}.self_attn.q_proj`);
+      const k = this.linear(h, `${b}.self_attn.k_proj`);
+      const v = this.linear(h, `${b}.self_attn.v_proj`);
+      // Causal grouped-query attention with RoPE (attention.ts); keys and values as a cache keeps them.
+      const onKv = onLayerKv && ((kd: Float32Array, vd: Float32Array): void => onLayerKv(l, tf.tensor4d(kd, [B, Hkv, T, hd]), tf.tensor4d(vd, [B, Hkv, T, hd])));
+      const yFlat = causalSelfAttention(q, k, v, shape, rope, onKv);
       x = tf.add(x, this.linear(yFlat, `${b}.self_attn.o_proj`, false));
       const h2 = this.rmsNorm(x, `${b}.post_attention_layernorm`);
       const gate = this.linear(h2, `${b}.mlp.gate_proj`, false);
@@ -278,21 +275,23 @@ export class UvuModel {
     return tf.matMul(hidden, head, false, true);
   }
 
-  /** RoPE tables (T, hd) in the Hugging Face rotate-half layout. */
-  private rope(T: number): { cos: tf.Tensor; sin: tf.Tensor } {
-    const t = this.config.text_config;
-    const hd = t.hidden_size / t.num_attention_heads;
-    const make = (fn: (a: number) => number) => (): tf.Tensor => {
-      const out = new Float32Array(T * hd);
-      for (let pos = 0; pos < T; pos++) {
+  /** RoPE tables (P, hd) of positions 0 … P−1 in the Hugging Face rotate-half layout (float64 angles, stored float32). */
+  private ropeTables(P: number): RopeTables {
+    let r = this.ropeCache.get(P);
+    if (!r) {
+      const t = this.config.text_config;
+      const hd = t.hidden_size / t.num_attention_heads;
+      r = { cos: new Float32Array(P * hd), sin: new Float32Array(P * hd) };
+      for (let pos = 0; pos < P; pos++) {
         for (let i = 0; i < hd / 2; i++) {
           const a = pos / Math.pow(t.rope_theta, (2 * i) / hd);
-          out[pos * hd + i] = out[pos * hd + i + hd / 2] = fn(a);
+          r.cos[pos * hd + i] = r.cos[pos * hd + i + hd / 2] = Math.cos(a);
+          r.sin[pos * hd + i] = r.sin[pos * hd + i + hd / 2] = Math.sin(a);
         }
       }
-      return tf.tensor(out, [T, 1, hd]); // broadcasts over (B,T,heads,hd)
-    };
-    return { cos: this.constant(`cos:${T}`, make(Math.cos)), sin: this.constant(`sin:${T}`, make(Math.sin)) };
+      this.ropeCache.set(P, r);
+    }
+    return r;
   }
 
   private constant(key: string, make: () => tf.Tensor): tf.Tensor {
@@ -305,34 +304,26 @@ export class UvuModel {
   }
 }
 
+/** RoPE positions and attention segments of a batch: restarted at each packed sample's start. */
+function samplePositions({ B, T, sampleStart }: ModelInputs): { positions: Int32Array | null; segmentStart: Int32Array | null } {
+  if (!sampleStart) return { positions: null, segmentStart: null };
+  if (sampleStart.length !== B * T) throw new UvuError(`model: ${sampleStart.length} sample starts for a batch of ${B}×${T} positions`);
+  const positions = new Int32Array(B * T);
+  for (let i = 0; i < B * T; i++) {
+    const t = i % T;
+    const s = sampleStart[i]!;
+    if (!(s >= 0 && s <= t && (t === 0 || s >= sampleStart[i - 1]!))) throw new UvuError(`model: sample start ${s} at position ${t} of row ${Math.floor(i / T)} is not a start at or before it`);
+    positions[i] = t - s;
+  }
+  return { positions, segmentStart: sampleStart };
+}
+
 /** A trainable variable holding a copy of `data` (the temporary tensor is freed). */
 export function variableFrom(data: Float32Array, shape: number[]): tf.Variable {
   const t = tf.tensor(data, shape);
   const v = tf.variable(t, true);
   t.dispose();
   return v;
-}
-
-/**
- * q·cos + rotate_half(q)·sin with rotate_half(x) = (−x₂, x₁) over the two halves of the head
- * dim. rotate_half is a fixed signed permutation, applied as one (·, hd)×(hd, hd) matrix product
- * (BLAS) rather than split + concat, which tfjs runs element by element.
- */
-function applyRope<R extends tf.Rank>(x: tf.Tensor<R>, cos: tf.Tensor, sin: tf.Tensor, rotateHalf: tf.Tensor2D): tf.Tensor<R> {
-  const hd = x.shape[x.shape.length - 1]!;
-  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, rotateHalf), x.shape);
-  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
-}
-
-/** The (hd, hd) matrix R with x·R = rotate_half(x). */
-function rotateHalfMatrix(hd: number): tf.Tensor2D {
-  const m = new Float32Array(hd * hd);
-  const h = hd / 2;
-  for (let i = 0; i < h; i++) {
-    m[(i + h) * hd + i] = -1; // out[i] = −x[i + h]
-    m[i * hd + i + h] = 1; // out[i + h] = x[i]
-  }
-  return tf.tensor2d(m, [hd, hd]);
 }
 
 /**

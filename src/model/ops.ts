@@ -3,55 +3,16 @@
  * side by side), as tf.customGrad functions so they compose with tfjs autograd. Each replaces
  * a chain of tfjs kernels that would each stream the whole tensor through memory:
  *
- *   scaledSoftmax  y = softmax(scale·s [+ causal mask])   attention probabilities, (…, R, T)
  *   swiglu         y = silu(g) ⊙ u                         decoder MLP, (N, I)
  *   gelu           y = GELU_tanh(x)                        ViT MLP, (N, I)
  *   rmsNorm        y = x / rms(x) ⊙ w                      decoder norms, (N, C)
  *
  * Values are computed in JS on the tensors' Float32Arrays (the engine is a CPU backend).
+ * Attention, with its softmax, is one fused op of its own (attention.ts).
  */
 import { tf } from '../engine/tf.js';
 
 const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array;
-
-/**
- * softmax(scale·s) over the last axis of s (…, R, T). With `causal`, row r of each (R, T) block
- * is query position r mod T and keys after it get probability 0 (R = g·T when g query heads are
- * stacked along the rows, see model.ts).
- *   forward:  y_k = exp(scale·s_k − m) / Σ_j exp(scale·s_j − m) over visible keys
- *   backward: ∂s_k = scale · y_k · (dy_k − Σ_j dy_j y_j)
- */
-export function scaledSoftmax(s: tf.Tensor, scale: number, causal: boolean): tf.Tensor {
-  const T = s.shape[s.shape.length - 1]!;
-  const op = tf.customGrad((x) => {
-    const z = f32(x as tf.Tensor);
-    const y = new Float32Array(z.length);
-    for (let o = 0, r = 0; o < z.length; o += T, r++) {
-      const visible = causal ? (r % T) + 1 : T;
-      let max = -Infinity;
-      for (let k = 0; k < visible; k++) if (z[o + k]! > max) max = z[o + k]!;
-      let sum = 0;
-      for (let k = 0; k < visible; k++) sum += y[o + k] = Math.exp(scale * (z[o + k]! - max));
-      const inv = 1 / sum;
-      for (let k = 0; k < visible; k++) y[o + k]! *= inv;
-    }
-    return {
-      value: tf.tensor(y, (x as tf.Tensor).shape),
-      gradFunc: (dy: tf.Tensor) => {
-        const d = f32(dy);
-        const g = new Float32Array(y.length);
-        for (let o = 0, r = 0; o < y.length; o += T, r++) {
-          const visible = causal ? (r % T) + 1 : T;
-          let dot = 0;
-          for (let k = 0; k < visible; k++) dot += d[o + k]! * y[o + k]!;
-          for (let k = 0; k < visible; k++) g[o + k] = scale * y[o + k]! * (d[o + k]! - dot);
-        }
-        return tf.tensor(g, dy.shape);
-      },
-    };
-  });
-  return op(s) as tf.Tensor;
-}
 
 /**
  * SwiGLU gate: y = silu(g) ⊙ u, silu(g) = g·σ(g).

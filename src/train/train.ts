@@ -25,7 +25,8 @@ import { tf, requireEngine } from '../engine/tf.js';
 import { balanceImageTargets, codeProbabilities } from '../data/balance.js';
 import { SeqDataset, type Batch } from '../data/dataset.js';
 import { buildTargets } from '../data/targets.js';
-import { UvuModel } from '../model/model.js';
+import { sampleStarts } from '../data/pack.js';
+import { UvuModel, type ModelInputs } from '../model/model.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Vocab } from '../tokens/vocab.js';
 import { UvuError } from '../util/errors.js';
@@ -179,7 +180,7 @@ export function evaluateLoss(model: UvuModel, ds: SeqDataset, c: TrainConfig, ba
   let nI = 0;
   let nT = 0;
   for (let i = 0; i < batches; i++) {
-    const batch = ds.batch('val', i, c.batch_size, c.seed);
+    const batch = packedInputs(ds.batch('val', i, c.batch_size, c.seed));
     const t = buildTargets(batch, ds.vocab(), c.stage);
     const counts = supervisedCounts(t);
     const [li, lt] = tf.tidy(() => {
@@ -341,11 +342,16 @@ function replayLog(logPath: string, start: number): StepLog[] {
   return logs;
 }
 
+/** A batch as model inputs: attention and positions restart at each packed sample (pack.ts). */
+function packedInputs(batch: Batch): Batch & ModelInputs {
+  return { ...batch, sampleStart: sampleStarts(batch.flags, batch.B, batch.T) };
+}
+
 /** One optimizer step on training batch `step`: targets, gradients, clip, AdamW update; returns its log line. */
 function trainStep(run: Run, step: number): StepLog {
   const { c, ds, w } = run;
   const ts = Date.now();
-  const batch = ds.batch('train', step, c.batch_size, c.seed);
+  const batch = packedInputs(ds.batch('train', step, c.batch_size, c.seed));
   const { t, balance } = batchTargets(c, ds, batch, step, run.p, w);
   const counts = supervisedCounts(t);
   const lr = learningRate(step, c.steps, c.optim);

@@ -1,0 +1,319 @@
+/**
+ * Attention as single tape nodes with hand-written backward passes (llm.c style: forward and
+ * backward side by side, shapes in comments). Composed from tfjs ops, one decoder attention was
+ * ~25 tape nodes (reshapes, RoPE as mul/add/rotate products, four transposes, two batched
+ * products, softmax), each allocating its output and its gradient; here it is one node whose
+ * glue is plain loops over Float32Arrays and whose products are the same sgemm calls.
+ *
+ * The results are bit-identical to that composition: every product is the sgemm call tfjs's
+ * BatchMatMul kernel (src/engine/blas-kernels.ts) and its gradient made — same operands laid out
+ * contiguously the same way, same shapes, same transpose flags — and every elementwise step
+ * rounds to float32 where the tfjs kernel did (Math.fround on each product and sum of RoPE).
+ * test/attention.test.ts checks both passes against the composition bit for bit.
+ *
+ *   causalSelfAttention  decoder: grouped-query, RoPE on q and k, causal, optionally
+ *                        block-diagonal per packed sample (segments) with per-sample positions.
+ *   bidirectionalSelfAttention  ViT: fused qkv projection, full attention within each image.
+ */
+import { tf } from '../engine/tf.js';
+import { sgemm } from '../linalg/blas.js';
+import { UvuError } from '../util/errors.js';
+
+const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array;
+
+/**
+ * Softmax of scale·s over the visible keys [lo_r, hi_r) of each row r of S (R, T), into P (which
+ * may be S itself):
+ *   forward:  p_k = exp(scale·(s_k − max)) / Σ_j exp(scale·(s_j − max)), 0 outside [lo, hi)
+ * (exponentials and sums in double, stored as float32, as scaledSoftmax in ops.ts did).
+ */
+function softmaxRowsVisible(S: Float32Array, P: Float32Array, off: number, R: number, T: number, scale: number, lo: Int32Array, hi: Int32Array): void {
+  for (let r = 0; r < R; r++) {
+    const o = off + r * T;
+    const a = lo[r]!;
+    const b = hi[r]!;
+    let max = -Infinity;
+    for (let k = a; k < b; k++) if (S[o + k]! > max) max = S[o + k]!;
+    let sum = 0;
+    for (let k = a; k < b; k++) sum += P[o + k] = Math.exp(scale * (S[o + k]! - max));
+    const inv = 1 / sum;
+    for (let k = a; k < b; k++) P[o + k]! *= inv;
+    P.fill(0, o, o + a);
+    P.fill(0, o + b, o + T);
+  }
+}
+
+/**
+ *   backward: ∂s_k = scale · p_k · (dp_k − Σ_j dp_j p_j) over the visible keys, 0 elsewhere
+ * (dS is overwritten in place of dP).
+ */
+function softmaxRowsBackward(P: Float32Array, dP: Float32Array, off: number, R: number, T: number, scale: number, lo: Int32Array, hi: Int32Array): void {
+  for (let r = 0; r < R; r++) {
+    const o = off + r * T;
+    const a = lo[r]!;
+    const b = hi[r]!;
+    let dot = 0;
+    for (let k = a; k < b; k++) dot += dP[o + k]! * P[o + k]!;
+    for (let k = 0; k < a; k++) dP[o + k] = 0;
+    for (let k = a; k < b; k++) dP[o + k] = scale * P[o + k]! * (dP[o + k]! - dot);
+    for (let k = b; k < T; k++) dP[o + k] = 0;
+  }
+}
+
+/**
+ * RoPE in the rotate-half layout on rows of `heads` heads of size hd, from x (n, heads·hd) into
+ * out, row n at position pos[n]:
+ *   out_i = x_i·cos_i + rot_i·sin_i,  rot = (−x₂, x₁) over the two halves of the head
+ * Each product and the sum are rounded to float32 (as tfjs's Multiply/Add kernels do).
+ */
+function ropeForward(x: Float32Array, out: Float32Array, n: number, heads: number, hd: number, pos: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
+  const half = hd / 2;
+  const fr = Math.fround;
+  for (let r = 0; r < n; r++) {
+    const tab = pos[r]! * hd;
+    for (let h = 0; h < heads; h++) {
+      const o = (r * heads + h) * hd;
+      for (let i = 0; i < hd; i++) {
+        const rot = i < half ? -x[o + i + half]! : x[o + i - half]!;
+        out[o + i] = fr(x[o + i]! * cos[tab + i]!) + fr(rot * sin[tab + i]!);
+      }
+    }
+  }
+}
+
+/**
+ * Backward of ropeForward, in place on d (n, heads·hd):
+ *   ∂x_i = dy_i·cos_i + (i < hd/2 ? dy_{i+hd/2}·sin_{i+hd/2} : −dy_{i−hd/2}·sin_{i−hd/2})
+ */
+function ropeBackward(d: Float32Array, n: number, heads: number, hd: number, pos: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
+  const half = hd / 2;
+  const fr = Math.fround;
+  const tmp = new Float32Array(hd);
+  for (let r = 0; r < n; r++) {
+    const tab = pos[r]! * hd;
+    for (let h = 0; h < heads; h++) {
+      const o = (r * heads + h) * hd;
+      for (let i = 0; i < hd; i++) {
+        const j = i < half ? i + half : i - half;
+        const viaRot = fr(d[o + j]! * sin[tab + j]!);
+        tmp[i] = fr(d[o + i]! * cos[tab + i]!) + (i < half ? viaRot : -viaRot);
+      }
+      d.set(tmp, o);
+    }
+  }
+}
+
+/**
+ * Copies heads between the row layout (B·T, heads·hd) of the projections and the head-major
+ * layout (B, heads, T, hd) the batched products use. toHeads: rows → heads; else heads → rows.
+ */
+function regroup(rows: Float32Array, heads4: Float32Array, B: number, T: number, heads: number, hd: number, toHeads: boolean): void {
+  const C = heads * hd;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < heads; h++) {
+      for (let t = 0; t < T; t++) {
+        const r = (b * T + t) * C + h * hd;
+        const m = ((b * heads + h) * T + t) * hd;
+        if (toHeads) heads4.set(rows.subarray(r, r + hd), m);
+        else rows.set(heads4.subarray(m, m + hd), r);
+      }
+    }
+  }
+}
+
+/** Visible key range [lo, hi) of every row (g stacked query heads × T positions) of one batch row. */
+function visibleRanges(T: number, g: number, causal: boolean, segStart: Int32Array | null): { lo: Int32Array; hi: Int32Array } {
+  const lo = new Int32Array(g * T);
+  const hi = new Int32Array(g * T);
+  for (let r = 0; r < g * T; r++) {
+    const t = r % T;
+    lo[r] = segStart ? segStart[t]! : 0;
+    hi[r] = causal ? t + 1 : T;
+  }
+  return { lo, hi };
+}
+
+export interface RopeTables {
+  /** (P, hd) cos and sin of position p·θ_i in the rotate-half layout, P ≥ every position used. */
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
+export interface DecoderAttentionShape {
+  B: number;
+  T: number;
+  /** Query heads, key/value heads (H a multiple of Hkv), head size (even). */
+  H: number;
+  Hkv: number;
+  hd: number;
+  /** (B·T) RoPE position of each row; null: 0 … T−1 in every batch row. */
+  positions: Int32Array | null;
+  /**
+   * (B·T) first position of the packed sample each position belongs to; attention never looks
+   * before it. null: the whole row is one sample.
+   */
+  segmentStart: Int32Array | null;
+}
+
+/**
+ * Causal grouped-query self-attention with RoPE, from the projections to the input of o_proj:
+ *   q (B·T, H·hd), k (B·T, Hkv·hd), v (B·T, Hkv·hd) → y (B·T, H·hd)
+ * The g = H/Hkv query heads sharing one kv head are stacked along the rows, so each (batch row,
+ * kv head) is one product with no repeated K/V:
+ *   forward                                     backward
+ *   qr, kr = rope(q), rope(k)                   ∂q, ∂k = rope⁻¹(∂qr), rope⁻¹(∂kr)
+ *   Qg (B,Hkv,g·T,hd), K, V (B,Hkv,T,hd)        regroup ∂Qg, ∂K, ∂V into rows
+ *   S  = Qg Kᵀ              (g·T, T)           ∂Qg = ∂S K,  ∂K = ∂Sᵀ Qg
+ *   P  = softmax(S/√hd, causal[, segments])    ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)) / √hd
+ *   Yg = P V                (g·T, hd)          ∂P = ∂Yg Vᵀ,  ∂V = Pᵀ ∂Yg
+ *   y  = rows(Yg)
+ * `onKv` sees the keys after RoPE and the values, (B, Hkv, T, hd), as a KV cache stores them.
+ */
+export function causalSelfAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, s: DecoderAttentionShape, rope: RopeTables, onKv?: (k: Float32Array, v: Float32Array) => void): tf.Tensor2D {
+  const { B, T, H, Hkv, hd } = s;
+  const g = H / Hkv;
+  const N = B * T;
+  if (!Number.isInteger(g) || hd % 2 !== 0 || q.shape[0] !== N || q.shape[1] !== H * hd || k.shape[1] !== Hkv * hd || v.shape[1] !== Hkv * hd) {
+    throw new UvuError(`causalSelfAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not fit B=${B} T=${T} H=${H} Hkv=${Hkv} hd=${hd}`);
+  }
+  const pos = s.positions ?? Int32Array.from({ length: N }, (_, i) => i % T);
+  const scale = 1 / Math.sqrt(hd);
+  const gT = g * T;
+  // Views of block blk = b·Hkv + kv (one batch row, one kv head): its g stacked query heads
+  // (g·T, hd), its keys or values (T, hd), its scores or probabilities (g·T, T).
+  const qBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * gT * hd, (blk + 1) * gT * hd);
+  const kvBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * T * hd, (blk + 1) * T * hd);
+  const pBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * gT * T, (blk + 1) * gT * T);
+  const op = tf.customGrad((qIn, kIn, vIn) => {
+    const qr = new Float32Array(N * H * hd);
+    const kr = new Float32Array(N * Hkv * hd);
+    ropeForward(f32(qIn as tf.Tensor), qr, N, H, hd, pos, rope.cos, rope.sin);
+    ropeForward(f32(kIn as tf.Tensor), kr, N, Hkv, hd, pos, rope.cos, rope.sin);
+    // Head-major copies: (B, H, T, hd) is (B, Hkv, g·T, hd) with the g heads of a kv head stacked.
+    const Qg = new Float32Array(qr.length);
+    const K = new Float32Array(kr.length);
+    const V = new Float32Array(kr.length);
+    regroup(qr, Qg, B, T, H, hd, true);
+    regroup(kr, K, B, T, Hkv, hd, true);
+    regroup(f32(vIn as tf.Tensor), V, B, T, Hkv, hd, true);
+    onKv?.(K, V);
+    const P = new Float32Array(B * Hkv * gT * T); // S, then P in place
+    const Yg = new Float32Array(Qg.length);
+    const ranges = Array.from({ length: B }, (_, b) => visibleRanges(T, g, true, s.segmentStart ? s.segmentStart.subarray(b * T, (b + 1) * T) : null));
+    for (let blk = 0; blk < B * Hkv; blk++) {
+      const { lo, hi } = ranges[Math.floor(blk / Hkv)]!;
+      const Sblk = pBlock(P, blk);
+      sgemm(false, true, gT, T, hd, 1, qBlock(Qg, blk), hd, kvBlock(K, blk), hd, 0, Sblk, T);
+      softmaxRowsVisible(Sblk, Sblk, 0, gT, T, scale, lo, hi);
+      sgemm(false, false, gT, hd, T, 1, Sblk, T, kvBlock(V, blk), hd, 0, qBlock(Yg, blk), hd);
+    }
+    const y = new Float32Array(N * H * hd);
+    regroup(y, Yg, B, T, H, hd, false);
+    return {
+      value: tf.tensor2d(y, [N, H * hd]),
+      gradFunc: (dy: tf.Tensor) => {
+        const dYg = new Float32Array(Yg.length);
+        regroup(f32(dy), dYg, B, T, H, hd, true);
+        const dP = new Float32Array(P.length);
+        const dQg = new Float32Array(Qg.length);
+        const dK = new Float32Array(K.length);
+        const dV = new Float32Array(V.length);
+        for (let blk = 0; blk < B * Hkv; blk++) {
+          const { lo, hi } = ranges[Math.floor(blk / Hkv)]!;
+          const Pblk = pBlock(P, blk);
+          const dPblk = pBlock(dP, blk);
+          const dYblk = qBlock(dYg, blk);
+          sgemm(false, true, gT, T, hd, 1, dYblk, hd, kvBlock(V, blk), hd, 0, dPblk, T);
+          sgemm(true, false, T, hd, gT, 1, Pblk, T, dYblk, hd, 0, kvBlock(dV, blk), hd);
+          softmaxRowsBackward(Pblk, dPblk, 0, gT, T, scale, lo, hi);
+          sgemm(false, false, gT, hd, T, 1, dPblk, T, kvBlock(K, blk), hd, 0, qBlock(dQg, blk), hd);
+          sgemm(true, false, T, hd, gT, 1, dPblk, T, qBlock(Qg, blk), hd, 0, kvBlock(dK, blk), hd);
+        }
+        const dq = new Float32Array(N * H * hd);
+        const dk = new Float32Array(N * Hkv * hd);
+        const dv = new Float32Array(N * Hkv * hd);
+        regroup(dq, dQg, B, T, H, hd, false);
+        regroup(dk, dK, B, T, Hkv, hd, false);
+        regroup(dv, dV, B, T, Hkv, hd, false);
+        ropeBackward(dq, N, H, hd, pos, rope.cos, rope.sin);
+        ropeBackward(dk, N, Hkv, hd, pos, rope.cos, rope.sin);
+        return [tf.tensor2d(dq, [N, H * hd]), tf.tensor2d(dk, [N, Hkv * hd]), tf.tensor2d(dv, [N, Hkv * hd])];
+      },
+    };
+  });
+  return op(q, k, v) as tf.Tensor2D;
+}
+
+/**
+ * Bidirectional multi-head self-attention within each of nImg images of n tokens, from the fused
+ * qkv projection (nImg·n, 3·H·hd) — per row [q heads | k heads | v heads] — to the input of the
+ * output projection (nImg·n, H·hd):
+ *   forward                              backward
+ *   Q, K, V (nImg, H, n, hd) from qkv    ∂qkv = rows(∂Q | ∂K | ∂V)
+ *   S = Q Kᵀ            (n, n)           ∂Q = ∂S K,  ∂K = ∂Sᵀ Q
+ *   P = softmax(S/√hd)                   ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)) / √hd
+ *   Y = P V             (n, hd)          ∂P = ∂Y Vᵀ,  ∂V = Pᵀ ∂Y
+ */
+export function bidirectionalSelfAttention(qkv: tf.Tensor2D, nImg: number, n: number, H: number): tf.Tensor2D {
+  const [rows, width] = qkv.shape;
+  const C = width / 3;
+  const hd = C / H;
+  if (rows !== nImg * n || !Number.isInteger(hd)) throw new UvuError(`bidirectionalSelfAttention: qkv [${qkv.shape}] does not fit ${nImg} images × ${n} tokens × 3·${H} heads`);
+  const scale = 1 / Math.sqrt(hd);
+  const heads = 3 * H; // q, k and v heads of a row, in the projection's column order
+  const block = n * hd; // one head of one image
+  const { lo, hi } = visibleRanges(n, 1, false, null);
+  const op = tf.customGrad((x) => {
+    // (nImg, 3H, n, hd): head j < H is q, H ≤ j < 2H is k, 2H ≤ j is v.
+    const QKV = new Float32Array(rows * width);
+    regroup(f32(x as tf.Tensor), QKV, nImg, n, heads, hd, true);
+    const at = (img: number, j: number): number => (img * heads + j) * block;
+    const P = new Float32Array(nImg * H * n * n);
+    const Y = new Float32Array(nImg * H * block);
+    for (let img = 0; img < nImg; img++) {
+      for (let h = 0; h < H; h++) {
+        const po = (img * H + h) * n * n;
+        const Sblk = P.subarray(po, po + n * n);
+        const q = at(img, h);
+        const k = at(img, H + h);
+        const v = at(img, 2 * H + h);
+        sgemm(false, true, n, n, hd, 1, QKV.subarray(q, q + block), hd, QKV.subarray(k, k + block), hd, 0, Sblk, n);
+        softmaxRowsVisible(P, P, po, n, n, scale, lo, hi);
+        const yo = (img * H + h) * block;
+        sgemm(false, false, n, hd, n, 1, Sblk, n, QKV.subarray(v, v + block), hd, 0, Y.subarray(yo, yo + block), hd);
+      }
+    }
+    const y = new Float32Array(rows * C);
+    regroup(y, Y, nImg, n, H, hd, false);
+    return {
+      value: tf.tensor2d(y, [rows, C]),
+      gradFunc: (dy: tf.Tensor) => {
+        const dY = new Float32Array(Y.length);
+        regroup(f32(dy), dY, nImg, n, H, hd, true);
+        const dP = new Float32Array(P.length);
+        const dQKV = new Float32Array(QKV.length);
+        for (let img = 0; img < nImg; img++) {
+          for (let h = 0; h < H; h++) {
+            const po = (img * H + h) * n * n;
+            const Pblk = P.subarray(po, po + n * n);
+            const dPblk = dP.subarray(po, po + n * n);
+            const yo = (img * H + h) * block;
+            const dYblk = dY.subarray(yo, yo + block);
+            const q = at(img, h);
+            const k = at(img, H + h);
+            const v = at(img, 2 * H + h);
+            sgemm(false, true, n, n, hd, 1, dYblk, hd, QKV.subarray(v, v + block), hd, 0, dPblk, n);
+            sgemm(true, false, n, hd, n, 1, Pblk, n, dYblk, hd, 0, dQKV.subarray(v, v + block), hd);
+            softmaxRowsBackward(P, dP, po, n, n, scale, lo, hi);
+            sgemm(false, false, n, hd, n, 1, dPblk, n, QKV.subarray(k, k + block), hd, 0, dQKV.subarray(q, q + block), hd);
+            sgemm(true, false, n, hd, n, 1, dPblk, n, QKV.subarray(q, q + block), hd, 0, dQKV.subarray(k, k + block), hd);
+          }
+        }
+        const dx = new Float32Array(rows * width);
+        regroup(dx, dQKV, nImg, n, heads, hd, false);
+        return tf.tensor2d(dx, [rows, width]);
+      },
+    };
+  });
+  return op(qkv) as tf.Tensor2D;
+}
