@@ -395,7 +395,8 @@ test('a QA line with "turns" is built into one dialog sequence with every answer
     assert.equal(d.rows('train'), 1);
     const row = d.row('train', 0);
     assert.deepEqual(Array.from(row.ids.subarray(0, want.ids.length)), Array.from(want.ids));
-    assert.deepEqual(Array.from(row.flags.subarray(0, want.flags.length)), Array.from(want.flags));
+    // Packing marks the sample's first token (document masking); every other flag is the sequence's own.
+    assert.deepEqual(Array.from(row.flags.subarray(0, want.flags.length)), Array.from(want.flags, (f, i) => (i === 0 ? f | FLAG_SAMPLE_START : f)));
     const answerTokens = ['a landscape', '2', 'yes'].reduce((n, a) => n + tok.encode(a).length + 1, 0);
     assert.equal(d.manifest.counts.train.sftTargets, answerTokens);
     assert.equal(d.manifest.counts.train.samples.qa, 1);
