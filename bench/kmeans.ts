@@ -3,7 +3,7 @@
  * faiss.Kmeans (Debian python3-faiss) on the same patches, from the same initial centres, in the
  * same run, under the same OpenBLAS environment. Runs alternate (ours, Faiss, ours, Faiss, …) so
  * that background load hits both alike; rows give best-of and median time per iteration.
- * full: K = 256 on 65,536 patches and K = 4096 on 100,000; small: K = 256 on 20,000.
+ * full: K = 256 and K = 4096 on 65,536 patches; small: K = 256 on 20,000.
  * UVU_BENCH_KMEANS=n,k,iters[,repeats] runs one custom configuration instead.
  * Also k-means++ seeding, bound-pruned (what `init: 'kmeans++'` runs) against the plain D² update
  * (plainKmeansPlusPlus), interleaved, on the same patches: the seeds must be the same.
@@ -149,8 +149,8 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
   let setups: Setup[] =
     opts.size === 'full'
       ? [
-          { n: 65_536, k: 256, iters: 8, repeats: 3 },
-          { n: 100_000, k: 4096, iters: 6, repeats: 2 },
+          { n: 65_536, k: 256, iters: 6, repeats: 2 },
+          { n: 65_536, k: 4096, iters: 4, repeats: 2 },
         ]
       : [{ n: 20_000, k: 256, iters: 4, repeats: 2 }];
   const custom = process.env.UVU_BENCH_KMEANS?.split(',').map(Number);
@@ -161,7 +161,7 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   try {
     for (const s of setups) rows.push(...(await runSetup(store, source, s)));
-    if (!custom) rows.push(...(opts.size === 'full' ? runSeeding(store, source, 16_384, 256, 2) : runSeeding(store, source, 4096, 64, 2)));
+    if (!custom) rows.push(...(opts.size === 'full' ? runSeeding(store, source, 8192, 256, 2) : runSeeding(store, source, 4096, 64, 2)));
   } finally {
     store.close();
   }

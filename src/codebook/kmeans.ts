@@ -9,6 +9,7 @@
  * centroids are computed cluster by cluster with one float64 accumulator of D, never a K·D
  * float64 table. Pruning (on by default) keeps per point a centre id, a float64 bound and ‖x‖²,
  * and one previous copy of the centres; its assignments are those of full Lloyd exactly.
+ * k-means++ seeding keeps n·D/6 bytes of block sums and the K·D seeds (see kmeansPlusPlusInit).
  */
 import { z } from 'zod';
 import { FlatIndex, exactDistSq } from './search.js';
