@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kmeans, splitClusters, assignPoints } from '../src/codebook/kmeans.js';
+import { kmeans, splitClusters, assignPoints, initialCentreIndices, plainKmeansPlusPlus } from '../src/codebook/kmeans.js';
 import { PatchPoints, gridPositions } from '../src/codebook/points.js';
 import { NO_POSENC } from '../src/codebook/posenc.js';
 import { loadImage } from '../src/image/io.js';
@@ -132,6 +132,28 @@ test('bound-based pruning gives full Lloyd bit for bit, every iteration, and ski
     assert.equal(pruned.stats[0]!.skipped, 0, 'the first iteration has no bounds');
     const later = pruned.stats.slice(2).map((s) => s.skipped);
     assert.ok(later.every((x) => x > 0 && x < 1), `K=${k}: fractions skipped ${pruned.stats.map((s) => s.skipped.toFixed(3)).join(' ')}`);
+  }
+});
+
+test('k-means++ with bound-pruned D² updates picks exactly the seeds of the plain update', async () => {
+  const photos = await manyPhotoPoints(['nagasaki-boats', 'black-canyon']);
+  // Duplicated rows (zero distances, ties) and a positional encoding (negative values) as well.
+  const n = 300;
+  const dup = new Uint8Array(n * D);
+  for (let i = 0; i < n; i++) dup.set(photos.u8.subarray((i % 40) * D, (i % 40 + 1) * D), i * D);
+  const pe = { type: '2d-sincos' as const, scale: 0.1 };
+  const rows = Math.floor(photos.n / 32);
+  const cases: [string, PatchPoints, number][] = [
+    ['photos', photos, 48],
+    ['duplicates', new PatchPoints(dup, n, D, null, NO_POSENC), 45],
+    ['posenc', new PatchPoints(photos.u8, rows * 32, D, gridPositions(rows, 32), pe), 24],
+  ];
+  for (const [name, points, K] of cases) {
+    for (const seed of [1, 2]) {
+      const want = Array.from(plainKmeansPlusPlus(points, K, new Rng(seed)));
+      const got = Array.from(initialCentreIndices(points, K, 'kmeans++', new Rng(seed), 100));
+      assert.deepEqual(got, want, `${name}, seed ${seed}`);
+    }
   }
 });
 

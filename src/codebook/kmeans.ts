@@ -9,6 +9,7 @@
  * centroids are computed cluster by cluster with one float64 accumulator of D, never a K·D
  * float64 table. Pruning (on by default) keeps per point a centre id, a float64 bound and ‖x‖²,
  * and one previous copy of the centres; its assignments are those of full Lloyd exactly.
+ * k-means++ seeding keeps n·D/6 bytes of block sums and the K·D seeds (see kmeansPlusPlusInit).
  */
 import { z } from 'zod';
 import { FlatIndex, exactDistSq } from './search.js';
@@ -27,7 +28,7 @@ export const KmeansConfigSchema = z.object({
   iters: z.number().int().min(1).default(25),
   /** Seed for init, subsampling and splits. */
   seed: z.number().int().default(DEFAULT_CODEBOOK_SEED),
-  /** 'random': K distinct training points (Faiss); 'kmeans++': D² sampling, O(n·K·D) extra work. */
+  /** 'random': K distinct training points (Faiss); 'kmeans++': D² sampling (bound-pruned, O(n·K·D) at worst). */
   init: z.enum(['random', 'kmeans++']).default('random'),
   /** Subsample to at most this many points per centre (Faiss default 256). */
   maxPointsPerCentroid: z.number().int().min(1).default(256),
@@ -383,46 +384,163 @@ export function splitClusters(counts: Float64Array, n: number, D: number, tables
   return pairs;
 }
 
-/** k-means++ seeding (D² sampling) in assignment space; O(n·K·D). */
+/** Coordinates per block of the block-mean lower bound used by k-means++ (16 RGB pixels). */
+const SEED_BLOCK = 48;
+
+/**
+ * ‖x − c‖² as k-means++ has always summed it: float64, one accumulator, d = 0..D−1. Kept
+ * apart (and not `exactDistSq`) because the D² weights, and so the chosen seeds, depend on
+ * these exact float64 values.
+ */
+function seedDistSq(x: Float32Array, c: Float32Array, cOff: number, D: number): number {
+  let s = 0;
+  for (let d = 0; d < D; d++) {
+    const diff = x[d]! - c[cOff + d]!;
+    s += diff * diff;
+  }
+  return s;
+}
+
+/**
+ * S_b/√|b| for one row: block sums (blocks of SEED_BLOCK consecutive coordinates, the last
+ * one shorter) scaled so that Σ_b (S_b(x)/√|b| − S_b(c)/√|b|)² is the block-mean bound.
+ */
+function scaledBlockSums(x: Float32Array, xOff: number, D: number, out: Float64Array, outOff: number): void {
+  for (let b = 0, d = 0; d < D; b++) {
+    const e = Math.min(D, d + SEED_BLOCK);
+    const len = e - d;
+    let s = 0;
+    for (; d < e; d++) s += x[xOff + d]!;
+    out[outOff + b] = s / Math.sqrt(len);
+  }
+}
+
+/**
+ * k-means++ seeding (D² sampling) in assignment space. Each new centre c only lowers the
+ * D² weight minDist[i] of the points it is nearer to, so the update skips every point for which
+ * a cheap lower bound on ‖x_i − c‖² already reaches minDist[i], and computes `seedDistSq`, the
+ * same float64 sum as always, for the rest. The weights, and so the chosen seeds, are exactly
+ * those of the plain O(n·K·D) update (tested). Lower bounds, cheapest first:
+ *  - triangle inequality: ‖x − c‖ ≥ ‖c − c_a‖ − ‖x − c_a‖ (c_a the point's nearest seed), so
+ *    ‖c − c_a‖ ≥ 2·√minDist proves it (one comparison per point, one distance per seed pair);
+ *  - block means: projecting onto vectors constant on blocks of SEED_BLOCK coordinates cannot
+ *    lengthen x − c, so ‖x − c‖² ≥ Σ_b (S_b(x) − S_b(c))²/|b| with S_b the block sums
+ *    (D/48 terms instead of D).
+ * Both are padded (relative 1e-8 and 1e-9, and an absolute term far above the float64 rounding
+ * of the block sums), so a skipped point is one whose `seedDistSq` would not have been below
+ * minDist[i]. Extra memory: n·D/6 bytes of block sums and K·D floats of seeds.
+ */
 function kmeansPlusPlusInit(points: PatchPoints, K: number, rng: Rng, chunk: number): Int32Array {
   const { n, D } = points;
+  const B = Math.ceil(D / SEED_BLOCK);
   const chosen = new Int32Array(K);
   const minDist = new Float64Array(n).fill(Infinity);
-  const centre = new Float32Array(D);
+  /** Per point: which seed (index into `chosen`) gave minDist; −1 before the first. */
+  const nearest = new Int32Array(n).fill(-1);
+  /** Scaled block sums of every point [n, B]. */
+  const sums = new Float64Array(n * B);
+  /** The largest |value| of any point, for the absolute padding of the block bound. */
+  let maxAbs = 0;
   const buf = new Float32Array(Math.min(chunk, n) * D);
+  for (let start = 0; start < n; start += chunk) {
+    const count = Math.min(chunk, n - start);
+    points.readAssign(start, count, buf);
+    for (let r = 0; r < count; r++) scaledBlockSums(buf, r * D, D, sums, (start + r) * B);
+    for (let i = 0; i < count * D; i++) maxAbs = Math.max(maxAbs, Math.abs(buf[i]!));
+  }
+  // Rounding of a block sum is ≤ |b|²·u64·maxAbs, of the bound's float64 arithmetic far less than 1e-9 of it.
+  const blockPad = 1e-9 * D * (maxAbs * maxAbs + 1e-30);
+  const seeds = new Float32Array(K * D);
+  const seedSums = new Float64Array(B);
+  const pairDistSq = new Float64Array(K);
+  const row = new Float32Array(D);
   chosen[0] = rng.int(n);
   for (let c = 0; ; c++) {
-    points.readAssign(chosen[c]!, 1, centre);
+    points.readAssign(chosen[c]!, 1, seeds.subarray(c * D, (c + 1) * D));
+    scaledBlockSums(seeds, c * D, D, seedSums, 0);
+    // ‖c − c_j‖² for the earlier seeds, padded downwards.
+    for (let j = 0; j < c; j++) pairDistSq[j] = exactDistSq(seeds, c * D, seeds, j * D, D) * (1 - 1e-9);
     let total = 0;
-    for (let start = 0; start < n; start += chunk) {
-      const count = Math.min(chunk, n - start);
-      points.readAssign(start, count, buf);
-      for (let i = 0; i < count; i++) {
-        let s = 0;
-        for (let d = 0, b = i * D; d < D; d++, b++) {
-          const diff = buf[b]! - centre[d]!;
-          s += diff * diff;
-        }
-        if (s < minDist[start + i]!) minDist[start + i] = s;
-        total += minDist[start + i]!;
+    for (let i = 0; i < n; i++) {
+      const md = minDist[i]!;
+      const a = nearest[i]!;
+      // ‖c − c_a‖ ≥ 2·√minDist, squared and padded.
+      if (a >= 0 && pairDistSq[a]! >= 4 * md * (1 + 1e-8)) {
+        total += md;
+        continue;
       }
+      if (a >= 0) {
+        let lb = 0;
+        for (let b = 0, o = i * B; b < B; b++, o++) {
+          const diff = sums[o]! - seedSums[b]!;
+          lb += diff * diff;
+        }
+        if (lb * (1 - 1e-9) - blockPad >= md) {
+          total += md;
+          continue;
+        }
+      }
+      points.readAssign(i, 1, row);
+      const s = seedDistSq(row, seeds, c * D, D);
+      if (s < md) {
+        minDist[i] = s;
+        nearest[i] = c;
+      }
+      total += minDist[i]!;
     }
     if (c + 1 === K) break;
-    // All remaining points coincide with chosen centres: fall back to uniform choice.
-    let r = rng.next() * total;
-    let pick = total > 0 ? n - 1 : rng.int(n);
-    if (total > 0) {
-      for (let i = 0; i < n; i++) {
-        r -= minDist[i]!;
-        if (r < 0) {
-          pick = i;
-          break;
-        }
-      }
-    }
-    chosen[c + 1] = pick;
+    chosen[c + 1] = sampleByWeight(minDist, total, rng);
   }
   return chosen;
+}
+
+/**
+ * Reference k-means++ seeding: the plain D² update, every point against every new seed,
+ * O(n·K·D), with a float32 copy of all points (n·D·4 bytes). For tests and benchmarks of
+ * `kmeansPlusPlusInit`, which must pick exactly these seeds.
+ */
+export function plainKmeansPlusPlus(points: PatchPoints, K: number, rng: Rng): Int32Array {
+  const { n, D } = points;
+  const all = new Float32Array(n * D);
+  points.readAssign(0, n, all);
+  const minDist = new Float64Array(n).fill(Infinity);
+  const chosen = new Int32Array(K);
+  chosen[0] = rng.int(n);
+  const row = new Float32Array(D);
+  for (let c = 0; ; c++) {
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      row.set(all.subarray(i * D, (i + 1) * D));
+      const s = seedDistSq(row, all, chosen[c]! * D, D);
+      if (s < minDist[i]!) minDist[i] = s;
+      total += minDist[i]!;
+    }
+    if (c + 1 === K) break;
+    chosen[c + 1] = sampleByWeight(minDist, total, rng);
+  }
+  return chosen;
+}
+
+/** D² sampling: index i with probability w_i/total (scanning in order), uniform when all weights are 0. */
+function sampleByWeight(w: Float64Array, total: number, rng: Rng): number {
+  const n = w.length;
+  // All remaining points coincide with chosen centres: fall back to uniform choice.
+  let r = rng.next() * total;
+  if (!(total > 0)) return rng.int(n);
+  for (let i = 0; i < n; i++) {
+    r -= w[i]!;
+    if (r < 0) return i;
+  }
+  return n - 1;
+}
+
+/**
+ * Indices (into `train`) of the K initial centres, drawn from `rng` exactly as `kmeans` draws
+ * them after subsampling: 'random' = K distinct points (Faiss), 'kmeans++' = D² sampling.
+ * Exported so that a benchmark can hand another tool the same initial centres.
+ */
+export function initialCentreIndices(train: PatchPoints, K: number, init: 'random' | 'kmeans++', rng: Rng, chunk: number): ArrayLike<number> {
+  return init === 'random' ? rng.sampleIndices(train.n, K) : kmeansPlusPlusInit(train, K, rng, chunk);
 }
 
 /**
@@ -454,7 +572,7 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
   const n = train.n;
   if (assignAll && train !== points) throw new UsageError(`k-means: an external assignment needs every point trained on (n = ${points.n} > ${maxN} = K·maxPointsPerCentroid)`);
 
-  const seeds = cfg.init === 'random' ? rng.sampleIndices(n, K) : kmeansPlusPlusInit(train, K, rng, cfg.chunk);
+  const seeds = initialCentreIndices(train, K, cfg.init, rng, cfg.chunk);
   const centersAssign = new Float32Array(K * D);
   for (let k = 0; k < K; k++) train.readAssign(seeds[k]!, 1, centersAssign.subarray(k * D, (k + 1) * D));
   const centersPixel = train.encoded ? new Float32Array(K * D) : centersAssign;

@@ -96,9 +96,8 @@ interface ShiftedRowStats {
   means: Float64Array;
   /** ‖fl32(row − mean_r)‖ (float64). */
   shiftedNorms: Float64Array;
-  /** Σ(row − mean_r) and Σ|row − mean_r| in float64 (optional). */
-  shiftedSums?: Float64Array;
-  shiftedAbsSums?: Float64Array;
+  /** The float64 row sum the mean was made from (optional). */
+  sums?: Float64Array;
 }
 
 /**
@@ -123,20 +122,14 @@ function shiftRowsByMean(src: Float32Array, first: number, rows: number, D: numb
     if (!Number.isFinite(sum)) throw new UvuError(`${what} ${idOffset + first + r} contains a non-finite value (NaN or ±Infinity)`);
     const mean = sum / D;
     let normSq = 0;
-    let shiftedSum = 0;
-    let shiftedAbsSum = 0;
     for (let i = 0; i < D; i++) {
-      const v = src[off + i]! - mean;
-      dst[out + i] = v; // rounds to float32
+      dst[out + i] = src[off + i]! - mean; // rounds to float32
       const w = dst[out + i]!;
       normSq += w * w;
-      shiftedSum += v;
-      shiftedAbsSum += Math.abs(v);
     }
     stats.means[first + r] = mean;
     stats.shiftedNorms[first + r] = Math.sqrt(normSq);
-    if (stats.shiftedSums) stats.shiftedSums[first + r] = shiftedSum;
-    if (stats.shiftedAbsSums) stats.shiftedAbsSums[first + r] = shiftedAbsSum;
+    if (stats.sums) stats.sums[first + r] = sum;
   }
 }
 
@@ -220,8 +213,7 @@ export class FlatIndex {
   /** Mean-shifted query block x̃', [chunkQueries, D]. */
   private shiftedBlock: Float32Array | null = null;
   private readonly queryMean: Float64Array;
-  private readonly queryShiftedSum: Float64Array;
-  private readonly queryShiftedAbsSum: Float64Array;
+  private readonly querySum: Float64Array;
   private readonly shiftedQueryNorm: Float64Array;
   /** Per row: −2·m_x, error slope α (e_k = α·‖c̃'_k‖ + ρ) and absolute term ρ. */
   private readonly rowMeanTerm: Float64Array;
@@ -305,8 +297,7 @@ export class FlatIndex {
 
     const cq = chunkQueries;
     this.queryMean = new Float64Array(cq);
-    this.queryShiftedSum = new Float64Array(cq);
-    this.queryShiftedAbsSum = new Float64Array(cq);
+    this.querySum = new Float64Array(cq);
     this.shiftedQueryNorm = new Float64Array(cq);
     this.rowMeanTerm = new Float64Array(cq);
     this.rowAlpha = new Float64Array(cq);
@@ -424,14 +415,18 @@ export class FlatIndex {
     const shifted = this.shiftedBlock;
     shiftRowsByMean(
       block, 0, rows, D, shifted,
-      { means: this.queryMean, shiftedNorms: this.shiftedQueryNorm, shiftedSums: this.queryShiftedSum, shiftedAbsSums: this.queryShiftedAbsSum },
+      { means: this.queryMean, shiftedNorms: this.shiftedQueryNorm, sums: this.querySum },
       'query', firstQuery,
     );
+    const sqrtD = Math.sqrt(D);
     for (let r = 0; r < rows; r++) {
       const mean = this.queryMean[r]!;
-      const shiftedSum = this.queryShiftedSum[r]!;
-      const shiftedAbsSum = this.queryShiftedAbsSum[r]!;
       const xNorm = this.shiftedQueryNorm[r]! * (1 + 1e-12); // padded for its own float64 rounding
+      // Σ|v_i| for v = fl64(x − mean·1) ≤ √D·‖v‖ ≤ √D·‖fl32(v)‖·(1 + u) (Cauchy–Schwarz).
+      const shiftedAbsSum = sqrtD * xNorm * (1 + 1e-6);
+      // |Σx'| = |Σx − D·mean| ≤ |Σx − sum| + |sum − D·mean| ≤ D·u64·Σ|x| + u64·|sum|,
+      // with Σ|x| ≤ Σ|v|·(1 + u64) + D·|mean|.
+      const shiftedSumBound = (D * U_F64 * (shiftedAbsSum + D * Math.abs(mean)) + U_F64 * Math.abs(this.querySum[r]!)) * (1 + 1e-6);
       this.rowMeanTerm[r] = -2 * mean;
       // Relative padding 1e-6 covers the float64 rounding of α·‖c̃'‖ and of the comparisons.
       this.rowAlpha[r] = 2 * (this.gammaD + 3 * U_F32) * xNorm * (1 + 1e-6);
@@ -443,7 +438,7 @@ export class FlatIndex {
       // The scan leaves out the term −2·m_k·Σx' (Σx' is the rounding residue of the mean,
       // ≈ 0), so its bound joins ρ; plus D·2^-126 per score for float32 products that
       // underflow to subnormals.
-      const droppedTerm = 2 * this.maxAbsCenterMean * (Math.abs(shiftedSum) + 2 * D * U_F64 * shiftedAbsSum);
+      const droppedTerm = 2 * this.maxAbsCenterMean * shiftedSumBound;
       this.rowRho[r] = (8 * D * U_F64 * magnitude + droppedTerm) * (1 + 1e-6) + 4 * D * 2 ** -126;
       this.upperBound[r] = Infinity;
       this.low1[r] = Infinity;
