@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { tf } from '../src/engine/tf.js';
 import { Rng } from '../src/util/rng.js';
+import type { Sequence } from '../src/data/sequence.js';
 
 /**
  * Shared test fixtures and helpers. TEST_MODEL: the smallest model of the shape the code supports (ViT of one
@@ -55,4 +56,15 @@ export function cropRgb(image: { data: Uint8Array; width: number }, x0: number, 
   const out = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++) out.set(image.data.subarray((y * image.width + x0) * 3, (y * image.width + x0 + w) * 3), y * w * 3);
   return out;
+}
+
+/** Two sequences as the two rows of a [2, T] batch (ids padded with `pad`, flags 0 past each sequence). */
+export function twoRows(first: Sequence, second: Sequence, T: number, pad: number): { ids: Int32Array; flags: Uint8Array } {
+  const ids = new Int32Array(2 * T).fill(pad);
+  const flags = new Uint8Array(2 * T);
+  ids.set(first.ids, 0);
+  flags.set(first.flags, 0);
+  ids.set(second.ids, T);
+  flags.set(second.flags, T);
+  return { ids, flags };
 }

@@ -13,7 +13,7 @@ import { lossGrads, gradientAngle, combineGrads } from '../src/train/grads.js';
 import { unifiedLoss, crossEntropy } from '../src/train/loss.js';
 import { AdamW, clipGradients, learningRate, type GradMap } from '../src/optim/adamw.js';
 import { Rng } from '../src/util/rng.js';
-import { cropRgb, TEST_MODEL } from './fixtures.js';
+import { cropRgb, TEST_MODEL, twoRows } from './fixtures.js';
 
 await initEngine();
 
@@ -29,12 +29,7 @@ async function fixedBatch(): Promise<ModelInputs & { flags: Uint8Array }> {
   const caption = buildSequence({ kind: 'caption', image: { codes: Int32Array.from([3, 7, 7, 1]), rows: 2, cols: 2 }, text: bytes('boats on water') }, vocab);
   const qa = buildSequence({ kind: 'qa', image: { codes: Int32Array.from([0, 5, 9, 12]), rows: 2, cols: 2 }, prompt: bytes('how many?'), answer: bytes('2') }, vocab);
   const T = 32;
-  const ids = new Int32Array(2 * T).fill(vocab.pad);
-  const flags = new Uint8Array(2 * T);
-  ids.set(caption.ids, 0);
-  flags.set(caption.flags, 0);
-  ids.set(qa.ids, T);
-  flags.set(qa.flags, T);
+  const { ids, flags } = twoRows(caption, qa, T, vocab.pad);
   return {
     B: 2,
     T,

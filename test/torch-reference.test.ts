@@ -31,7 +31,7 @@ import { lossGrads } from '../src/train/grads.js';
 import { unifiedLoss, type LossTargets } from '../src/train/loss.js';
 import { torchCheck, torchVersion, writeReferenceInputs } from '../bench/torch-reference.js';
 import type { Tensor } from '../src/io/safetensors.js';
-import { cropRgb, TEST_MODEL } from './fixtures.js';
+import { cropRgb, TEST_MODEL, twoRows } from './fixtures.js';
 
 await initEngine();
 
@@ -60,12 +60,7 @@ async function batch(): Promise<{ inputs: ModelInputs; t: LossTargets }> {
   const caption = buildSequence({ kind: 'caption', image: { codes: Int32Array.from([3, 7, 7, 1, 0, 15]), rows: 2, cols: 3 }, text: bytes('boats on the water') }, vocab);
   const qa = buildSequence({ kind: 'qa', image: { codes: Int32Array.from([0, 5, 9, 12]), rows: 2, cols: 2 }, prompt: bytes('how many?'), answer: bytes('2') }, vocab);
   const T = 40;
-  const ids = new Int32Array(2 * T).fill(vocab.pad);
-  const flags = new Uint8Array(2 * T);
-  ids.set(caption.ids, 0);
-  flags.set(caption.flags, 0);
-  ids.set(qa.ids, T);
-  flags.set(qa.flags, T);
+  const { ids, flags } = twoRows(caption, qa, T, vocab.pad);
   const inputs: ModelInputs = {
     B: 2,
     T,
