@@ -103,8 +103,8 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
       const warm = await measurePage(explorer.url);
       await explorer.close();
       const config = `codebook page, K = ${K.toLocaleString('en-US')} (synthetic), 1280×800 headless chromium`;
-      // Other jobs share the machine: its load while measuring says how far to trust the numbers.
-      const note = `load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores (machine shared with other jobs)`;
+      // The machine's load while measuring (this bench's own browser and server included) says how far to trust the numbers.
+      const note = `load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores while measuring`;
       rows.push(
         { bench: 'serve', config, metric: 'first paint, cold sheet cache', value: cold.firstPaint, unit: 's', note: `${note}; in the page: ${cold.marks}; target ≤ 1 s` },
         { bench: 'serve', config, metric: 'first paint, cached sheets', value: warm.firstPaint, unit: 's', note: `in the page: ${warm.marks}; target ≤ 1 s` },
