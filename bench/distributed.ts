@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PatchStore } from '../src/patches/store.js';
@@ -114,7 +114,8 @@ export async function run(opts: { size: BenchSize }): Promise<BenchRow[]> {
   const loadMsPerWorker = best.workerLoadMs / W;
   const bytes = best.bytesCentres + best.bytesIndices + best.bytesResults;
   const config = `K=${K}, ${poolN} patches (store uvu-small-3, ${store.count} patches), ${jobs} shards of ${shardSize}`;
-  const loaded = `machine shared with other jobs (1-min load ${load.toFixed(1)} on ${2} cores): noisy`;
+  // The machine's 1-minute load when the bench started: above ~1 on 2 cores, other jobs compete and the ratio is noisy.
+  const loaded = `1-min load ${load.toFixed(1)} on ${cpus().length} cores at the start`;
   const rows: BenchRow[] = [
     { bench: 'distributed', config, metric: 'in-process, 2 BLAS threads: round assignment wall (best of 3)', value: bestLocal, unit: 's', note: `median ${median(tLocal).toFixed(2)} s` },
     { bench: 'distributed', config, metric: `Redis + ${W} workers × 1 BLAS thread: round assignment wall (best of 3)`, value: bestRemote, unit: 's', note: `median ${median(tRemote).toFixed(2)} s; ids and distances bit-identical to in-process` },
