@@ -582,7 +582,8 @@ export function kmeans(points: PatchPoints, config: KmeansConfig, onIter?: (s: K
   let counts: Float64Array = new Float64Array(K);
   // Reading the points once is counted in iteration 0's time.
   let t0 = performance.now();
-  const assigner = new Assigner(train, cfg.chunk, cfg.cacheFloats);
+  // With an external assignment the points are never searched here: no float copy (n·D·4 bytes) to make.
+  const assigner = new Assigner(train, cfg.chunk, assignAll ? 0 : cfg.cacheFloats);
   for (let iter = 0; iter < cfg.iters; iter++) {
     if (iter > 0) t0 = performance.now();
     const { ids, distSq } = assignAll ? assignAll(centersAssign, K) : cfg.prune ? assigner.assignPruned(centersAssign, K) : assigner.assign(centersAssign, K);
