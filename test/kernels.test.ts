@@ -42,3 +42,16 @@ test('linear kernels: forward and backward equal tfjs fused matMul and its gradi
   linearBackward(dy, x, W, dx, dW, null, N, inDim, outDim);
   assert.deepEqual(dx, gx!.dataSync());
 });
+
+test('paramValues is the variable itself: a write through it changes what the model computes with', async () => {
+  const { UvuModel } = await import('../src/model/model.js');
+  const { ModelConfigSchema } = await import('../src/model/config.js');
+  const { Vocab } = await import('../src/tokens/vocab.js');
+  const { readFileSync } = await import('node:fs');
+  const raw = JSON.parse(readFileSync('configs/tiny.json', 'utf8')) as { model: unknown };
+  const model = UvuModel.init(ModelConfigSchema.parse(raw.model), new Vocab({ textSize: 64, K: 16 }), 0);
+  const w = model.paramValues('model.norm.weight');
+  w[0] = 7;
+  assert.equal(model.params.get('model.norm.weight')!.dataSync()[0], 7);
+  model.dispose();
+});

@@ -146,6 +146,15 @@ export class UvuModel {
     this.constants.clear();
   }
 
+  /**
+   * The live values of a parameter: the variable's own Float32Array on the CPU-style backends
+   * (dataSync returns it without a copy), so the tape-free step reads it and AdamW may update it
+   * in place.
+   */
+  paramValues(name: string): Float32Array {
+    return this.p(name).dataSync() as Float32Array;
+  }
+
   private p(name: string): tf.Variable {
     const v = this.params.get(name);
     if (!v) throw new UvuError(`model: missing parameter ${name}`);
