@@ -49,7 +49,7 @@ test('paramValues is the variable itself: a write through it changes what the mo
   const { Vocab } = await import('../src/tokens/vocab.js');
   const { readFileSync } = await import('node:fs');
   const raw = JSON.parse(readFileSync('configs/tiny.json', 'utf8')) as { model: unknown };
-  const model = UvuModel.init(ModelConfigSchema.parse(raw.model), new Vocab({ textSize: 64, K: 16 }), 0);
+  const model = UvuModel.init(ModelConfigSchema.parse(raw.model), new Vocab({ textSize: 256, K: 16 }), 0);
   const w = model.paramValues('model.norm.weight');
   w[0] = 7;
   assert.equal(model.params.get('model.norm.weight')!.dataSync()[0], 7);
