@@ -21,7 +21,7 @@
  */
 import type { GradMap } from '../optim/adamw.js';
 import { UvuError } from '../util/errors.js';
-import { bidirectionalAttentionBackward, bidirectionalAttentionForward, bidirectionalSaved, bidirectionalScratch, type BidirectionalSaved, type BidirectionalScratch, type BidirectionalShape } from './attention.js';
+import { bidirectionalAttentionBackward, bidirectionalAttentionForward, bidirectionalScratch, type BidirectionalScratch, type BidirectionalShape } from './attention.js';
 import { geluBackward, geluForward, layerNormBackward, layerNormForward, linearBackward, linearForward } from './kernels.js';
 import { posEmbed2d, VIT_PATCH_DIM, vitPatches, type ImageInput, type UvuModel } from './model.js';
 
@@ -32,7 +32,9 @@ interface BlockActs {
   h: Float32Array;
   mean1: Float32Array;
   rstd1: Float32Array;
-  attn: BidirectionalSaved;
+  /** (N, 3Cv) qkv projection, (nImg, H, n16, n16) attention probabilities. */
+  qkv: Float32Array;
+  P: Float32Array;
   /** (N, Cv) attention output (input of proj), then the mid residual m and LN₂ of it. */
   y: Float32Array;
   m: Float32Array;
@@ -68,7 +70,7 @@ interface GroupBuffers {
   ag: Float32Array;
   out: Float32Array;
   // ---- scratch (both passes)
-  qkv: Float32Array; // (N, 3Cv) qkv, then ∂qkv
+  dQkv: Float32Array; // (N, 3Cv)
   tmp: Float32Array; // (N, Cv) proj / fc2 outputs, then ∂h
   scratch: BidirectionalScratch;
   dOut: Float32Array; // (M, C)
@@ -176,8 +178,8 @@ export class VisionStep {
       const s = b.blocks[l]!;
       const xNext = l + 1 < this.L ? b.blocks[l + 1]!.x : b.xL;
       layerNormForward(s.x, this.param(`${pre}.norm1.weight`), this.param(`${pre}.norm1.bias`), s.h, s.mean1, s.rstd1, N, Cv, eps);
-      linearForward(s.h, this.param(`${pre}.attn.qkv.weight`), this.param(`${pre}.attn.qkv.bias`), b.qkv, N, Cv, 3 * Cv);
-      bidirectionalAttentionForward(b.qkv, s.y, s.attn, b.scratch, b.attnShape);
+      linearForward(s.h, this.param(`${pre}.attn.qkv.weight`), this.param(`${pre}.attn.qkv.bias`), s.qkv, N, Cv, 3 * Cv);
+      bidirectionalAttentionForward(s.qkv, s.y, s.P, b.scratch, b.attnShape);
       linearForward(s.y, this.param(`${pre}.attn.proj.weight`), this.param(`${pre}.attn.proj.bias`), b.tmp, N, Cv, Cv);
       for (let i = 0; i < N * Cv; i++) s.m[i] = s.x[i]! + b.tmp[i]!;
       layerNormForward(s.m, this.param(`${pre}.norm2.weight`), this.param(`${pre}.norm2.bias`), s.h2, s.mean2, s.rstd2, N, Cv, eps);
@@ -214,8 +216,8 @@ export class VisionStep {
       lin(b.dF, s.h2, `${pre}.mlp.fc1`, b.tmp, N, Cv, I);
       ln(b.tmp, s.m, `${pre}.norm2`, s.mean2, s.rstd2, b.dX, true);
       lin(b.dX, s.y, `${pre}.attn.proj`, b.dY, N, Cv, Cv);
-      bidirectionalAttentionBackward(b.dY, b.qkv, s.attn, b.scratch, b.attnShape);
-      lin(b.qkv, s.h, `${pre}.attn.qkv`, b.tmp, N, Cv, 3 * Cv);
+      bidirectionalAttentionBackward(b.dY, s.qkv, s.P, b.dQkv, b.scratch, b.attnShape);
+      lin(b.dQkv, s.h, `${pre}.attn.qkv`, b.tmp, N, Cv, 3 * Cv);
       ln(b.tmp, s.x, `${pre}.norm1`, s.mean1, s.rstd1, b.dX, true);
     }
     lin(b.dX, b.patches, 'visual.patch_embed', null, N, VIT_PATCH_DIM, Cv);
@@ -239,7 +241,7 @@ export class VisionStep {
     const blocks: BlockActs[] = [];
     for (let l = 0; l < this.L; l++) {
       blocks.push({
-        x: f(N * Cv), h: f(N * Cv), mean1: f(N), rstd1: f(N), attn: bidirectionalSaved(attnShape),
+        x: f(N * Cv), h: f(N * Cv), mean1: f(N), rstd1: f(N), qkv: f(N * 3 * Cv), P: f(nImg * H * n16 * n16),
         y: f(N * Cv), m: f(N * Cv), h2: f(N * Cv), mean2: f(N), rstd2: f(N),
         f: f(N * I), ft: f(N * I), g: f(N * I),
       });
@@ -249,7 +251,7 @@ export class VisionStep {
       patches: f(N * VIT_PATCH_DIM),
       xL: f(N * Cv), z: f(N * Cv), meanPost: f(N), rstdPost: f(N),
       a: f(M * P), at: f(M * P), ag: f(M * P), out: f(M * C),
-      qkv: f(N * 3 * Cv), tmp: f(N * Cv), scratch: bidirectionalScratch(attnShape),
+      dQkv: f(N * 3 * Cv), tmp: f(N * Cv), scratch: bidirectionalScratch(n16),
       dOut: f(M * C), dA: f(M * P), dZ: f(N * Cv), dX: f(N * Cv), dY: f(N * Cv), dF: f(N * I),
     };
     this.groups.set(key, b);
