@@ -212,6 +212,11 @@ test('VisionStep reuses its buffers: a repeated call gives what a fresh step giv
     assert.ok(e < 1e-6, `${n} accumulates with +=: error ${e.toExponential(2)}`);
   }
   assert.throws(() => step.backward(new Float32Array(3), g3), /∂features has 3 values/);
+  // No images: no features, no gradient.
+  assert.equal(step.forward([]).length, 0);
+  const g4 = visionGrads(model);
+  step.backward(new Float32Array(0), g4);
+  for (const g of g4.values()) assert.ok(g.every((v) => v === 0));
   // More shapes than the step caches: the oldest buffer sets are dropped, results stay right.
   const rng = new Rng(10);
   for (let c = 1; c <= 34; c++) step.forward([image(rng, 1, c, 0)]);
