@@ -48,7 +48,7 @@ export async function run(o: { size: BenchSize }): Promise<BenchRow[]> {
   const configFile = full ? 'configs/reference.json' : 'configs/tiny.json';
   const raw = JSON.parse(readFileSync(configFile, 'utf8')) as { model: unknown };
   const modelConfig = ModelConfigSchema.parse(raw.model);
-  const rounds = full ? 9 : 3;
+  const rounds = full ? 15 : 3;
   const vocab = new Vocab({ textSize: 1024, K: 1024 });
   const { inputs } = await makeBatch(vocab, 2, full ? 256 : 128);
   const images = inputs.images;
