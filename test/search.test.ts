@@ -210,13 +210,13 @@ test('prepared queries (caller-made shift, coded rows, known distances) give sea
   const knownId = Int32Array.from({ length: n }, (_, q) => (q % 2 ? (ref.ids[q]! + 1) % K : ref.ids[q]!));
   const knownDistSq = Float64Array.from({ length: n }, (_, q) => exactDistSq(x, q * D, centers, knownId[q]! * D, D));
   let rowsRead = 0;
-  const prepared: PreparedQueries = { shifted, ...stats, normSq, knownId, knownDistSq, row: (q) => (rowsRead++, [x, q * D]) };
+  const prepared: PreparedQueries = { shifted, ...stats, normSq, knownId, knownDistSq, distSq: (q, c, cOff) => (rowsRead++, exactDistSq(x, q * D, c, cOff, D)) };
   const second = new Float64Array(n);
   const got = index.searchPrepared(prepared, n, second);
   assert.deepEqual(Array.from(got.ids), Array.from(want.ids));
   assert.deepEqual(Array.from(got.distSq), Array.from(want.distSq));
   assert.deepEqual(Array.from(second), Array.from(secondWant));
-  assert.ok(rowsRead < n, `rows read ${rowsRead}: the known winners' distances are reused`);
+  assert.ok(rowsRead < n, `${rowsRead} exact distances for ${n} queries: the known winners' are reused`);
   // Lower bounds only: below every exact distance (all but the first centre's, for the second).
   const first = new Float64Array(n), firstId = new Int32Array(n), next = new Float64Array(n);
   index.lowerBoundsPrepared(prepared, n, first, firstId, next);

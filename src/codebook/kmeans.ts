@@ -241,7 +241,7 @@ class Assigner {
       const c = cand.count;
       candidates += c;
       if (c === 0) return;
-      movedIndex!.lowerBoundsPrepared(cand.queries(this.rowReader(cand)), c, lowM, lowMId, lowM2);
+      movedIndex!.lowerBoundsPrepared(cand.queries(this.distReader(cand)), c, lowM, lowMId, lowM2);
       for (let j = 0; j < c; j++) {
         const i = cand.rowOf[j]!;
         const a = ids[i]!;
@@ -263,7 +263,7 @@ class Assigner {
     const flushFull = (): void => {
       const m = full.count;
       if (m === 0) return;
-      const res = index.searchPrepared(full.queries(this.rowReader(full)), m, secondSq);
+      const res = index.searchPrepared(full.queries(this.distReader(full)), m, secondSq);
       for (let j = 0; j < m; j++) {
         const i = full.rowOf[j]!;
         outIds[i] = res.ids[j]!;
@@ -330,15 +330,23 @@ class Assigner {
     return { ids: outIds, distSq };
   }
 
-  /** Original float32 rows of the points in `slots`, for the search's exact distances. */
-  private rowReader(slots: PreparedSlots): (q: number) => [Float32Array, number] {
+  /**
+   * exactDistSq from the original row of the point in slot q of `slots` (for the search's
+   * exact distances): from the float copy, from the uint8 codes, or from a decoded row.
+   */
+  private distReader(slots: PreparedSlots): (q: number, centres: Float32Array, cOff: number) => number {
     const { points, all } = this;
     const D = points.D;
-    if (all) return (q) => [all, slots.rowOf[q]! * D];
+    if (all) return (q, centres, cOff) => exactDistSq(all, slots.rowOf[q]! * D, centres, cOff, D);
+    const coded = points.codedValues;
+    if (coded) return (q, centres, cOff) => exactDistSqCoded(points.u8, slots.rowOf[q]! * D, coded, centres, cOff, D);
     const row = (this.exactRow ??= new Float32Array(D));
-    return (q) => {
-      points.readAssign(slots.rowOf[q]!, 1, row);
-      return [row, 0];
+    let rowIndex = -1;
+    return (q, centres, cOff) => {
+      const i = slots.rowOf[q]!;
+      if (i !== rowIndex) points.readAssign(i, 1, row);
+      rowIndex = i;
+      return exactDistSq(row, 0, centres, cOff, D);
     };
   }
 }
@@ -398,8 +406,8 @@ class PreparedSlots {
     this.knownDistSq[s] = other.knownDistSq[j]!;
   }
 
-  queries(row: (q: number) => [Float32Array, number]): PreparedQueries {
-    return { shifted: this.shifted, means: this.means, sums: this.sums, shiftedNorms: this.shiftedNorms, normSq: this.normSq, row, knownId: this.knownId, knownDistSq: this.knownDistSq };
+  queries(distSq: PreparedQueries['distSq']): PreparedQueries {
+    return { shifted: this.shifted, means: this.means, sums: this.sums, shiftedNorms: this.shiftedNorms, normSq: this.normSq, distSq, knownId: this.knownId, knownDistSq: this.knownDistSq };
   }
 }
 

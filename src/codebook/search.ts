@@ -71,8 +71,11 @@ export interface PreparedQueries {
   shiftedNorms: Float64Array;
   /** [n] ‖x_q‖² summed in float64 (any order: the bounds that use it are padded). */
   normSq: Float64Array;
-  /** The original float32 row of query q, as (array, offset); read only for exact distances. */
-  row: (q: number) => [Float32Array, number];
+  /**
+   * `exactDistSq` of query q's original row to the centre at centres[cOff .. cOff + D): the
+   * exact distances the search settles on (the caller keeps the rows, in whatever form).
+   */
+  distSq: (q: number, centres: Float32Array, cOff: number) => number;
   /** Optional [n]: a centre id per query (−1: none) and its `exactDistSq`, used instead of recomputing it. */
   knownId?: Int32Array;
   knownDistSq?: Float64Array;
@@ -628,9 +631,10 @@ export class FlatIndex {
     }
   }
 
-  /** Query q's original row: from the block, or from the prepared queries. */
-  private queryRow(block: Float32Array | null, r: number, q: number): [Float32Array, number] {
-    return this.prepared ? this.prepared.row(q) : [block!, r * this.D];
+  /** exactDistSq of query q (row r of the block, or a prepared query) to centre k. */
+  private exactTo(block: Float32Array | null, r: number, q: number, k: number): number {
+    const D = this.D;
+    return this.prepared ? this.prepared.distSq(q, this.centers, k * D) : exactDistSq(block!, r * D, this.centers, k * D, D);
   }
 
   /**
@@ -843,7 +847,6 @@ export class FlatIndex {
    * lowest id. A prepared query's known centre takes its known exact distance.
    */
   private settleCandidates(block: Float32Array | null, r: number, q: number): { id: number; dist: number } {
-    const D = this.D;
     const upper = this.upperBound[r]!;
     const candBase = r * CANDIDATE_CAP;
     const count = this.candCount[r]!;
@@ -859,17 +862,15 @@ export class FlatIndex {
     if (survivors === 0) throw new Error(`internal error: no candidate survived for query row ${r}`);
     if (survivors === 1) {
       if (id === known) return { id, dist: this.prepared!.knownDistSq![q]! };
-      const [x, off] = this.queryRow(block, r, q);
-      return { id, dist: exactDistSq(x, off, this.centers, id * D, D) };
+      return { id, dist: this.exactTo(block, r, q, id) };
     }
     this.stats.reranked++;
     this.stats.rerankDistances += survivors;
-    const [x, off] = this.queryRow(block, r, q);
     let dist = Infinity;
     for (let i = 0; i < count; i++) {
       if (this.candLower[candBase + i]! > upper) continue;
       const k = this.candId[candBase + i]!;
-      const d = k === known ? this.prepared!.knownDistSq![q]! : exactDistSq(x, off, this.centers, k * D, D);
+      const d = k === known ? this.prepared!.knownDistSq![q]! : this.exactTo(block, r, q, k);
       // Candidates were listed in increasing id order, so strict < keeps the lowest id on ties.
       if (d < dist) {
         dist = d;
@@ -881,13 +882,11 @@ export class FlatIndex {
 
   /** Exact float64 scan over all centres, for a query whose candidate list overflowed. */
   private exactScan(block: Float32Array | null, r: number, q: number): { id: number; dist: number } {
-    const { D, K } = this;
     this.stats.exactScans++;
-    const [x, off] = this.queryRow(block, r, q);
     let dist = Infinity;
     let id = 0;
-    for (let k = 0; k < K; k++) {
-      const d = exactDistSq(x, off, this.centers, k * D, D);
+    for (let k = 0; k < this.K; k++) {
+      const d = this.exactTo(block, r, q, k);
       if (d < dist) {
         dist = d;
         id = k;
