@@ -7,8 +7,10 @@
  * Memory: the points stay uint8 (n·D bytes), plus a float32 copy (n·D·4 bytes) kept across
  * iterations when n·D ≤ `cacheFloats` (256 MiB by default); centres are K·D float32 per table;
  * centroids are computed cluster by cluster with one float64 accumulator of D, never a K·D
- * float64 table. Pruning (on by default) keeps per point a centre id, a float64 bound and ‖x‖²,
- * and one previous copy of the centres; its assignments are those of full Lloyd exactly.
+ * float64 table. Pruning (on by default) keeps per point a centre id, a float32 distance and
+ * five float64 values (bound, ‖x‖², and the mean, sum and norm of its mean-shifted row), one
+ * previous copy of the centres, and two batches of `chunk` shifted rows (2·chunk·D·4 bytes);
+ * its assignments are those of full Lloyd exactly.
  * k-means++ seeding keeps n·D/6 bytes of block sums and the K·D seeds (see kmeansPlusPlusInit).
  */
 import { z } from 'zod';
@@ -39,8 +41,8 @@ export const KmeansConfigSchema = z.object({
   /** Keep a float32 copy of the training points (n·D·4 bytes) across iterations when n·D ≤ this; 0 re-reads every iteration. */
   cacheFloats: z.number().int().min(0).default(DEFAULT_CACHE_FLOATS),
   /**
-   * Exact bound-based pruning (Hamerly bounds, with the centres that moved most searched
-   * exactly): skip the full search for points that provably keep their centre. Same
+   * Exact bound-based pruning (Hamerly bounds, with the centres that moved most bounded
+   * apart): skip the full search for points that provably keep their centre. Same
    * assignments, distances and centres as full Lloyd, bit for bit (see Assigner.assignPruned).
    */
   prune: z.boolean().default(true),
@@ -104,6 +106,8 @@ class Assigner {
   /** ROWS_PER_PASS converted rows, when there is no float copy; one row for exact distances. */
   private rowTmp: Float32Array | null = null;
   private exactRow: Float32Array | null = null;
+  /** ‖x_i − c_a‖ at the last call (from the float32 distances: an estimate, for choosing M only). */
+  private lastDist: Float64Array | null = null;
   /** ‖x_i‖² (float64) per point, made with the float copy or in the first pruned call. */
   private normSq: Float64Array | null = null;
   /** Points whose search was skipped in the last `assignPruned` call. */
@@ -156,8 +160,8 @@ class Assigner {
    * search for points that provably keep their centre. Bounds (Hamerly, with the centres that
    * moved most handled apart, as in Yinyang's group filter): point i with centre a keeps a
    * lower bound l_i on ‖x_i − c_j‖ for every j ≠ a at the previous centres. This iteration the
-   * centres are split into M, the (at most K/8) centres that moved most, and the rest, which
-   * moved at most δ_S. Point i keeps a when
+   * centres are split into M, the centres that moved most (how many: chooseMovedCount), and
+   * the rest, which moved at most δ_S. Point i keeps a when
    *   u_i < l_i − δ_S   and   u_i < min_{j ∈ M, j ≠ a} ‖x_i − c'_j‖,
    * with u_i = ‖x_i − c'_a‖ the float64 `exactDistSq` the search itself would return; the
    * second condition is checked against proven lower bounds on the distances to M (an sgemm
@@ -208,8 +212,7 @@ class Assigner {
         drift[k] = s === 0 ? 0 : Math.sqrt(s) * (1 + 1e-9) + 1e-300;
       }
       const order = Array.from({ length: K }, (_, k) => k).sort((x, y) => drift[y]! - drift[x]! || x - y);
-      let mCount = 0;
-      while (mCount < Math.floor(K / 8) && drift[order[mCount]!]! > 0) mCount++;
+      const mCount = chooseMovedCount(drift, order, ids, lower, this.lastDist!);
       moved = Int32Array.from(order.slice(0, mCount)).sort();
       deltaS = mCount < K ? drift[order[mCount]!]! : 0;
     }
@@ -324,6 +327,8 @@ class Assigner {
     flushFull();
     ids.set(outIds);
     old.set(centers);
+    const lastDist = (this.lastDist ??= new Float64Array(n));
+    for (let i = 0; i < n; i++) lastDist[i] = Math.sqrt(distSq[i]!);
     this.lastSkippedPoints = skipped;
     this.lastMoved = moved.length;
     this.lastCandidates = candidates;
@@ -349,6 +354,32 @@ class Assigner {
       return exactDistSq(row, 0, centres, cOff, D);
     };
   }
+}
+
+/**
+ * How many of the most-moved centres to put in M (0, or K/16, K/8, K/4, K/2 of them; never a
+ * centre that did not move): the one that minimises the estimated distance count
+ * (n − candidates)·K + candidates·|M|, with candidates estimated by ‖x_i − c_a‖ ≤ last
+ * distance + drift of c_a. Any choice gives the same assignment; this only picks the cheapest.
+ */
+function chooseMovedCount(drift: Float64Array, order: number[], ids: Int32Array, lower: Float64Array, lastDist: Float64Array): number {
+  const K = drift.length;
+  const n = ids.length;
+  let moving = 0;
+  while (moving < K && drift[order[moving]!]! > 0) moving++;
+  let best = 0;
+  let bestCost = Infinity;
+  for (const m of new Set([0, K >> 4, K >> 3, K >> 2, K >> 1].map((m) => Math.min(m, moving)))) {
+    const deltaS = m < K ? drift[order[m]!]! : 0;
+    let candidates = 0;
+    for (let i = 0; i < n; i++) if (lastDist[i]! + drift[ids[i]!]! < lower[i]! - deltaS) candidates++;
+    const cost = (n - candidates) * K + candidates * m;
+    if (cost < bestCost) {
+      bestCost = cost;
+      best = m;
+    }
+  }
+  return best;
 }
 
 /** Points converted, bounded and shifted per pass: a few rows, so each is still in cache for the next step. */
