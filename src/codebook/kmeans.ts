@@ -7,8 +7,8 @@
  * Memory: the points stay uint8 (n·D bytes), plus a float32 copy (n·D·4 bytes) kept across
  * iterations when n·D ≤ `cacheFloats` (256 MiB by default); centres are K·D float32 per table;
  * centroids are computed cluster by cluster with one float64 accumulator of D, never a K·D
- * float64 table. Pruning (on by default) keeps per point a centre id, a float32 distance and
- * five float64 values (bound, ‖x‖², and the mean, sum and norm of its mean-shifted row), one
+ * float64 table. Pruning (on by default) keeps per point a centre id and six float64 values
+ * (bound, last distance, ‖x‖², and the mean, sum and norm of its mean-shifted row), one
  * previous copy of the centres, and two batches of `chunk` shifted rows (2·chunk·D·4 bytes);
  * its assignments are those of full Lloyd exactly.
  * k-means++ seeding keeps n·D/6 bytes of block sums and the K·D seeds (see kmeansPlusPlusInit).
