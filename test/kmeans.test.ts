@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kmeans, splitClusters, assignPoints, initialCentreIndices, plainKmeansPlusPlus } from '../src/codebook/kmeans.js';
+import { kmeans, splitClusters, assignPoints, initialCentreIndices, plainKmeansPlusPlus, type KmeansConfig } from '../src/codebook/kmeans.js';
 import { PatchPoints, gridPositions } from '../src/codebook/points.js';
 import { NO_POSENC } from '../src/codebook/posenc.js';
 import { loadImage } from '../src/image/io.js';
@@ -106,8 +106,20 @@ async function manyPhotoPoints(names: BundledPhoto[]): Promise<PatchPoints> {
 }
 
 test('bound-based pruning gives full Lloyd bit for bit, every iteration, and skips distances', async () => {
-  const points = await manyPhotoPoints(['nagasaki-boats', 'black-canyon', 'march-pastoral', 'acanthus-mollis']);
-  for (const k of [8, 32]) {
+  const photos = await manyPhotoPoints(['nagasaki-boats', 'black-canyon', 'march-pastoral', 'acanthus-mollis']);
+  const rows = Math.floor(photos.n / 32);
+  const withPe = new PatchPoints(photos.u8, rows * 32, D, gridPositions(rows, 32), { type: '2d-sincos', scale: 0.1 });
+  // The pruned paths: rows from the float copy; read as uint8 codes (no copy); decoded row by
+  // row with a positional encoding (no copy). Small chunks make the batches fill and flush
+  // mid-pass, candidates that fail the moved-centre test included.
+  const cases: [string, PatchPoints, number, Partial<KmeansConfig>][] = [
+    ['float copy', photos, 8, {}],
+    ['float copy', photos, 32, {}],
+    ['codes', photos, 8, { cacheFloats: 0, chunk: 97 }],
+    ['codes', photos, 32, { cacheFloats: 0, chunk: 97 }],
+    ['posenc, no copy', withPe, 16, { cacheFloats: 0, chunk: 97 }],
+  ];
+  for (const [name, points, k, opts] of cases) {
     const iters = 6;
     const snapshots = (): { on: (s: unknown, st: { ids: Int32Array; centersAssign: Float32Array }) => void; ids: Int32Array[]; centres: Float32Array[] } => {
       const ids: Int32Array[] = [];
@@ -117,21 +129,22 @@ test('bound-based pruning gives full Lloyd bit for bit, every iteration, and ski
     const f = snapshots();
     const p = snapshots();
     const full = kmeans(points, { k, iters, seed: 5, prune: false }, f.on);
-    const pruned = kmeans(points, { k, iters, seed: 5, prune: true }, p.on);
+    const pruned = kmeans(points, { ...opts, k, iters, seed: 5, prune: true }, p.on);
+    const what = `${name}, K=${k}`;
     assert.ok(full.stats.every((s) => s.skipped === 0));
     // Every iteration: the same assignment, centres, objective (Σ of the float32 distances) and sizes.
     for (let i = 0; i < iters; i++) {
-      assert.deepEqual(p.ids[i], f.ids[i], `K=${k} iteration ${i}: assignment`);
-      assert.deepEqual(p.centres[i], f.centres[i], `K=${k} iteration ${i}: centres`);
-      assert.equal(pruned.stats[i]!.objective, full.stats[i]!.objective, `K=${k} iteration ${i}: objective`);
-      assert.equal(pruned.stats[i]!.imbalance, full.stats[i]!.imbalance, `K=${k} iteration ${i}: imbalance`);
-      assert.equal(pruned.stats[i]!.nsplit, full.stats[i]!.nsplit, `K=${k} iteration ${i}: splits`);
+      assert.deepEqual(p.ids[i], f.ids[i], `${what} iteration ${i}: assignment`);
+      assert.deepEqual(p.centres[i], f.centres[i], `${what} iteration ${i}: centres`);
+      assert.equal(pruned.stats[i]!.objective, full.stats[i]!.objective, `${what} iteration ${i}: objective`);
+      assert.equal(pruned.stats[i]!.imbalance, full.stats[i]!.imbalance, `${what} iteration ${i}: imbalance`);
+      assert.equal(pruned.stats[i]!.nsplit, full.stats[i]!.nsplit, `${what} iteration ${i}: splits`);
     }
     assert.deepEqual(pruned.centersPixel, full.centersPixel);
     assert.deepEqual(pruned.counts, full.counts);
     assert.equal(pruned.stats[0]!.skipped, 0, 'the first iteration has no bounds');
     const later = pruned.stats.slice(2).map((s) => s.skipped);
-    assert.ok(later.every((x) => x > 0 && x < 1), `K=${k}: fractions skipped ${pruned.stats.map((s) => s.skipped.toFixed(3)).join(' ')}`);
+    assert.ok(later.every((x) => x > 0 && x < 1), `${what}: fractions skipped ${pruned.stats.map((s) => s.skipped.toFixed(3)).join(' ')}`);
   }
 });
 

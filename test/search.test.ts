@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { FlatIndex, bruteForceNearest, type SearchResult } from '../src/codebook/search.js';
+import { FlatIndex, bruteForceNearest, exactDistSq, exactDistSqCoded, shiftCodedRowByMean, shiftRowByOwnMean, type PreparedQueries, type SearchResult } from '../src/codebook/search.js';
 import { sgemm } from '../src/linalg/blas.js';
 import { UsageError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
@@ -182,6 +182,53 @@ test('searchU8 equals search on the converted floats, for the default and a cust
   const scaled = new Float32Array(queriesU8.length);
   for (let i = 0; i < queriesU8.length; i++) scaled[i] = queriesU8[i]! * 0.5;
   assert.deepEqual(Array.from(index.searchU8(queriesU8, 70, 0.5).ids), Array.from(index.search(scaled, 70).ids));
+});
+
+test('prepared queries (caller-made shift, coded rows, known distances) give search bit for bit; lower bounds hold', async () => {
+  const K = 150, n = 70;
+  const centers = toFloat(await photoPatches('french-alpine-landscape', K, 8));
+  const u8 = await photoPatches('french-alpine-landscape', n, 9);
+  const x = toFloat(u8);
+  const values = toFloat(Uint8Array.from({ length: 256 }, (_, v) => v));
+  const stats = { means: new Float64Array(n), sums: new Float64Array(n), shiftedNorms: new Float64Array(n) };
+  const shifted = new Float32Array(n * D);
+  const coded = new Float32Array(D);
+  const table = new Float32Array(256);
+  const normSq = new Float64Array(n);
+  for (let q = 0; q < n; q++) {
+    shiftRowByOwnMean(x, q * D, D, shifted, q * D, stats, q, 'query', q);
+    shiftCodedRowByMean(u8, q * D, values, D, stats.means[q]!, table, coded, 0);
+    assert.deepEqual(coded, shifted.subarray(q * D, (q + 1) * D), `query ${q}: coded shift`);
+    for (const k of [0, 77, K - 1]) assert.equal(exactDistSqCoded(u8, q * D, values, centers, k * D, D), exactDistSq(x, q * D, centers, k * D, D));
+    for (let i = q * D; i < (q + 1) * D; i++) normSq[q] += x[i]! * x[i]!;
+  }
+  const index = new FlatIndex(centers, K, D, { chunkQueries: 32 });
+  const secondWant = new Float64Array(n);
+  const want = index.searchWithSecond(x, n, secondWant);
+  const ref = bruteForceNearest(x, n, centers, K, D);
+  // Known centres: the winner for even queries, another centre for odd ones.
+  const knownId = Int32Array.from({ length: n }, (_, q) => (q % 2 ? (ref.ids[q]! + 1) % K : ref.ids[q]!));
+  const knownDistSq = Float64Array.from({ length: n }, (_, q) => exactDistSq(x, q * D, centers, knownId[q]! * D, D));
+  let rowsRead = 0;
+  const prepared: PreparedQueries = { shifted, ...stats, normSq, knownId, knownDistSq, distSq: (q, c, cOff) => (rowsRead++, exactDistSq(x, q * D, c, cOff, D)) };
+  const second = new Float64Array(n);
+  const got = index.searchPrepared(prepared, n, second);
+  assert.deepEqual(Array.from(got.ids), Array.from(want.ids));
+  assert.deepEqual(Array.from(got.distSq), Array.from(want.distSq));
+  assert.deepEqual(Array.from(second), Array.from(secondWant));
+  assert.ok(rowsRead < n, `${rowsRead} exact distances for ${n} queries: the known winners' are reused`);
+  // Lower bounds only: below every exact distance (all but the first centre's, for the second).
+  const first = new Float64Array(n), firstId = new Int32Array(n), next = new Float64Array(n);
+  index.lowerBoundsPrepared(prepared, n, first, firstId, next);
+  for (let q = 0; q < n; q++) {
+    assert.ok(firstId[q]! >= 0 && firstId[q]! < K);
+    for (let k = 0; k < K; k++) {
+      const d = exactDistSq(x, q * D, centers, k * D, D);
+      assert.ok(first[q]! <= d, `query ${q}, centre ${k}: first bound ${first[q]} > ${d}`);
+      if (k !== firstId[q]) assert.ok(next[q]! <= d, `query ${q}, centre ${k}: second bound ${next[q]} > ${d}`);
+    }
+    assert.ok(first[q]! <= next[q]!);
+  }
 });
 
 test('reuses scratch across calls: repeated and interleaved searches give the same answer', () => {

@@ -7,12 +7,14 @@
  * Memory: the points stay uint8 (n·D bytes), plus a float32 copy (n·D·4 bytes) kept across
  * iterations when n·D ≤ `cacheFloats` (256 MiB by default); centres are K·D float32 per table;
  * centroids are computed cluster by cluster with one float64 accumulator of D, never a K·D
- * float64 table. Pruning (on by default) keeps per point a centre id, a float64 bound and ‖x‖²,
- * and one previous copy of the centres; its assignments are those of full Lloyd exactly.
+ * float64 table. Pruning (on by default) keeps per point a centre id and six float64 values
+ * (bound, last distance, ‖x‖², and the mean, sum and norm of its mean-shifted row), one
+ * previous copy of the centres, and two batches of `chunk` shifted rows (2·chunk·D·4 bytes);
+ * its assignments are those of full Lloyd exactly.
  * k-means++ seeding keeps n·D/6 bytes of block sums and the K·D seeds (see kmeansPlusPlusInit).
  */
 import { z } from 'zod';
-import { FlatIndex, exactDistSq } from './search.js';
+import { FlatIndex, exactDistSq, exactDistSqCoded, shiftCodedRowByMean, shiftRowByMean, shiftRowByOwnMean, type PreparedQueries, type ShiftedRowStats } from './search.js';
 import type { PatchPoints } from './points.js';
 import { Rng } from '../util/rng.js';
 import { UsageError, warnOnce } from '../util/errors.js';
@@ -39,8 +41,8 @@ export const KmeansConfigSchema = z.object({
   /** Keep a float32 copy of the training points (n·D·4 bytes) across iterations when n·D ≤ this; 0 re-reads every iteration. */
   cacheFloats: z.number().int().min(0).default(DEFAULT_CACHE_FLOATS),
   /**
-   * Exact bound-based pruning (Hamerly bounds, with the centres that moved most searched
-   * exactly): skip the full search for points that provably keep their centre. Same
+   * Exact bound-based pruning (Hamerly bounds, with the centres that moved most bounded
+   * apart): skip the full search for points that provably keep their centre. Same
    * assignments, distances and centres as full Lloyd, bit for bit (see Assigner.assignPruned).
    */
   prune: z.boolean().default(true),
@@ -89,18 +91,28 @@ export function assignPoints(points: PatchPoints, centers: Float32Array, K: numb
  */
 class Assigner {
   private readonly all: Float32Array | null;
-  private readonly buf: Float32Array | null;
+  /** One chunk of converted points for `assign` without the float copy (made on first use). */
+  private buf: Float32Array | null = null;
   private prevIndex: FlatIndex | undefined;
   /** Hamerly state, valid for `boundCenters`: per point, its centre and a lower bound on the distance to every other centre. */
   private ids: Int32Array | null = null;
   private lower: Float64Array | null = null;
   private boundCenters: Float32Array | null = null;
-  private gather: Float32Array | null = null;
+  /** Per point: mean, sum and ‖shifted row‖ of its mean shift (made in the first pruned call). */
+  private rowStats: Required<ShiftedRowStats> | null = null;
+  /** The gathered points of one chunk for the full search, and for the search over the moved centres. */
+  private full: PreparedSlots | null = null;
+  private cand: PreparedSlots | null = null;
+  /** ROWS_PER_PASS converted rows, when there is no float copy; one row for exact distances. */
+  private rowTmp: Float32Array | null = null;
+  private exactRow: Float32Array | null = null;
+  /** ‖x_i − c_a‖ at the last call (from the float32 distances: an estimate, for choosing M only). */
+  private lastDist: Float64Array | null = null;
   /** ‖x_i‖² (float64) per point, made with the float copy or in the first pruned call. */
   private normSq: Float64Array | null = null;
   /** Points whose search was skipped in the last `assignPruned` call. */
   lastSkippedPoints = 0;
-  /** Centres searched exactly for the candidates (the set M) in the last call. */
+  /** Centres the candidates were bounded against (the set M, one sgemm scan) in the last call. */
   lastMoved = 0;
   /** Points that passed the first bound and were searched against M in the last call. */
   lastCandidates = 0;
@@ -119,10 +131,8 @@ class Assigner {
       }
       this.all = all;
       this.normSq = normSq;
-      this.buf = null;
     } else {
       this.all = null;
-      this.buf = new Float32Array(Math.min(chunk, n) * D);
     }
   }
 
@@ -134,7 +144,7 @@ class Assigner {
     if (this.all) return index.search(this.all, n);
     const ids = new Int32Array(n);
     const distSq = new Float32Array(n);
-    const buf = this.buf!;
+    const buf = (this.buf ??= new Float32Array(Math.min(chunk, n) * D));
     for (let start = 0; start < n; start += chunk) {
       const count = Math.min(chunk, n - start);
       points.readAssign(start, count, buf);
@@ -148,15 +158,21 @@ class Assigner {
   /**
    * The same result as `assign` (ids and float32 distances, bit for bit), skipping the full
    * search for points that provably keep their centre. Bounds (Hamerly, with the centres that
-   * moved most handled exactly, as in Yinyang's group filter): point i with centre a keeps a
+   * moved most handled apart, as in Yinyang's group filter): point i with centre a keeps a
    * lower bound l_i on ‖x_i − c_j‖ for every j ≠ a at the previous centres. This iteration the
-   * centres are split into M, the (at most K/8) centres that moved most, and the rest, which
-   * moved at most δ_S. Point i keeps a when
+   * centres are split into M, the centres that moved most (how many: chooseMovedCount), and
+   * the rest, which moved at most δ_S. Point i keeps a when
    *   u_i < l_i − δ_S   and   u_i < min_{j ∈ M, j ≠ a} ‖x_i − c'_j‖,
    * with u_i = ‖x_i − c'_a‖ the float64 `exactDistSq` the search itself would return; the
-   * second condition comes from an exact FlatIndex search over M alone. Drifts are padded
+   * second condition is checked against proven lower bounds on the distances to M (an sgemm
+   * scan over M, FlatIndex.lowerBoundsPrepared, no exact distances). Drifts are padded
    * upwards and distances by a relative 1e-9, far above their float64 rounding, so a strict
    * inequality leaves no tie with a lower id, and the result is that of the full search.
+   *
+   * Each point is visited once per call, while its row is in cache: converted to float32 (or
+   * read from the float copy), its u_i computed, and its mean-shifted row (the search's
+   * operand; its mean, sum and norm are kept from the first call) written for whichever
+   * search it goes to. The full search reuses u_i when a point keeps its centre.
    */
   assignPruned(centers: Float32Array, K: number): { ids: Int32Array; distSq: Float32Array } {
     const { points, chunk } = this;
@@ -168,18 +184,23 @@ class Assigner {
       this.ids = new Int32Array(n);
       this.lower = new Float64Array(n);
       this.boundCenters = new Float32Array(K * D);
-      this.gather = new Float32Array(Math.min(chunk, n) * D);
+      this.rowStats = { means: new Float64Array(n), sums: new Float64Array(n), shiftedNorms: new Float64Array(n) };
+      this.normSq ??= new Float64Array(n);
+      const cap = Math.min(chunk, n);
+      this.full = new PreparedSlots(cap, D);
+      this.cand = new PreparedSlots(cap, D);
+      if (!this.all) this.rowTmp = new Float32Array(ROWS_PER_PASS * D);
     }
-    const fillNormSq = !this.normSq;
-    if (fillNormSq) this.normSq = new Float64Array(n);
     const normSq = this.normSq!;
+    const rowStats = this.rowStats!;
     const ids = this.ids!;
     const lower = this.lower!;
     const old = this.boundCenters!;
+    const full = this.full!;
+    const cand = this.cand!;
     // Drift of each centre since the bounds were made (padded upwards).
     let deltaS = 0;
     let moved: Int32Array = new Int32Array(0);
-    const inMoved = new Int32Array(K).fill(-1);
     if (!first) {
       const drift = new Float64Array(K);
       for (let k = 0; k < K; k++) {
@@ -191,10 +212,8 @@ class Assigner {
         drift[k] = s === 0 ? 0 : Math.sqrt(s) * (1 + 1e-9) + 1e-300;
       }
       const order = Array.from({ length: K }, (_, k) => k).sort((x, y) => drift[y]! - drift[x]! || x - y);
-      let mCount = 0;
-      while (mCount < Math.floor(K / 8) && drift[order[mCount]!]! > 0) mCount++;
+      const mCount = chooseMovedCount(drift, order, ids, lower, this.lastDist!);
       moved = Int32Array.from(order.slice(0, mCount)).sort();
-      moved.forEach((k, j) => (inMoved[k] = j));
       deltaS = mCount < K ? drift[order[mCount]!]! : 0;
     }
     let movedIndex: FlatIndex | null = null;
@@ -205,103 +224,221 @@ class Assigner {
     }
     const outIds = new Int32Array(n);
     const distSq = new Float32Array(n);
-    const gather = this.gather!;
-    const rowsBuf = this.buf;
-    const cap = Math.min(chunk, n);
-    const rowOf = new Int32Array(cap);
-    const candOf = new Int32Array(cap);
+    const cap = full.cap;
     const candU = new Float64Array(cap);
-    const candD2 = new Float64Array(cap);
     const candBound = new Float64Array(cap);
+    const lowM = new Float64Array(cap);
+    const lowMId = new Int32Array(cap);
+    const lowM2 = new Float64Array(cap);
     const secondSq = new Float64Array(cap);
-    const gatherNormSq = new Float64Array(cap);
-    const skip = new Uint8Array(cap);
+    const all = this.all;
+    const rowTmp = this.rowTmp;
+    // Without the float copy, points that are a table lookup of their uint8 values are read as codes (no float row written).
+    const coded = all || first ? null : points.codedValues;
+    const u8 = points.u8;
+    const codeTable = new Float32Array(256);
     let skipped = 0;
     let candidates = 0;
-    for (let start = 0; start < n; start += chunk) {
-      const count = Math.min(chunk, n - start);
-      let rows: Float32Array;
-      if (this.all) rows = this.all.subarray(start * D, (start + count) * D);
-      else {
-        points.readAssign(start, count, rowsBuf!);
-        rows = rowsBuf!;
-      }
-      if (fillNormSq) {
-        for (let r = 0; r < count; r++) {
-          let xx = 0;
-          for (let i = r * D, e = i + D; i < e; i++) xx += rows[i]! * rows[i]!;
-          normSq[start + r] = xx;
-        }
-      }
-      skip.fill(0);
-      // Candidates: the bound against the centres outside M holds.
-      let c = 0;
-      if (!first) {
-        for (let r = 0; r < count; r++) {
-          const i = start + r;
-          const bound = lower[i]! - deltaS;
-          if (!(bound > 0)) continue;
-          const d2 = exactDistSq(rows, r * D, centers, ids[i]! * D, D);
-          const u = Math.sqrt(d2) * (1 + 1e-9);
-          if (u < bound) {
-            gather.set(rows.subarray(r * D, (r + 1) * D), c * D);
-            candOf[c] = r;
-            candU[c] = u;
-            candD2[c] = d2;
-            candBound[c] = bound;
-            gatherNormSq[c] = normSq[i]!;
-            c++;
-          }
-        }
-      }
-      // Against the moved centres: an exact search over M alone.
+    // Candidates against the moved centres: lower bounds on their distances to M.
+    const flushCandidates = (): void => {
+      const c = cand.count;
       candidates += c;
-      if (c > 0) {
-        const res = movedIndex ? movedIndex.searchWithSecond(gather.subarray(0, c * D), c, secondSq, gatherNormSq) : null;
-        for (let j = 0; j < c; j++) {
-          const r = candOf[j]!;
-          const i = start + r;
-          const a = ids[i]!;
-          let boundM = Infinity;
-          if (res) {
-            const nearest = moved[res.ids[j]!]!;
-            if (nearest === a) boundM = Math.sqrt(secondSq[j]!);
-            else if (inMoved[a]! < 0) boundM = Math.sqrt(res.distSq[j]! * (1 - 1e-6)) * (1 - 1e-9);
-            else continue; // a moved and another moved centre is as near: full search
-          }
-          if (candU[j]! < boundM) {
-            skip[r] = 1;
-            outIds[i] = a;
-            distSq[i] = candD2[j]!;
-            lower[i] = Math.min(candBound[j]!, boundM);
-            skipped++;
-          }
+      if (c === 0) return;
+      movedIndex!.lowerBoundsPrepared(cand.queries(this.distReader(cand)), c, lowM, lowMId, lowM2);
+      for (let j = 0; j < c; j++) {
+        const i = cand.rowOf[j]!;
+        const a = ids[i]!;
+        // A lower bound on ‖x_i − c'_j‖ over j ∈ M, j ≠ a.
+        const boundM = Math.sqrt(moved[lowMId[j]!] === a ? lowM2[j]! : lowM[j]!);
+        if (candU[j]! < boundM) {
+          outIds[i] = a;
+          distSq[i] = cand.knownDistSq[j]!;
+          lower[i] = Math.min(candBound[j]!, boundM);
+          skipped++;
+        } else {
+          if (full.count === full.cap) flushFull();
+          full.addFrom(cand, j);
         }
       }
-      // Everything else: the full search (in place when nothing in the chunk was skipped).
-      let m = 0;
-      const inPlace = c === 0 || !skip.includes(1);
-      for (let r = 0; r < count; r++) {
-        if (skip[r]) continue;
-        if (!inPlace) gather.set(rows.subarray(r * D, (r + 1) * D), m * D);
-        gatherNormSq[m] = normSq[start + r]!;
-        rowOf[m++] = start + r;
-      }
-      if (m === 0) continue;
-      const res = index.searchWithSecond(inPlace ? rows.subarray(0, m * D) : gather.subarray(0, m * D), m, secondSq, gatherNormSq);
+      cand.count = 0;
+    };
+    // Everything else: the full search.
+    const flushFull = (): void => {
+      const m = full.count;
+      if (m === 0) return;
+      const res = index.searchPrepared(full.queries(this.distReader(full)), m, secondSq);
       for (let j = 0; j < m; j++) {
-        const i = rowOf[j]!;
+        const i = full.rowOf[j]!;
         outIds[i] = res.ids[j]!;
         distSq[i] = res.distSq[j]!;
         lower[i] = Math.sqrt(secondSq[j]!);
       }
+      full.count = 0;
+    };
+    full.count = cand.count = 0;
+    for (let p0 = 0; p0 < n; p0 += ROWS_PER_PASS) {
+      const rows = Math.min(ROWS_PER_PASS, n - p0);
+      if (full.count + rows > full.cap) flushFull();
+      if (cand.count + rows > cand.cap) flushCandidates();
+      let src = rowTmp!;
+      let base = 0;
+      if (all) {
+        src = all;
+        base = p0 * D;
+      } else if (!coded) points.readAssign(p0, rows, rowTmp!);
+      for (let r = 0, off = base; r < rows; r++, off += D) {
+        const i = p0 + r;
+        if (first) {
+          // The shift, and the statistics kept for every later call.
+          shiftRowByOwnMean(src, off, D, full.shifted, full.count * D, rowStats, i, 'training point', i);
+          if (!all) {
+            let xx = 0;
+            for (let j = off, e = off + D; j < e; j++) xx += src[j]! * src[j]!;
+            normSq[i] = xx;
+          }
+          full.add(i, -1, NaN, rowStats, normSq);
+          continue;
+        }
+        // u_i for every point: the bounds' test, and the distance itself whenever the point keeps its centre.
+        const a = ids[i]!;
+        const d2 = coded ? exactDistSqCoded(u8, i * D, coded, centers, a * D, D) : exactDistSq(src, off, centers, a * D, D);
+        const bound = lower[i]! - deltaS;
+        const u = Math.sqrt(d2) * (1 + 1e-9);
+        if (u < bound && !movedIndex) {
+          // No centre moved more than δ_S: the first bound is the whole test.
+          outIds[i] = a;
+          distSq[i] = d2;
+          lower[i] = bound;
+          skipped++;
+          candidates++;
+          continue;
+        }
+        const to = u < bound ? cand : full;
+        if (to === cand) {
+          candBound[cand.count] = bound;
+          candU[cand.count] = u;
+        }
+        if (coded) shiftCodedRowByMean(u8, i * D, coded, D, rowStats.means[i]!, codeTable, to.shifted, to.count * D);
+        else shiftRowByMean(src, off, D, rowStats.means[i]!, to.shifted, to.count * D);
+        to.add(i, a, d2, rowStats, normSq);
+      }
     }
+    flushCandidates();
+    flushFull();
     ids.set(outIds);
     old.set(centers);
+    const lastDist = (this.lastDist ??= new Float64Array(n));
+    for (let i = 0; i < n; i++) lastDist[i] = Math.sqrt(distSq[i]!);
     this.lastSkippedPoints = skipped;
     this.lastMoved = moved.length;
     this.lastCandidates = candidates;
     return { ids: outIds, distSq };
+  }
+
+  /**
+   * exactDistSq from the original row of the point in slot q of `slots` (for the search's
+   * exact distances): from the float copy, from the uint8 codes, or from a decoded row.
+   */
+  private distReader(slots: PreparedSlots): (q: number, centres: Float32Array, cOff: number) => number {
+    const { points, all } = this;
+    const D = points.D;
+    if (all) return (q, centres, cOff) => exactDistSq(all, slots.rowOf[q]! * D, centres, cOff, D);
+    const coded = points.codedValues;
+    if (coded) return (q, centres, cOff) => exactDistSqCoded(points.u8, slots.rowOf[q]! * D, coded, centres, cOff, D);
+    const row = (this.exactRow ??= new Float32Array(D));
+    let rowIndex = -1;
+    return (q, centres, cOff) => {
+      const i = slots.rowOf[q]!;
+      if (i !== rowIndex) points.readAssign(i, 1, row);
+      rowIndex = i;
+      return exactDistSq(row, 0, centres, cOff, D);
+    };
+  }
+}
+
+/**
+ * How many of the most-moved centres to put in M (0, or K/16, K/8, K/4, K/2 of them; never a
+ * centre that did not move): the one that minimises the estimated distance count
+ * (n − candidates)·K + candidates·|M|, with candidates estimated by ‖x_i − c_a‖ ≤ last
+ * distance + drift of c_a. Any choice gives the same assignment; this only picks the cheapest.
+ */
+function chooseMovedCount(drift: Float64Array, order: number[], ids: Int32Array, lower: Float64Array, lastDist: Float64Array): number {
+  const K = drift.length;
+  const n = ids.length;
+  let moving = 0;
+  while (moving < K && drift[order[moving]!]! > 0) moving++;
+  let best = 0;
+  let bestCost = Infinity;
+  for (const m of new Set([0, K >> 4, K >> 3, K >> 2, K >> 1].map((m) => Math.min(m, moving)))) {
+    const deltaS = m < K ? drift[order[m]!]! : 0;
+    let candidates = 0;
+    for (let i = 0; i < n; i++) if (lastDist[i]! + drift[ids[i]!]! < lower[i]! - deltaS) candidates++;
+    const cost = (n - candidates) * K + candidates * m;
+    if (cost < bestCost) {
+      bestCost = cost;
+      best = m;
+    }
+  }
+  return best;
+}
+
+/** Points converted, bounded and shifted per pass: a few rows, so each is still in cache for the next step. */
+const ROWS_PER_PASS = 8;
+
+/**
+ * Up to `cap` points gathered for one search: their mean-shifted rows [cap, D], the statistics
+ * kept for them, and per slot the point's index and a known centre with its exact distance.
+ */
+class PreparedSlots {
+  count = 0;
+  readonly shifted: Float32Array;
+  readonly rowOf: Int32Array;
+  readonly means: Float64Array;
+  readonly sums: Float64Array;
+  readonly shiftedNorms: Float64Array;
+  readonly normSq: Float64Array;
+  readonly knownId: Int32Array;
+  readonly knownDistSq: Float64Array;
+
+  constructor(readonly cap: number, private readonly D: number) {
+    this.shifted = new Float32Array(cap * D);
+    this.rowOf = new Int32Array(cap);
+    this.means = new Float64Array(cap);
+    this.sums = new Float64Array(cap);
+    this.shiftedNorms = new Float64Array(cap);
+    this.normSq = new Float64Array(cap);
+    this.knownId = new Int32Array(cap);
+    this.knownDistSq = new Float64Array(cap);
+  }
+
+  /** Record point i in the next slot, whose shifted row the caller has written. */
+  add(i: number, knownId: number, knownDistSq: number, stats: Required<ShiftedRowStats>, normSq: Float64Array): void {
+    const s = this.count++;
+    this.rowOf[s] = i;
+    this.means[s] = stats.means[i]!;
+    this.sums[s] = stats.sums[i]!;
+    this.shiftedNorms[s] = stats.shiftedNorms[i]!;
+    this.normSq[s] = normSq[i]!;
+    this.knownId[s] = knownId;
+    this.knownDistSq[s] = knownDistSq;
+  }
+
+  /** Move slot j of `other` (row and all) into the next slot. */
+  addFrom(other: PreparedSlots, j: number): void {
+    const s = this.count++;
+    const D = this.D;
+    this.shifted.set(other.shifted.subarray(j * D, (j + 1) * D), s * D);
+    this.rowOf[s] = other.rowOf[j]!;
+    this.means[s] = other.means[j]!;
+    this.sums[s] = other.sums[j]!;
+    this.shiftedNorms[s] = other.shiftedNorms[j]!;
+    this.normSq[s] = other.normSq[j]!;
+    this.knownId[s] = other.knownId[j]!;
+    this.knownDistSq[s] = other.knownDistSq[j]!;
+  }
+
+  queries(distSq: PreparedQueries['distSq']): PreparedQueries {
+    return { shifted: this.shifted, means: this.means, sums: this.sums, shiftedNorms: this.shiftedNorms, normSq: this.normSq, distSq, knownId: this.knownId, knownDistSq: this.knownDistSq };
   }
 }
 

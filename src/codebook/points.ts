@@ -37,6 +37,14 @@ export class PatchPoints {
     return this.encoder !== null;
   }
 
+  /**
+   * When assignment space is a plain table lookup of the uint8 values (no encoding): that table
+   * (256 float32 values, v/255), so that a row can be read as its codes. Null otherwise.
+   */
+  get codedValues(): Float32Array | null {
+    return this.encoder ? null : U8_TO_UNIT;
+  }
+
   /** out[0 .. count·D) = rows [start, start+count) in assignment space (pixels/255 + encoding). */
   readAssign(start: number, count: number, out: Float32Array): void {
     if (!this.encoder) {

@@ -56,6 +56,31 @@ export interface FlatIndexOptions {
   reuseScratchOf?: FlatIndex;
 }
 
+/**
+ * Queries whose mean shift the caller made and keeps (k-means searches the same points every
+ * iteration): per query q, row q of `shifted` holds fl32(x_q − m_q·1), made by
+ * `shiftRowByOwnMean` (which also gave m_q, the sum and ‖shifted‖) or by `shiftRowByMean` with
+ * that m_q, so a search on them is that on the original rows, bit for bit.
+ */
+export interface PreparedQueries {
+  /** [n, D] mean-shifted rows. */
+  shifted: Float32Array;
+  /** [n] float64 mean, sum and ‖shifted row‖ from `shiftRowByOwnMean`. */
+  means: Float64Array;
+  sums: Float64Array;
+  shiftedNorms: Float64Array;
+  /** [n] ‖x_q‖² summed in float64 (any order: the bounds that use it are padded). */
+  normSq: Float64Array;
+  /**
+   * `exactDistSq` of query q's original row to the centre at centres[cOff .. cOff + D): the
+   * exact distances the search settles on (the caller keeps the rows, in whatever form).
+   */
+  distSq: (q: number, centres: Float32Array, cOff: number) => number;
+  /** Optional [n]: a centre id per query (−1: none) and its `exactDistSq`, used instead of recomputing it. */
+  knownId?: Int32Array;
+  knownDistSq?: Float64Array;
+}
+
 /** Candidates kept per query before the list is compacted; if compaction cannot free space the query gets an exact full scan. */
 const CANDIDATE_CAP = 128;
 /** Above this many floats (1 GiB) the mean-shifted centres are made one chunk at a time instead of kept whole. */
@@ -90,8 +115,43 @@ export function exactDistSq(q: Float32Array, qOff: number, c: Float32Array, cOff
   return (s0 + s1) + (s2 + s3);
 }
 
-/** Per-row results of `shiftRowsByMean`, indexed by row number (first + r). */
-interface ShiftedRowStats {
+/**
+ * `exactDistSq` for a query stored as codes: q[i] = values[codes[qOff + i]] (a float32 table,
+ * e.g. uint8 → value/255). The same float64 arithmetic in the same order, so the same result
+ * bit for bit as on the decoded float32 row, without writing that row.
+ */
+export function exactDistSqCoded(codes: Uint8Array, qOff: number, values: Float32Array, c: Float32Array, cOff: number, D: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let i = 0;
+  for (; i + 4 <= D; i += 4) {
+    const d0 = values[codes[qOff + i]!]! - c[cOff + i]!;
+    const d1 = values[codes[qOff + i + 1]!]! - c[cOff + i + 1]!;
+    const d2 = values[codes[qOff + i + 2]!]! - c[cOff + i + 2]!;
+    const d3 = values[codes[qOff + i + 3]!]! - c[cOff + i + 3]!;
+    s0 += d0 * d0;
+    s1 += d1 * d1;
+    s2 += d2 * d2;
+    s3 += d3 * d3;
+  }
+  for (; i < D; i++) {
+    const d = values[codes[qOff + i]!]! - c[cOff + i]!;
+    s0 += d * d;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+/**
+ * `shiftRowByMean` for a row stored as codes (q[i] = values[codes[off + i]]): each of the ≤ 256
+ * shifted values fl32(value − mean) is made once, then looked up, giving the same floats.
+ * `table` is scratch of values.length floats.
+ */
+export function shiftCodedRowByMean(codes: Uint8Array, off: number, values: Float32Array, D: number, mean: number, table: Float32Array, dst: Float32Array, dstOff: number): void {
+  for (let v = 0; v < values.length; v++) table[v] = values[v]! - mean;
+  for (let i = 0; i < D; i++) dst[dstOff + i] = table[codes[off + i]!]!;
+}
+
+/** Per-row results of a mean shift (`shiftRowByOwnMean`), indexed by row number. */
+export interface ShiftedRowStats {
   /** mean_r (float64). */
   means: Float64Array;
   /** ‖fl32(row − mean_r)‖ (float64). */
@@ -101,36 +161,49 @@ interface ShiftedRowStats {
 }
 
 /**
- * dst[r] = fl32(src[first + r] − mean_r·1) for `rows` rows of length D, mean_r the row's
- * float64 mean; per-row statistics go to `stats` at index first + r. Non-finite rows are
- * reported as `${what} ${idOffset + first + r}`.
+ * dst[dstOff ..] = fl32(src[off ..] − mean·1) for one row of length D, mean the row's float64
+ * mean; the row's statistics go to `stats` at index `at`. A non-finite row is reported as
+ * `${what} ${id}`.
+ */
+export function shiftRowByOwnMean(src: Float32Array, off: number, D: number, dst: Float32Array, dstOff: number, stats: ShiftedRowStats, at: number, what: string, id: number): void {
+  // Two accumulators break the add latency chain; the order is fixed, so results are deterministic.
+  let sumEven = 0;
+  let sumOdd = 0;
+  let i = 0;
+  for (; i + 2 <= D; i += 2) {
+    sumEven += src[off + i]!;
+    sumOdd += src[off + i + 1]!;
+  }
+  if (i < D) sumEven += src[off + i]!;
+  const sum = sumEven + sumOdd;
+  if (!Number.isFinite(sum)) throw new UvuError(`${what} ${id} contains a non-finite value (NaN or ±Infinity)`);
+  const mean = sum / D;
+  let normSq = 0;
+  for (let i = 0; i < D; i++) {
+    dst[dstOff + i] = src[off + i]! - mean; // rounds to float32
+    const w = dst[dstOff + i]!;
+    normSq += w * w;
+  }
+  stats.means[at] = mean;
+  stats.shiftedNorms[at] = Math.sqrt(normSq);
+  if (stats.sums) stats.sums[at] = sum;
+}
+
+/**
+ * dst[dstOff ..] = fl32(src[off ..] − mean·1) for one row of length D whose mean (from
+ * `shiftRowByOwnMean`) is already known: the same floats, one pass instead of two.
+ */
+export function shiftRowByMean(src: Float32Array, off: number, D: number, mean: number, dst: Float32Array, dstOff: number): void {
+  for (let i = 0; i < D; i++) dst[dstOff + i] = src[off + i]! - mean;
+}
+
+/**
+ * dst[r] = fl32(src[first + r] − mean_r·1) for `rows` rows of length D (`shiftRowByOwnMean`
+ * row by row); statistics at index first + r, non-finite rows reported as
+ * `${what} ${idOffset + first + r}`.
  */
 function shiftRowsByMean(src: Float32Array, first: number, rows: number, D: number, dst: Float32Array, stats: ShiftedRowStats, what: string, idOffset: number): void {
-  for (let r = 0; r < rows; r++) {
-    const off = (first + r) * D;
-    const out = r * D;
-    // Two accumulators break the add latency chain; the order is fixed, so results are deterministic.
-    let sumEven = 0;
-    let sumOdd = 0;
-    let i = 0;
-    for (; i + 2 <= D; i += 2) {
-      sumEven += src[off + i]!;
-      sumOdd += src[off + i + 1]!;
-    }
-    if (i < D) sumEven += src[off + i]!;
-    const sum = sumEven + sumOdd;
-    if (!Number.isFinite(sum)) throw new UvuError(`${what} ${idOffset + first + r} contains a non-finite value (NaN or ±Infinity)`);
-    const mean = sum / D;
-    let normSq = 0;
-    for (let i = 0; i < D; i++) {
-      dst[out + i] = src[off + i]! - mean; // rounds to float32
-      const w = dst[out + i]!;
-      normSq += w * w;
-    }
-    stats.means[first + r] = mean;
-    stats.shiftedNorms[first + r] = Math.sqrt(normSq);
-    if (stats.sums) stats.sums[first + r] = sum;
-  }
+  for (let r = 0; r < rows; r++) shiftRowByOwnMean(src, (first + r) * D, D, dst, r * D, stats, first + r, what, idOffset + first + r);
 }
 
 /** ‖row‖² in float64 for `rows` consecutive rows of length D starting at row `first`. */
@@ -234,6 +307,10 @@ export class FlatIndex {
   /** When set by `searchWithSecond`: per query, a lower bound on the squared distance to every centre but the result. */
   private secondOut: Float64Array | null = null;
   private normSqIn: Float64Array | null = null;
+  /** Set by `searchPrepared` / `lowerBoundsPrepared`: the caller's prepared queries. */
+  private prepared: PreparedQueries | null = null;
+  /** Set by `lowerBoundsPrepared`: per query the two smallest lower bounds on ‖x − c_k‖² and the centre of the first; no exact settling. */
+  private boundsOut: { first: Float64Array; firstId: Int32Array; second: Float64Array } | null = null;
   private stats: SearchStats = { queries: 0, reranked: 0, rerankDistances: 0, exactScans: 0 };
 
   constructor(centers: Float32Array, K: number, D: number, opts: FlatIndexOptions = {}) {
@@ -363,6 +440,47 @@ export class FlatIndex {
   }
 
   /**
+   * `searchWithSecond` on prepared queries (see PreparedQueries): the same ids, distances and
+   * bounds as on the original rows, without the per-search mean shift, and with the exact
+   * distance of a query's known centre taken from `knownDistSq` when that centre wins.
+   */
+  searchPrepared(queries: PreparedQueries, n: number, secondLowerSq: Float64Array): SearchResult {
+    checkPrepared(queries, n, this.D);
+    if (secondLowerSq.length < n) throw new UsageError(`secondLowerSq holds ${secondLowerSq.length} values, expected at least ${n}`);
+    const ids = new Int32Array(n);
+    const distSq = new Float32Array(n);
+    this.stats = { queries: n, reranked: 0, rerankDistances: 0, exactScans: 0 };
+    this.prepared = queries;
+    this.secondOut = secondLowerSq;
+    this.normSqIn = queries.normSq;
+    try {
+      for (let q0 = 0; q0 < n; q0 += this.chunkQueries) this.searchBlock(null, Math.min(this.chunkQueries, n - q0), ids, distSq, q0);
+    } finally {
+      this.prepared = this.secondOut = this.normSqIn = null;
+    }
+    return { ids, distSq };
+  }
+
+  /**
+   * Lower bounds only, no exact distances: per prepared query q, `firstSq[q]` ≤ ‖x_q − c_k‖²
+   * for every centre k, `firstId[q]` the centre whose bound that is, and `secondSq[q]` the
+   * same bound over every centre but firstId[q]; padded like `searchWithSecond`'s, so that
+   * they also bound the float64 `exactDistSq` values.
+   */
+  lowerBoundsPrepared(queries: PreparedQueries, n: number, firstSq: Float64Array, firstId: Int32Array, secondSq: Float64Array): void {
+    checkPrepared(queries, n, this.D);
+    if (firstSq.length < n || firstId.length < n || secondSq.length < n) throw new UsageError(`lower-bound outputs must hold at least ${n} values`);
+    this.prepared = queries;
+    this.normSqIn = queries.normSq;
+    this.boundsOut = { first: firstSq, firstId, second: secondSq };
+    try {
+      for (let q0 = 0; q0 < n; q0 += this.chunkQueries) this.searchBlock(null, Math.min(this.chunkQueries, n - q0), null, null, q0);
+    } finally {
+      this.prepared = this.normSqIn = this.boundsOut = null;
+    }
+  }
+
+  /**
    * Nearest centre for n uint8 patch rows [n, D], each value v taken as float32(v·scale)
    * (default scale 1/255), converted one block of chunkQueries rows at a time.
    * Gives exactly `search` on the converted floats.
@@ -409,15 +527,25 @@ export class FlatIndex {
    *   |s_k − (‖x − c_k‖² − const_x)| ≤ e_k = α·‖c̃'_k‖ + ρ,  α = 2(γ_D + 3u)·‖x̃'‖.
    * The worst-case factor is D (in γ_D), not sqrt(D), which holds only on average.
    */
-  private prepareBlock(block: Float32Array, rows: number, firstQuery: number): Float32Array {
+  private prepareBlock(block: Float32Array | null, rows: number, firstQuery: number): Float32Array {
     const D = this.D;
-    if (!this.shiftedBlock || this.shiftedBlock.length < rows * D) this.shiftedBlock = new Float32Array(rows * D);
-    const shifted = this.shiftedBlock;
-    shiftRowsByMean(
-      block, 0, rows, D, shifted,
-      { means: this.queryMean, shiftedNorms: this.shiftedQueryNorm, sums: this.querySum },
-      'query', firstQuery,
-    );
+    let shifted: Float32Array;
+    const p = this.prepared;
+    if (p) {
+      // The caller's shift and statistics: the very values shiftRowsByMean would give.
+      shifted = p.shifted.subarray(firstQuery * D, (firstQuery + rows) * D);
+      this.queryMean.set(p.means.subarray(firstQuery, firstQuery + rows));
+      this.querySum.set(p.sums.subarray(firstQuery, firstQuery + rows));
+      this.shiftedQueryNorm.set(p.shiftedNorms.subarray(firstQuery, firstQuery + rows));
+    } else {
+      if (!this.shiftedBlock || this.shiftedBlock.length < rows * D) this.shiftedBlock = new Float32Array(rows * D);
+      shifted = this.shiftedBlock;
+      shiftRowsByMean(
+        block!, 0, rows, D, shifted,
+        { means: this.queryMean, shiftedNorms: this.shiftedQueryNorm, sums: this.querySum },
+        'query', firstQuery,
+      );
+    }
     const sqrtD = Math.sqrt(D);
     for (let r = 0; r < rows; r++) {
       const mean = this.queryMean[r]!;
@@ -461,8 +589,11 @@ export class FlatIndex {
     return this.chunkBuffer.subarray(0, cols * D);
   }
 
-  /** Search `rows` queries (block [rows, D], original values) and write results at outOffset. */
-  private searchBlock(block: Float32Array, rows: number, outIds: Int32Array, outDist: Float32Array, outOffset: number): void {
+  /**
+   * Search `rows` queries (block [rows, D], original values; null for prepared queries) and
+   * write results at outOffset (or, for `lowerBoundsPrepared`, only the bounds).
+   */
+  private searchBlock(block: Float32Array | null, rows: number, outIds: Int32Array | null, outDist: Float32Array | null, outOffset: number): void {
     const { D, K } = this;
     const shifted = this.prepareBlock(block, rows, outOffset);
     const chunk = this.chunkCenters;
@@ -472,24 +603,38 @@ export class FlatIndex {
       const cols = Math.min(chunk, K - c0);
       // scores[rows, cols] = −2 · x̃'[rows, D] · c̃'[c0 : c0+cols]ᵀ
       this.gemm(false, true, rows, cols, D, -2, shifted, D, this.shiftedChunk(c0, cols), D, 0, scores, cols);
-      if (this.secondOut) this.scanScoresSecond(scores, rows, cols, c0);
+      if (this.secondOut || this.boundsOut) this.scanScoresSecond(scores, rows, cols, c0);
       else this.scanScores(scores, rows, cols, c0);
+    }
+    const bounds = this.boundsOut;
+    if (bounds) {
+      for (let r = 0; r < rows; r++) {
+        const xx = this.normSqIn![outOffset + r]!;
+        bounds.first[outOffset + r] = lowerBoundSq(this.low1[r]!, xx);
+        bounds.firstId[outOffset + r] = this.low1Id[r]!;
+        bounds.second[outOffset + r] = lowerBoundSq(this.low2[r]!, xx);
+      }
+      return;
     }
     const second = this.secondOut;
     for (let r = 0; r < rows; r++) {
-      const { id, dist } = this.overflowed[r] ? this.exactScan(block, r) : this.settleCandidates(block, r);
-      outIds[outOffset + r] = id;
-      outDist[outOffset + r] = dist;
+      const q = outOffset + r;
+      const { id, dist } = this.overflowed[r] ? this.exactScan(block, r, q) : this.settleCandidates(block, r, q);
+      outIds![q] = id;
+      outDist![q] = dist;
       if (second) {
-        // Scores are d² − ‖x‖²: add ‖x‖² back (float64, relative error ≤ D·u64), padded downwards.
         let xx = 0;
-        if (this.normSqIn) xx = this.normSqIn[outOffset + r]!;
-        else for (let i = r * D, e = i + D; i < e; i++) xx += block[i]! * block[i]!;
-        const low = this.low1Id[r] === id ? this.low2[r]! : this.low1[r]!;
-        const sq = low + xx * (1 - 1e-9);
-        second[outOffset + r] = sq > 0 ? sq * (1 - 1e-9) : 0;
+        if (this.normSqIn) xx = this.normSqIn[q]!;
+        else for (let i = r * D, e = i + D; i < e; i++) xx += block![i]! * block![i]!;
+        second[q] = lowerBoundSq(this.low1Id[r] === id ? this.low2[r]! : this.low1[r]!, xx);
       }
     }
+  }
+
+  /** exactDistSq of query q (row r of the block, or a prepared query) to centre k. */
+  private exactTo(block: Float32Array | null, r: number, q: number, k: number): number {
+    const D = this.D;
+    return this.prepared ? this.prepared.distSq(q, this.centers, k * D) : exactDistSq(block!, r * D, this.centers, k * D, D);
   }
 
   /**
@@ -697,12 +842,15 @@ export class FlatIndex {
     this.candCount[r] = count + 1;
   }
 
-  /** Pick among the row's surviving candidates (lower bound ≤ U) by exact distance, ties to the lowest id. */
-  private settleCandidates(block: Float32Array, r: number): { id: number; dist: number } {
-    const D = this.D;
+  /**
+   * Pick among the row's surviving candidates (lower bound ≤ U) by exact distance, ties to the
+   * lowest id. A prepared query's known centre takes its known exact distance.
+   */
+  private settleCandidates(block: Float32Array | null, r: number, q: number): { id: number; dist: number } {
     const upper = this.upperBound[r]!;
     const candBase = r * CANDIDATE_CAP;
     const count = this.candCount[r]!;
+    const known = this.prepared?.knownId ? this.prepared.knownId[q]! : -1;
     let survivors = 0;
     let id = -1;
     for (let i = 0; i < count; i++) {
@@ -712,14 +860,17 @@ export class FlatIndex {
       }
     }
     if (survivors === 0) throw new Error(`internal error: no candidate survived for query row ${r}`);
-    if (survivors === 1) return { id, dist: exactDistSq(block, r * D, this.centers, id * D, D) };
+    if (survivors === 1) {
+      if (id === known) return { id, dist: this.prepared!.knownDistSq![q]! };
+      return { id, dist: this.exactTo(block, r, q, id) };
+    }
     this.stats.reranked++;
     this.stats.rerankDistances += survivors;
     let dist = Infinity;
     for (let i = 0; i < count; i++) {
       if (this.candLower[candBase + i]! > upper) continue;
       const k = this.candId[candBase + i]!;
-      const d = exactDistSq(block, r * D, this.centers, k * D, D);
+      const d = k === known ? this.prepared!.knownDistSq![q]! : this.exactTo(block, r, q, k);
       // Candidates were listed in increasing id order, so strict < keeps the lowest id on ties.
       if (d < dist) {
         dist = d;
@@ -730,13 +881,12 @@ export class FlatIndex {
   }
 
   /** Exact float64 scan over all centres, for a query whose candidate list overflowed. */
-  private exactScan(block: Float32Array, r: number): { id: number; dist: number } {
-    const { D, K } = this;
+  private exactScan(block: Float32Array | null, r: number, q: number): { id: number; dist: number } {
     this.stats.exactScans++;
     let dist = Infinity;
     let id = 0;
-    for (let k = 0; k < K; k++) {
-      const d = exactDistSq(block, r * D, this.centers, k * D, D);
+    for (let k = 0; k < this.K; k++) {
+      const d = this.exactTo(block, r, q, k);
       if (d < dist) {
         dist = d;
         id = k;
@@ -744,6 +894,15 @@ export class FlatIndex {
     }
     return { id, dist };
   }
+}
+
+/**
+ * A score-space lower bound (d² − ‖x‖²) turned into one on d²: ‖x‖² added back (float64,
+ * relative error ≤ D·u64), padded downwards, never below 0.
+ */
+function lowerBoundSq(low: number, xx: number): number {
+  const sq = low + xx * (1 - 1e-9);
+  return sq > 0 ? sq * (1 - 1e-9) : 0;
 }
 
 /** Drop candidates whose lower bound exceeds `upper`, keeping order (and so increasing ids); returns the new count. */
@@ -758,4 +917,14 @@ function compactCandidates(ids: Int32Array, lower: Float64Array, base: number, c
     }
   }
   return kept;
+}
+
+/** Loud failure on prepared queries of the wrong size. */
+function checkPrepared(p: PreparedQueries, n: number, D: number): void {
+  checkCount('n', n, 0);
+  if (p.shifted.length < n * D) throw new UsageError(`prepared queries hold ${p.shifted.length} shifted floats, expected at least n·D = ${n}·${D}`);
+  for (const [name, a] of [['means', p.means], ['sums', p.sums], ['shiftedNorms', p.shiftedNorms], ['normSq', p.normSq]] as const) {
+    if (a.length < n) throw new UsageError(`prepared queries: ${name} holds ${a.length} values, expected at least ${n}`);
+  }
+  if (p.knownId && (p.knownId.length < n || !p.knownDistSq || p.knownDistSq.length < n)) throw new UsageError(`prepared queries: knownId and knownDistSq must both hold at least ${n} values`);
 }
