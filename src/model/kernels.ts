@@ -150,11 +150,35 @@ export function embeddingForward(table: Float32Array, ids: ArrayLike<number>, x:
   for (let i = 0; i < n; i++) x.set(table.subarray(ids[i]! * C, (ids[i]! + 1) * C), i * C);
 }
 
-/** Backward of embeddingForward: dTable[ids[i], :] += dx[i, :] for rows i with keep[i] (all when keep is null). */
-export function embeddingBackward(dx: Float32Array, ids: ArrayLike<number>, dTable: Float32Array, n: number, C: number, keep: Uint8Array | null = null): void {
+/** Scratch of embeddingBackward for a table of V rows of C: per-row sums, and which rows were touched. */
+export interface EmbeddingGradScratch {
+  acc: Float32Array;
+  touched: Uint8Array;
+}
+
+export function embeddingGradScratch(V: number, C: number): EmbeddingGradScratch {
+  return { acc: new Float32Array(V * C), touched: new Uint8Array(V) };
+}
+
+/**
+ * Backward of embeddingForward: dTable[v, :] += Σ_{i: ids[i] = v, keep[i]} dx[i, :] (all rows when
+ * keep is null). Each row's sum is taken apart and then added, as the tape adds the gather
+ * gradient (UnsortedSegmentSum, src/engine/segment-kernels.ts) to the tied head's.
+ */
+export function embeddingBackward(dx: Float32Array, ids: ArrayLike<number>, dTable: Float32Array, n: number, C: number, keep: Uint8Array | null, scratch: EmbeddingGradScratch): void {
+  const { acc, touched } = scratch;
   for (let i = 0; i < n; i++) {
     if (keep && !keep[i]) continue;
-    const o = ids[i]! * C;
-    for (let c = 0; c < C; c++) dTable[o + c]! += dx[i * C + c]!;
+    const v = ids[i]!;
+    touched[v] = 1;
+    for (let c = 0, o = v * C, r = i * C; c < C; c++) acc[o + c]! += dx[r + c]!;
+  }
+  for (let v = 0; v < touched.length; v++) {
+    if (!touched[v]) continue;
+    touched[v] = 0;
+    for (let c = 0, o = v * C; c < C; c++) {
+      dTable[o + c]! += acc[o + c]!;
+      acc[o + c] = 0;
+    }
   }
 }

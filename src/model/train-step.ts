@@ -31,6 +31,8 @@ import {
   crossEntropyForward,
   embeddingBackward,
   embeddingForward,
+  embeddingGradScratch,
+  type EmbeddingGradScratch,
   linearBackward,
   linearForward,
   rmsNormBackward,
@@ -171,6 +173,7 @@ export class TrainStep {
   private isToken = new Uint8Array(0);
   private visualPos = new Int32Array(0);
   private dFeatures = new Float32Array(0);
+  private readonly embedScratch: EmbeddingGradScratch;
 
   constructor(
     private readonly model: UvuModel,
@@ -186,6 +189,7 @@ export class TrainStep {
     this.V = model.vocab.size;
     this.eps = t.rms_norm_eps;
     this.headName = t.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+    this.embedScratch = embeddingGradScratch(this.V, this.C);
   }
 
   /** Forward pass and losses of one batch under loss weights w (which select the supervised rows). */
@@ -312,7 +316,7 @@ export class TrainStep {
     }
 
     // Token embeddings at token positions; visual features at visual positions.
-    embeddingBackward(dx, ids, g('model.embed_tokens.weight'), N, C, this.isToken);
+    embeddingBackward(dx, ids, g('model.embed_tokens.weight'), N, C, this.isToken, this.embedScratch);
     if (this.visualPos.length > 0) {
       const dF = this.dFeatures;
       this.visualPos.forEach((pos, j) => dF.set(dx.subarray(pos * C, (pos + 1) * C), j * C));
