@@ -1,7 +1,8 @@
 /**
  * The tape-free training step (src/model/train-step.ts) against the tfjs tape (unifiedLoss under
  * tf.variableGrads), on packed rows with images, tied and untied heads, text-only batches and the
- * split image/text gradients. Losses and joint gradients must be bit-identical. The split
+ * split image/text gradients. Losses and the joint gradients of the decoder, head and embedding
+ * must be bit-identical; the vision tower's (vision-step.ts, sums in another order) and the split
  * gradients equal the tape's to float32 rounding (max |Δ| / max |g| per parameter under GRAD_REL;
  * measured ≤ 4.8e-7): the tape differentiates each part over that part's rows only, so its head
  * products sum over fewer rows (another sgemm blocking), where one forward serves both here.
@@ -12,7 +13,6 @@ import { initEngine } from '../src/engine/tf.js';
 import { ModelConfigSchema } from '../src/model/config.js';
 import { UvuModel, type ModelInputs } from '../src/model/model.js';
 import { TrainStep, type LossTargets } from '../src/model/train-step.js';
-import { TapeVision } from '../src/model/vision-tape.js';
 import { Vocab } from '../src/tokens/vocab.js';
 import { buildSequence } from '../src/data/sequence.js';
 import { assembleRow, sampleStarts } from '../src/data/pack.js';
@@ -107,7 +107,7 @@ async function jointCase(tied: boolean, withImages: boolean): Promise<void> {
     ref = { total: parts.total.dataSync()[0]!, image: parts.image.dataSync()[0]!, text: parts.text.dataSync()[0]!, };
     return parts.total;
   });
-  const step = new TrainStep(model, new TapeVision(model));
+  const step = new TrainStep(model);
   const grads = zeroGrads(model);
   const losses = step.forward(inputs, t, w);
   step.backward(grads, w);
@@ -115,9 +115,10 @@ async function jointCase(tied: boolean, withImages: boolean): Promise<void> {
   assert.equal(losses.total, ref.total, `${what}: total loss`);
   assert.equal(losses.image, ref.image, `${what}: image loss`);
   assert.equal(losses.text, ref.text, `${what}: text loss`);
-  // Same operations in the same order: every gradient bit for bit.
-  const { identical } = compareGrads(grads, refGrads, what);
-  assert.equal(identical, refGrads.size, `${what}: every gradient bit-identical`);
+  // The decoder, head and embedding: the same operations in the same order, so bit for bit. The
+  // vision tower (vision-step.ts) sums its gradients in another order: float32 rounding there.
+  compareGrads(grads, refGrads, what);
+  for (const [name, r] of refGrads) if (!name.startsWith('visual.')) assert.deepEqual(grads.get(name), r, `${what}: ${name} bit for bit`);
   // Buffers are reused: a second step on the same batch gives the same result.
   const again = zeroGrads(model);
   assert.equal(step.forward(inputs, t, w).total, ref.total);
@@ -135,7 +136,7 @@ test('one forward, two backward passes: ∇L_image and ∇L_text equal the tape�
   const model = UvuModel.init(config(true), vocab, 4);
   const gi = lossGrads(model, () => unifiedLoss(model, inputs, t, { image: 1, text: 0 }).image);
   const gt = lossGrads(model, () => unifiedLoss(model, inputs, t, { image: 0, text: 1 }).text);
-  const step = new TrainStep(model, new TapeVision(model));
+  const step = new TrainStep(model);
   const oursI = zeroGrads(model);
   const oursT = zeroGrads(model);
   const losses = step.forward(inputs, t, { image: 0.5, text: 1 });
@@ -150,7 +151,7 @@ test('one forward, two backward passes: ∇L_image and ∇L_text equal the tape�
 
 test('the step refuses a backward before any forward and a batch that does not fit', async () => {
   const model = UvuModel.init(config(true), vocab, 1);
-  const step = new TrainStep(model, new TapeVision(model));
+  const step = new TrainStep(model);
   assert.throws(() => step.backward(zeroGrads(model), { image: 1, text: 1 }), /backward before forward/);
   const { inputs, t } = await packedBatch(true);
   assert.throws(() => step.forward({ ...inputs, ids: inputs.ids.subarray(1) }, t, { image: 1, text: 1 }), /B·T = 96 values/);

@@ -329,73 +329,95 @@ export function causalSelfAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor
   return op(q, k, v) as tf.Tensor2D;
 }
 
+/** Shape of a bidirectional attention call: nImg images of n tokens, H heads of size hd. */
+export interface BidirectionalShape {
+  nImg: number;
+  n: number;
+  H: number;
+  hd: number;
+}
+
+/** Scratch of both passes, shareable by every call site of one shape (ViT layers). */
+export interface BidirectionalScratch {
+  /** (n, n) ∂P → ∂S of one (image, head) block. */
+  dP: Float32Array;
+  /** Visible key range of every query row: all n keys. */
+  lo: Int32Array;
+  hi: Int32Array;
+}
+
+export function bidirectionalScratch(n: number): BidirectionalScratch {
+  return { dP: new Float32Array(n * n), ...visibleRanges(n, 1, false, null) };
+}
+
 /**
  * Bidirectional multi-head self-attention within each of nImg images of n tokens, from the fused
  * qkv projection (nImg·n, 3·H·hd) — per row [q heads | k heads | v heads] — to the input of the
- * output projection (nImg·n, H·hd):
+ * output projection y (nImg·n, H·hd), keeping the probabilities P (nImg, H, n, n) for the backward:
  *   forward                              backward
- *   Q, K, V (nImg, H, n, hd) from qkv    ∂qkv = rows(∂Q | ∂K | ∂V)
  *   S = Q Kᵀ            (n, n)           ∂Q = ∂S K,  ∂K = ∂Sᵀ Q
  *   P = softmax(S/√hd)                   ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)) / √hd
  *   Y = P V             (n, hd)          ∂P = ∂Y Vᵀ,  ∂V = Pᵀ ∂Y
+ * per (image, head). Q, K, V and Y of a head are read and written in place in the row layouts
+ * (leading dimension 3·H·hd or H·hd), with no head-major copies.
  */
+export function bidirectionalAttentionForward(qkv: Float32Array, y: Float32Array, P: Float32Array, scratch: BidirectionalScratch, { nImg, n, H, hd }: BidirectionalShape): void {
+  const { lo, hi } = scratch;
+  const scale = 1 / Math.sqrt(hd);
+  const C = H * hd;
+  const C3 = 3 * C;
+  for (let img = 0; img < nImg; img++) {
+    for (let h = 0; h < H; h++) {
+      const po = (img * H + h) * n * n;
+      const Sblk = P.subarray(po, po + n * n);
+      const q = img * n * C3 + h * hd; // first row's q, k and v of head h
+      sgemm(false, true, n, n, hd, 1, qkv.subarray(q), C3, qkv.subarray(q + C), C3, 0, Sblk, n);
+      softmaxRowsVisible(Sblk, Sblk, 0, n, n, scale, lo, hi);
+      sgemm(false, false, n, hd, n, 1, Sblk, n, qkv.subarray(q + 2 * C), C3, 0, y.subarray(img * n * C + h * hd), C);
+    }
+  }
+}
+
+/** Backward of bidirectionalAttentionForward: ∂qkv (nImg·n, 3·H·hd) from ∂y (nImg·n, H·hd), the forward's qkv and P. */
+export function bidirectionalAttentionBackward(dy: Float32Array, qkv: Float32Array, P: Float32Array, dqkv: Float32Array, scratch: BidirectionalScratch, { nImg, n, H, hd }: BidirectionalShape): void {
+  const { dP, lo, hi } = scratch;
+  const scale = 1 / Math.sqrt(hd);
+  const C = H * hd;
+  const C3 = 3 * C;
+  for (let img = 0; img < nImg; img++) {
+    for (let h = 0; h < H; h++) {
+      const po = (img * H + h) * n * n;
+      const Pblk = P.subarray(po, po + n * n);
+      const dYblk = dy.subarray(img * n * C + h * hd);
+      const q = img * n * C3 + h * hd;
+      const [k, v] = [q + C, q + 2 * C];
+      sgemm(false, true, n, n, hd, 1, dYblk, C, qkv.subarray(v), C3, 0, dP, n);
+      sgemm(true, false, n, hd, n, 1, Pblk, n, dYblk, C, 0, dqkv.subarray(v), C3);
+      softmaxRowsBackward(Pblk, dP, 0, n, n, scale, lo, hi);
+      sgemm(false, false, n, hd, n, 1, dP, n, qkv.subarray(k), C3, 0, dqkv.subarray(q), C3);
+      sgemm(true, false, n, hd, n, 1, dP, n, qkv.subarray(q), C3, 0, dqkv.subarray(k), C3);
+    }
+  }
+}
+
+/** bidirectionalAttentionForward / Backward as one tape node on qkv (nImg·n, 3·H·hd). */
 export function bidirectionalSelfAttention(qkv: tf.Tensor2D, nImg: number, n: number, H: number): tf.Tensor2D {
   const [rows, width] = qkv.shape;
   const C = width / 3;
   const hd = C / H;
   if (rows !== nImg * n || !Number.isInteger(hd)) throw new UvuError(`bidirectionalSelfAttention: qkv [${qkv.shape}] does not fit ${nImg} images × ${n} tokens × 3·${H} heads`);
-  const scale = 1 / Math.sqrt(hd);
-  const heads = 3 * H; // q, k and v heads of a row, in the projection's column order
-  const block = n * hd; // one head of one image
-  const { lo, hi } = visibleRanges(n, 1, false, null);
+  const shape = { nImg, n, H, hd };
   const op = tf.customGrad((x) => {
-    // (nImg, 3H, n, hd): head j < H is q, H ≤ j < 2H is k, 2H ≤ j is v.
-    const QKV = new Float32Array(rows * width);
-    regroup(f32(x as tf.Tensor), QKV, nImg, n, heads, hd, true);
-    const at = (img: number, j: number): number => (img * heads + j) * block;
+    const xv = f32(x as tf.Tensor);
     const P = new Float32Array(nImg * H * n * n);
-    const Y = new Float32Array(nImg * H * block);
-    for (let img = 0; img < nImg; img++) {
-      for (let h = 0; h < H; h++) {
-        const po = (img * H + h) * n * n;
-        const Sblk = P.subarray(po, po + n * n);
-        const q = at(img, h);
-        const k = at(img, H + h);
-        const v = at(img, 2 * H + h);
-        sgemm(false, true, n, n, hd, 1, QKV.subarray(q, q + block), hd, QKV.subarray(k, k + block), hd, 0, Sblk, n);
-        softmaxRowsVisible(P, P, po, n, n, scale, lo, hi);
-        const yo = (img * H + h) * block;
-        sgemm(false, false, n, hd, n, 1, Sblk, n, QKV.subarray(v, v + block), hd, 0, Y.subarray(yo, yo + block), hd);
-      }
-    }
+    const scratch = bidirectionalScratch(n);
     const y = new Float32Array(rows * C);
-    regroup(y, Y, nImg, n, H, hd, false);
+    bidirectionalAttentionForward(xv, y, P, scratch, shape);
     return {
       value: tf.tensor2d(y, [rows, C]),
       gradFunc: (dy: tf.Tensor) => {
-        const dY = new Float32Array(Y.length);
-        regroup(f32(dy), dY, nImg, n, H, hd, true);
-        const dP = new Float32Array(P.length);
-        const dQKV = new Float32Array(QKV.length);
-        for (let img = 0; img < nImg; img++) {
-          for (let h = 0; h < H; h++) {
-            const po = (img * H + h) * n * n;
-            const Pblk = P.subarray(po, po + n * n);
-            const dPblk = dP.subarray(po, po + n * n);
-            const yo = (img * H + h) * block;
-            const dYblk = dY.subarray(yo, yo + block);
-            const q = at(img, h);
-            const k = at(img, H + h);
-            const v = at(img, 2 * H + h);
-            sgemm(false, true, n, n, hd, 1, dYblk, hd, QKV.subarray(v, v + block), hd, 0, dPblk, n);
-            sgemm(true, false, n, hd, n, 1, Pblk, n, dYblk, hd, 0, dQKV.subarray(v, v + block), hd);
-            softmaxRowsBackward(P, dP, po, n, n, scale, lo, hi);
-            sgemm(false, false, n, hd, n, 1, dPblk, n, QKV.subarray(k, k + block), hd, 0, dQKV.subarray(q, q + block), hd);
-            sgemm(true, false, n, hd, n, 1, dPblk, n, QKV.subarray(q, q + block), hd, 0, dQKV.subarray(k, k + block), hd);
-          }
-        }
         const dx = new Float32Array(rows * width);
-        regroup(dx, dQKV, nImg, n, heads, hd, false);
+        bidirectionalAttentionBackward(f32(dy), xv, P, dx, scratch, shape);
         return tf.tensor2d(dx, [rows, width]);
       },
     };

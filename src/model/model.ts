@@ -50,7 +50,8 @@ export interface ModelInputs {
 }
 
 const VIT_PATCH = 16;
-const VIT_PATCH_DIM = VIT_PATCH * VIT_PATCH * 3;
+/** Values of one 16-px RGB ViT patch: the input width of visual.patch_embed. */
+export const VIT_PATCH_DIM = VIT_PATCH * VIT_PATCH * 3;
 
 export class UvuModel {
   readonly params = new Map<string, tf.Variable>();
@@ -202,7 +203,7 @@ export class UvuModel {
     const N = nImg * n16;
     const x0 = tf.tensor2d(vitPatches(images, rows, cols), [N, VIT_PATCH_DIM]);
     let x = this.linear(x0, 'visual.patch_embed'); // (N, Cv)
-    x = tf.add(x, tf.tile(this.constant(`pos2d:${rows}x${cols}`, () => posEmbed2d(rows, cols, Cv)), [nImg, 1]));
+    x = tf.add(x, tf.tile(this.constant(`pos2d:${rows}x${cols}`, () => tf.tensor2d(posEmbed2d(rows, cols, Cv), [rows * cols * 4, Cv])), [nImg, 1]));
     for (let l = 0; l < v.num_hidden_layers; l++) {
       const b = `visual.blocks.${l}`;
       // Bidirectional attention within each image (attention.ts), from the fused qkv (N, 3·Cv).
@@ -336,10 +337,10 @@ export function variableFrom(data: Float32Array, shape: number[]): tf.Variable {
 }
 
 /**
- * Fixed 2D sin-cos position embedding (n16, Cv) of the ViT tokens, in merge order: half the
+ * Fixed 2D sin-cos position embedding (n16, Cv) of the ViT tokens (float64 sin/cos stored float32), in merge order: half the
  * channels encode the 16-px row, half the column, so any image size works (native aspect ratio).
  */
-function posEmbed2d(rows: number, cols: number, Cv: number): tf.Tensor {
+export function posEmbed2d(rows: number, cols: number, Cv: number): Float32Array {
   const quarter = Math.floor(Cv / 4);
   const out = new Float32Array(rows * cols * 4 * Cv);
   let tok = 0;
@@ -358,16 +359,17 @@ function posEmbed2d(rows: number, cols: number, Cv: number): tf.Tensor {
       }
     }
   }
-  return tf.tensor2d(out, [rows * cols * 4, Cv]);
+  return out;
 }
 
 /**
  * ViT input (nImg·rows·cols·4, 768): 16-px patches in merge order (for each 32-px patch in raster
  * order: top-left, top-right, bottom-left, bottom-right), HWC inside a patch, scaled to [−1, 1].
+ * Written into `out` when given (a buffer the tape-free step reuses), else into a new array.
  */
-export function vitPatches(images: ImageInput[], rows: number, cols: number): Float32Array {
+export function vitPatches(images: ImageInput[], rows: number, cols: number, out: Float32Array = new Float32Array(images.length * rows * cols * 4 * VIT_PATCH_DIM)): Float32Array {
   const W = cols * 32;
-  const out = new Float32Array(images.length * rows * cols * 4 * VIT_PATCH_DIM);
+  if (out.length !== images.length * rows * cols * 4 * VIT_PATCH_DIM) throw new UvuError(`model: ViT patch buffer of ${out.length} values for ${images.length} images of ${rows}×${cols} patches`);
   let o = 0;
   for (const im of images) {
     if (im.rows !== rows || im.cols !== cols || im.pixels.length !== rows * 32 * W * 3) {

@@ -12,7 +12,7 @@
  * Attention, with its softmax, is one fused op of its own (attention.ts).
  */
 import { tf } from '../engine/tf.js';
-import { rmsNormBackward, rmsNormForward, swigluBackward, swigluForward } from './kernels.js';
+import { geluBackward, geluForward, rmsNormBackward, rmsNormForward, swigluBackward, swigluForward } from './kernels.js';
 
 const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array;
 
@@ -40,32 +40,18 @@ export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
   return op(gate, up) as tf.Tensor2D;
 }
 
-const GELU_C = Math.sqrt(2 / Math.PI);
-
-/**
- * GELU, tanh approximation (SigLIP's gelu_pytorch_tanh): y = ½x(1 + tanh(c(x + 0.044715x³))).
- *   backward: ∂x = dy · (½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²)),  t = tanh(…)
- */
+/** GELU, tanh approximation (SigLIP's gelu_pytorch_tanh): geluForward / geluBackward (kernels.ts) as one tape node. */
 export function gelu(x: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((xin) => {
     const xv = f32(xin as tf.Tensor);
     const t = new Float32Array(xv.length);
     const y = new Float32Array(xv.length);
-    for (let i = 0; i < xv.length; i++) {
-      const v = xv[i]!;
-      t[i] = Math.tanh(GELU_C * (v + 0.044715 * v * v * v));
-      y[i] = 0.5 * v * (1 + t[i]!);
-    }
+    geluForward(xv, t, y, xv.length);
     return {
       value: tf.tensor2d(y, x.shape),
       gradFunc: (dy: tf.Tensor) => {
-        const d = f32(dy);
         const g = new Float32Array(xv.length);
-        for (let i = 0; i < xv.length; i++) {
-          const v = xv[i]!;
-          const th = t[i]!;
-          g[i] = d[i]! * (0.5 * (1 + th) + 0.5 * v * (1 - th * th) * GELU_C * (1 + 3 * 0.044715 * v * v));
-        }
+        geluBackward(f32(dy), xv, t, g, xv.length);
         return tf.tensor2d(g, x.shape);
       },
     };

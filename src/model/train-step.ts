@@ -6,7 +6,7 @@
  * under tf.variableGrads) to float32 rounding; test/train-step.test.ts checks every gradient.
  *
  *   forward                                              (N = B·T rows, n supervised rows)
- *     x₀ = embed_tokens[ids], visual positions ← VisionPart.forward(images)     (N, C)
+ *     x₀ = embed_tokens[ids], visual positions ← VisionStep.forward(images)     (N, C)
  *     per layer l:
  *       h1 = rmsNorm(x_l);  q, k, v = h1 W_{q,k,v}ᵀ + b                          (N, C), (N, kv)
  *       y  = attention(q, k, v)   causal, grouped-query, RoPE, per-sample segments (attention.ts)
@@ -17,7 +17,7 @@
  *     ce = cross-entropy(logits, targets)  (the head is embed_tokens when tied, else lm_head)
  *     L_text = Σ ce·textMask / n_text,  L_image = Σ ce·imageMask / n_image
  *   backward(grads, w): ∂(w.image·L_image + w.text·L_text) added (+=) into grads, through every
- *     layer in reverse, the embedding rows and, at visual positions, VisionPart.backward.
+ *     layer in reverse, the embedding rows and, at visual positions, VisionStep.backward.
  *
  * One forward can serve several backward passes (the gradient-angle diagnostic differentiates
  * L_image and L_text separately): backward reads the saved activations and never writes them.
@@ -40,7 +40,8 @@ import {
   swigluBackward,
   swigluForward,
 } from './kernels.js';
-import { samplePositions, type ImageInput, type ModelInputs, type UvuModel } from './model.js';
+import { samplePositions, type ModelInputs, type UvuModel } from './model.js';
+import { VisionStep } from './vision-step.js';
 
 /** Per-position targets and 0/1 masks over the B·T positions of a batch. */
 export interface LossTargets {
@@ -53,14 +54,6 @@ export interface LossTargets {
 export interface LossWeights {
   image: number;
   text: number;
-}
-
-/** What the step needs of the vision tower: VisionStep (vision-step.ts) implements it. */
-export interface VisionPart {
-  /** Visual features (nVis, C) of `images`, in their order and raster order inside each image. */
-  forward(images: ImageInput[]): Float32Array;
-  /** Given ∂features (nVis, C) of the last forward, adds every vision/projector parameter's gradient into grads. */
-  backward(dFeatures: Float32Array, grads: GradMap): void;
 }
 
 /** The losses of one forward pass, as the tfjs path computes them (float32). */
@@ -175,10 +168,11 @@ export class TrainStep {
   private dFeatures = new Float32Array(0);
   private readonly embedScratch: EmbeddingGradScratch;
 
-  constructor(
-    private readonly model: UvuModel,
-    private readonly vision: VisionPart,
-  ) {
+  /** The vision tower's own tape-free step (vision-step.ts). */
+  private readonly vision: VisionStep;
+
+  constructor(private readonly model: UvuModel) {
+    this.vision = new VisionStep(model);
     const t = model.config.text_config;
     this.C = t.hidden_size;
     this.I = t.intermediate_size;
@@ -213,7 +207,7 @@ export class TrainStep {
     this.placeImages(inputs, N);
     if (this.visualPos.length > 0) {
       const feats = this.vision.forward(inputs.images);
-      if (feats.length !== this.visualPos.length * C) throw new UvuError(`train step: the vision part returned ${feats.length} values for ${this.visualPos.length} visual tokens × ${C}`);
+      if (feats.length !== this.visualPos.length * C) throw new UvuError(`train step: the vision step returned ${feats.length} values for ${this.visualPos.length} visual tokens × ${C}`);
       this.visualPos.forEach((pos, j) => x0.set(feats.subarray(j * C, (j + 1) * C), pos * C));
     }
 

@@ -29,7 +29,6 @@ import { buildTargets } from '../data/targets.js';
 import { sampleStarts } from '../data/pack.js';
 import { UvuModel, type ModelInputs } from '../model/model.js';
 import { TrainStep } from '../model/train-step.js';
-import { TapeVision } from '../model/vision-tape.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Vocab } from '../tokens/vocab.js';
 import { UvuError } from '../util/errors.js';
@@ -296,7 +295,7 @@ function zeroed(sets: GradSets, hasImages: boolean): GradMap {
 }
 
 function stepBuffers(model: UvuModel): StepBuffers {
-  return { step: new TrainStep(model, new TapeVision(model)), joint: gradSets(model), image: gradSets(model), text: gradSets(model) };
+  return { step: new TrainStep(model), joint: gradSets(model), image: gradSets(model), text: gradSets(model) };
 }
 
 /**
