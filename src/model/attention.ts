@@ -114,8 +114,9 @@ export function regroup(rows: Float32Array, heads4: Float32Array, B: number, T: 
       for (let t = 0; t < T; t++) {
         const r = (b * T + t) * C + h * hd;
         const m = ((b * heads + h) * T + t) * hd;
-        if (toHeads) heads4.set(rows.subarray(r, r + hd), m);
-        else rows.set(heads4.subarray(m, m + hd), r);
+        // Element loops, not set(subarray): a view per row and head was most of a step's garbage.
+        if (toHeads) for (let i = 0; i < hd; i++) heads4[m + i] = rows[r + i]!;
+        else for (let i = 0; i < hd; i++) rows[r + i] = heads4[m + i]!;
       }
     }
   }

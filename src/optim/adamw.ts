@@ -38,8 +38,14 @@ export type GradMap = Map<string, Float32Array>;
 /** L2 norm of all gradients together. */
 export function globalNorm(grads: GradMap): number {
   let sumSq = 0;
-  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sumSq += g[i]! * g[i]!;
+  for (const g of grads.values()) sumSq = addSquares(g, sumSq);
   return Math.sqrt(sumSq);
+}
+
+/** sum + Σ g_i² in double, in order (its own function, so the running sum stays an unboxed double). */
+function addSquares(g: Float32Array, sum: number): number {
+  for (let i = 0; i < g.length; i++) sum += g[i]! * g[i]!;
+  return sum;
 }
 
 /** Scale gradients in place so their global norm is at most maxNorm; returns the norm before clipping. */
