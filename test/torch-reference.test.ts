@@ -154,16 +154,20 @@ function assertMatchesReference(ours: Ours, ref: Record<string, Tensor>, what: s
   return worst;
 }
 
-test(`logits, losses and gradients equal the PyTorch reference to float32 rounding, on the tape and in the tape-free step (torch ${TORCH ?? 'absent'})`, { skip: SKIP }, async () => {
-  const { inputs, t } = await batch();
-  const model = UvuModel.init(CONFIG, vocab, 3);
+/** Logits, losses and gradients of the tape and of the tape-free step against the reference (the model is disposed). */
+async function assertBothMatch(model: UvuModel, inputs: ModelInputs, t: LossTargets, what: string): Promise<void> {
   const { ours, step, ref } = await both(model, inputs, t);
   model.dispose();
   const logitErr = relErr(ours.logits, ref['logits']!.data as Float32Array);
-  assert.ok(logitErr < LOGIT_REL, `logits differ by ${logitErr.toExponential(2)} relative`);
-  assertMatchesReference(ours, ref, 'tape');
-  const e = assertMatchesReference(step, ref, 'tape-free step');
-  console.log(`# tape-free step vs PyTorch: worst gradient ${e.toExponential(2)} relative`);
+  assert.ok(logitErr < LOGIT_REL, `${what}: logits differ by ${logitErr.toExponential(2)} relative`);
+  assertMatchesReference(ours, ref, `${what}, tape`);
+  const e = assertMatchesReference(step, ref, `${what}, tape-free step`);
+  console.log(`# ${what}: tape-free step vs PyTorch, worst gradient ${e.toExponential(2)} relative`);
+}
+
+test(`logits, losses and gradients equal the PyTorch reference to float32 rounding, on the tape and in the tape-free step (torch ${TORCH ?? 'absent'})`, { skip: SKIP }, async () => {
+  const { inputs, t } = await batch();
+  await assertBothMatch(UvuModel.init(CONFIG, vocab, 3), inputs, t, 'two rows');
 });
 
 test('packed rows (block-diagonal attention, positions restarting per sample) equal the PyTorch reference', { skip: SKIP }, async () => {
@@ -189,13 +193,7 @@ test('packed rows (block-diagonal attention, positions restarting per sample) eq
     sampleStart: sampleStarts(row.flags, 1, T),
   };
   const t = buildTargets({ B: 1, T, ids: row.ids, flags: row.flags }, vocab, 'pretrain');
-  const model = UvuModel.init(CONFIG, vocab, 5);
-  const { ours, step, ref } = await both(model, inputs, t);
-  model.dispose();
-  const logitErr = relErr(ours.logits, ref['logits']!.data as Float32Array);
-  assert.ok(logitErr < LOGIT_REL, `logits differ by ${logitErr.toExponential(2)} relative`);
-  assertMatchesReference(ours, ref, 'tape, packed');
-  assertMatchesReference(step, ref, 'tape-free step, packed');
+  await assertBothMatch(UvuModel.init(CONFIG, vocab, 5), inputs, t, 'packed');
 });
 
 test('the comparison catches a real difference: one q_proj bias entry moved by 1e-2', { skip: SKIP }, async () => {

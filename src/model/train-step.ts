@@ -63,9 +63,6 @@ export interface StepLosses {
   /** Mean cross-entropy over supervised image / text targets (0 when there are none). */
   image: number;
   text: number;
-  /** Supervised positions of each part under the forward's weights. */
-  nImage: number;
-  nText: number;
 }
 
 /** Saved activations of one decoder layer (N rows). */
@@ -234,7 +231,7 @@ export class TrainStep {
 
     // Final norm and head at the supervised rows only.
     const n = this.n;
-    if (n === 0) return { total: 0, image: 0, text: 0, nImage: 0, nText: 0 };
+    if (n === 0) return { total: 0, image: 0, text: 0 };
     for (let i = 0; i < n; i++) b.xr.set(b.xL.subarray(this.rows[i]! * C, (this.rows[i]! + 1) * C), i * C);
     rmsNormForward(b.xr, p('model.norm.weight'), b.hF, b.rstdF, n, C, eps);
     linearForward(b.hF, p(this.headName), null, b.probs, n, C, V);
@@ -251,7 +248,7 @@ export class TrainStep {
     const text = this.nText > 0 ? fr(fr(sumText) / this.nText) : 0;
     const image = this.nImage > 0 ? fr(fr(sumImage) / this.nImage) : 0;
     const total = fr(fr(text * fr(w.text)) + fr(image * fr(w.image)));
-    return { total, image, text, nImage: this.nImage, nText: this.nText };
+    return { total, image, text };
   }
 
   /**
