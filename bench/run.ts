@@ -22,6 +22,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   engine: () => import('./engine.js'),
   train: () => import('./train.js'),
   'train-vs-torch': () => import('./train-vs-torch.js'),
+  'vision-step': () => import('./vision-step.js'),
   startup: () => import('./startup.js'),
   generate: () => import('./generate.js'),
   distributed: () => import('./distributed.js'),

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf, initEngine } from '../src/engine/tf.js';
-import { geluBackward, geluForward, layerNormBackward, layerNormForward } from '../src/model/kernels.js';
+import { geluBackward, geluForward, layerNormBackward, layerNormForward, tanhF32 } from '../src/model/kernels.js';
 import { UvuModel, type ImageInput } from '../src/model/model.js';
 import { ModelConfigSchema } from '../src/model/config.js';
 import { VisionStep } from '../src/model/vision-step.js';
@@ -90,6 +90,29 @@ test('gelu kernel: forward and backward equal GELU-tanh composed from tfjs ops t
   const d2 = dy.slice();
   geluBackward(d2, x, t, d2, n);
   assert.deepEqual(d2, dx);
+});
+
+test('tanhF32 is fround(Math.tanh(z)) exactly: random z over many scales, float32 rounding midpoints, edge cases', () => {
+  const rng = new Rng(12);
+  const same = (z: number): boolean => tanhF32(z) === Math.fround(Math.tanh(z)) || (Number.isNaN(z) && Number.isNaN(tanhF32(z)));
+  let checked = 0;
+  const fail: number[] = [];
+  const check = (z: number): void => {
+    checked++;
+    if (!same(z) && fail.length < 3) fail.push(z);
+  };
+  for (const scale of [1e-30, 1e-6, 1e-3, 0.05, 0.3, 1, 3, 10, 30]) for (let i = 0; i < 200_000; i++) check(scale * (2 * rng.next() - 1));
+  // z whose tanh lies (nearly) on the midpoint between two float32 values: the fallback's case.
+  const f32 = new Float32Array(2);
+  const u32 = new Uint32Array(f32.buffer);
+  for (let i = 0; i < 200_000; i++) {
+    f32[0] = 0.999 * (2 * rng.next() - 1);
+    u32[1] = u32[0]! + 1;
+    const mid = (f32[0]! + f32[1]!) / 2;
+    for (const z of [Math.atanh(mid), Math.atanh(mid) * (1 + 1e-15), Math.atanh(mid) * (1 - 1e-15)]) check(z);
+  }
+  for (const z of [0, -0, 5e-324, -5e-324, 19.99, 20, -20, 25, -25, 1e300, Infinity, -Infinity, NaN]) check(z);
+  assert.deepEqual(fail, [], `${fail.length} of ${checked} values differ from fround(Math.tanh), e.g. ${fail.join(', ')}`);
 });
 
 // A ViT of two blocks (as configs/reference.json) with random non-trivial parameters.
@@ -189,5 +212,14 @@ test('VisionStep reuses its buffers: a repeated call gives what a fresh step giv
     assert.ok(e < 1e-6, `${n} accumulates with +=: error ${e.toExponential(2)}`);
   }
   assert.throws(() => step.backward(new Float32Array(3), g3), /∂features has 3 values/);
+  // No images: no features, no gradient.
+  assert.equal(step.forward([]).length, 0);
+  const g4 = visionGrads(model);
+  step.backward(new Float32Array(0), g4);
+  for (const g of g4.values()) assert.ok(g.every((v) => v === 0));
+  // More shapes than the step caches: the oldest buffer sets are dropped, results stay right.
+  const rng = new Rng(10);
+  for (let c = 1; c <= 34; c++) step.forward([image(rng, 1, c, 0)]);
+  assert.deepEqual(step.forward(imgsA), first);
   model.dispose();
 });

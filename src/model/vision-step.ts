@@ -25,6 +25,12 @@ import { bidirectionalAttentionBackward, bidirectionalAttentionForward, bidirect
 import { geluBackward, geluForward, layerNormBackward, layerNormForward, linearBackward, linearForward } from './kernels.js';
 import { posEmbed2d, VIT_PATCH_DIM, vitPatches, type ImageInput, type UvuModel } from './model.js';
 
+/**
+ * Buffer sets kept for reuse. Native-aspect-ratio batches can bring many (grid, image count)
+ * shapes (a few MB each at the reference size); beyond this many, the least recently used goes.
+ */
+const MAX_CACHED_SHAPES = 32;
+
 /** Activations of one ViT block kept for the backward. */
 interface BlockActs {
   /** (N, Cv) block input x_l, its LN₁ output h, row mean and 1/std (N). */
@@ -228,7 +234,13 @@ export class VisionStep {
   private buffers(rows: number, cols: number, nImg: number): GroupBuffers {
     const key = `${rows}x${cols}x${nImg}`;
     const have = this.groups.get(key);
-    if (have) return have;
+    if (have) {
+      // Most recently used last, so the eviction below drops the shape unused the longest.
+      this.groups.delete(key);
+      this.groups.set(key, have);
+      return have;
+    }
+    if (this.groups.size >= MAX_CACHED_SHAPES) this.groups.delete(this.groups.keys().next().value!);
     const { Cv, I, P, C, H } = this;
     const n16 = rows * cols * 4;
     const N = nImg * n16;
