@@ -29,6 +29,7 @@ import { loadImage } from '../src/image/io.js';
 import { bundledPhotoPath } from '../src/data/bundled.js';
 import { lossGrads } from '../src/train/grads.js';
 import { unifiedLoss, type LossTargets } from '../src/train/loss.js';
+import { TrainStep } from '../src/model/train-step.js';
 import { torchCheck, torchVersion, writeReferenceInputs } from '../bench/torch-reference.js';
 import type { Tensor } from '../src/io/safetensors.js';
 import { cropRgb, TEST_MODEL, twoRows } from './fixtures.js';
@@ -85,8 +86,24 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s > 0 ? d / s : d;
 }
 
-/** Our logits (supervised rows), losses and gradients, and the reference's, for one model and batch. */
-async function both(model: UvuModel, inputs: ModelInputs, t: LossTargets): Promise<{ ours: { logits: Float32Array; total: number; image: number; text: number; grads: Map<string, Float32Array> }; ref: Record<string, Tensor> }> {
+interface Ours {
+  total: number;
+  image: number;
+  text: number;
+  grads: Map<string, Float32Array>;
+}
+
+/** Losses and gradients of the tape-free step (src/model/train-step.ts, train config step: buffers). */
+function tapeFree(model: UvuModel, inputs: ModelInputs, t: LossTargets, w: { image: number; text: number }): Ours {
+  const grads = new Map([...model.params].map(([name, v]) => [name, new Float32Array(v.size)]));
+  const step = new TrainStep(model);
+  const { total, image, text } = step.forward(inputs, t, w);
+  step.backward(grads, w);
+  return { total, image, text, grads };
+}
+
+/** Our logits (supervised rows), losses and gradients on the tape and from the tape-free step, and the reference's. */
+async function both(model: UvuModel, inputs: ModelInputs, t: LossTargets): Promise<{ ours: Ours & { logits: Float32Array }; step: Ours; ref: Record<string, Tensor> }> {
   const w = { image: 0.5, text: 1 };
   const dir = mkdtempSync(join(tmpdir(), 'uvu-torch-'));
   try {
@@ -112,23 +129,18 @@ async function both(model: UvuModel, inputs: ModelInputs, t: LossTargets): Promi
       };
     });
     const { grads } = lossGrads(model, () => unifiedLoss(model, inputs, t, w).total);
-    return { ours: { logits, total, image, text, grads }, ref };
+    return { ours: { logits, total, image, text, grads }, step: tapeFree(model, inputs, t, w), ref };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-test(`logits, losses and gradients equal the PyTorch reference to float32 rounding (torch ${TORCH ?? 'absent'})`, { skip: SKIP }, async () => {
-  const { inputs, t } = await batch();
-  const model = UvuModel.init(CONFIG, vocab, 3);
-  const { ours, ref } = await both(model, inputs, t);
-  model.dispose();
-  const logitErr = relErr(ours.logits, ref['logits']!.data as Float32Array);
-  assert.ok(logitErr < LOGIT_REL, `logits differ by ${logitErr.toExponential(2)} relative`);
+/** Losses and every gradient of `ours` within the tolerances of the reference's; returns the worst gradient error. */
+function assertMatchesReference(ours: Ours, ref: Record<string, Tensor>, what: string): number {
   for (const k of ['total', 'image', 'text'] as const) {
     const r = (ref[`loss_${k}`]!.data as Float32Array)[0]!;
     assert.ok(r > 0, `reference ${k} loss is ${r}`);
-    assert.ok(Math.abs(ours[k] - r) / r < LOGIT_REL, `${k} loss ${ours[k]} vs torch ${r}`);
+    assert.ok(Math.abs(ours[k] - r) / r < LOGIT_REL, `${what}: ${k} loss ${ours[k]} vs torch ${r}`);
   }
   let worst = 0;
   let worstName = '';
@@ -137,8 +149,25 @@ test(`logits, losses and gradients equal the PyTorch reference to float32 roundi
     const e = relErr(g, r);
     if (e > worst) [worst, worstName] = [e, name];
   }
-  assert.equal(ours.grads.size, Object.keys(ref).filter((k) => k.startsWith('grad.')).length, 'every parameter has a gradient on both sides');
-  assert.ok(worst < GRAD_REL, `gradient of ${worstName} differs by ${worst.toExponential(2)} relative`);
+  assert.equal(ours.grads.size, Object.keys(ref).filter((k) => k.startsWith('grad.')).length, `${what}: every parameter has a gradient on both sides`);
+  assert.ok(worst < GRAD_REL, `${what}: gradient of ${worstName} differs by ${worst.toExponential(2)} relative`);
+  return worst;
+}
+
+/** Logits, losses and gradients of the tape and of the tape-free step against the reference (the model is disposed). */
+async function assertBothMatch(model: UvuModel, inputs: ModelInputs, t: LossTargets, what: string): Promise<void> {
+  const { ours, step, ref } = await both(model, inputs, t);
+  model.dispose();
+  const logitErr = relErr(ours.logits, ref['logits']!.data as Float32Array);
+  assert.ok(logitErr < LOGIT_REL, `${what}: logits differ by ${logitErr.toExponential(2)} relative`);
+  assertMatchesReference(ours, ref, `${what}, tape`);
+  const e = assertMatchesReference(step, ref, `${what}, tape-free step`);
+  console.log(`# ${what}: tape-free step vs PyTorch, worst gradient ${e.toExponential(2)} relative`);
+}
+
+test(`logits, losses and gradients equal the PyTorch reference to float32 rounding, on the tape and in the tape-free step (torch ${TORCH ?? 'absent'})`, { skip: SKIP }, async () => {
+  const { inputs, t } = await batch();
+  await assertBothMatch(UvuModel.init(CONFIG, vocab, 3), inputs, t, 'two rows');
 });
 
 test('packed rows (block-diagonal attention, positions restarting per sample) equal the PyTorch reference', { skip: SKIP }, async () => {
@@ -164,15 +193,7 @@ test('packed rows (block-diagonal attention, positions restarting per sample) eq
     sampleStart: sampleStarts(row.flags, 1, T),
   };
   const t = buildTargets({ B: 1, T, ids: row.ids, flags: row.flags }, vocab, 'pretrain');
-  const model = UvuModel.init(CONFIG, vocab, 5);
-  const { ours, ref } = await both(model, inputs, t);
-  model.dispose();
-  const logitErr = relErr(ours.logits, ref['logits']!.data as Float32Array);
-  assert.ok(logitErr < LOGIT_REL, `logits differ by ${logitErr.toExponential(2)} relative`);
-  for (const [name, g] of ours.grads) {
-    const e = relErr(g, ref[`grad.${name}`]!.data as Float32Array);
-    assert.ok(e < GRAD_REL, `gradient of ${name} differs by ${e.toExponential(2)} relative`);
-  }
+  await assertBothMatch(UvuModel.init(CONFIG, vocab, 5), inputs, t, 'packed');
 });
 
 test('the comparison catches a real difference: one q_proj bias entry moved by 1e-2', { skip: SKIP }, async () => {

@@ -71,6 +71,30 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
   assert.ok(readFileSync(join(work, 'run-a', 'checkpoint', 'optimizer.safetensors')).equals(readFileSync(join(work, 'run-b', 'checkpoint', 'optimizer.safetensors'))));
 });
 
+test('the tape-free step (step: buffers) trains as the tfjs tape does, to float32 rounding', async () => {
+  const weights = (run: string): Map<string, Float32Array> => {
+    const m = loadCheckpoint(join(work, run, 'checkpoint')).model;
+    const out = new Map([...m.params].map(([n, v]) => [n, Float32Array.from(v.dataSync() as Float32Array)]));
+    m.dispose();
+    return out;
+  };
+  const log = (run: string): { loss: number; angle_deg: number | null }[] => readFileSync(join(work, run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // run-a (the default, step: buffers) against the same run on the tape, gradient-angle steps included.
+  await train(config('run-tape', { step: 'tape' }));
+  const tape = weights('run-tape');
+  const buffers = weights('run-a');
+  let worst = 0;
+  for (const [name, w] of tape) for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(buffers.get(name)![i]! - w[i]!));
+  assert.ok(worst < 1e-5, `weights after 6 steps differ by up to ${worst.toExponential(2)}`);
+  const [a, b] = [log('run-a'), log('run-tape')];
+  for (let s = 0; s < a.length; s++) {
+    assert.ok(Math.abs(a[s]!.loss - b[s]!.loss) < 1e-5 * b[s]!.loss, `step ${s}: loss ${a[s]!.loss} vs tape ${b[s]!.loss}`);
+    assert.equal(a[s]!.angle_deg === null, b[s]!.angle_deg === null);
+    if (b[s]!.angle_deg !== null) assert.ok(Math.abs(a[s]!.angle_deg! - b[s]!.angle_deg!) < 1e-3, `step ${s}: angle ${a[s]!.angle_deg} vs tape ${b[s]!.angle_deg}`);
+  }
+  console.log(`# tape vs buffers: weights within ${worst.toExponential(2)} after 6 steps`);
+});
+
 test('a corrupt, truncated or incomplete checkpoint is refused before any weight is used', () => {
   const src = join(work, 'run-a', 'checkpoint');
   const copy = (name: string): string => {

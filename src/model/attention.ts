@@ -114,8 +114,9 @@ export function regroup(rows: Float32Array, heads4: Float32Array, B: number, T: 
       for (let t = 0; t < T; t++) {
         const r = (b * T + t) * C + h * hd;
         const m = ((b * heads + h) * T + t) * hd;
-        if (toHeads) heads4.set(rows.subarray(r, r + hd), m);
-        else rows.set(heads4.subarray(m, m + hd), r);
+        // Element loops, not set(subarray): a view per row and head was most of a step's garbage.
+        if (toHeads) for (let i = 0; i < hd; i++) heads4[m + i] = rows[r + i]!;
+        else for (let i = 0; i < hd; i++) rows[r + i] = heads4[m + i]!;
       }
     }
   }
@@ -167,76 +168,161 @@ export interface DecoderAttentionShape {
  *   P  = softmax(S/√hd, causal[, segments])    ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)) / √hd
  *   Yg = P V                (g·T, hd)          ∂P = ∂Yg Vᵀ,  ∂V = Pᵀ ∂Yg
  *   y  = rows(Yg)
+ * One buffer-level implementation (CausalAttention: forward, then backward of that forward) serves
+ * both the tape (causalSelfAttention, a tf.customGrad node) and the tape-free training step
+ * (src/model/train-step.ts), which keeps one CausalAttention per layer and reuses its buffers.
+ */
+export class CausalAttention {
+  readonly B: number;
+  readonly T: number;
+  readonly H: number;
+  readonly Hkv: number;
+  readonly hd: number;
+  /** Keys after RoPE and values of the last forward, (B, Hkv, T, hd): what a KV cache stores. */
+  readonly K: Float32Array;
+  readonly V: Float32Array;
+  /** Queries after RoPE, head-major with the g heads of a kv head stacked: (B, Hkv, g·T, hd). */
+  private readonly Qg: Float32Array;
+  /** Attention probabilities (B, Hkv, g·T, T) (the scores, until the softmax). */
+  private readonly P: Float32Array;
+  /** Scratch: RoPE outputs in row layout, Yg / ∂Yg, ∂P, ∂Qg, ∂K, ∂V. */
+  private readonly qr: Float32Array;
+  private readonly kr: Float32Array;
+  private readonly Yg: Float32Array;
+  private readonly dP: Float32Array;
+  private readonly dQg: Float32Array;
+  private readonly dK: Float32Array;
+  private readonly dV: Float32Array;
+  /** RoPE position of each row, and the visible key ranges of each batch row, of the last forward. */
+  private pos: Int32Array;
+  private ranges: { lo: Int32Array; hi: Int32Array }[] = [];
+  private rope: RopeTables | null = null;
+
+  constructor(B: number, T: number, H: number, Hkv: number, hd: number) {
+    const g = H / Hkv;
+    if (!Number.isInteger(g) || hd % 2 !== 0) throw new UvuError(`CausalAttention: H=${H} must be a multiple of Hkv=${Hkv} and hd=${hd} even`);
+    this.B = B;
+    this.T = T;
+    this.H = H;
+    this.Hkv = Hkv;
+    this.hd = hd;
+    const N = B * T;
+    this.qr = new Float32Array(N * H * hd);
+    this.kr = new Float32Array(N * Hkv * hd);
+    this.Qg = new Float32Array(N * H * hd);
+    this.K = new Float32Array(N * Hkv * hd);
+    this.V = new Float32Array(N * Hkv * hd);
+    this.P = new Float32Array(B * H * T * T);
+    this.Yg = new Float32Array(N * H * hd);
+    this.dP = new Float32Array(B * H * T * T);
+    this.dQg = new Float32Array(N * H * hd);
+    this.dK = new Float32Array(N * Hkv * hd);
+    this.dV = new Float32Array(N * Hkv * hd);
+    this.pos = new Int32Array(N);
+  }
+
+  /** Whether this instance's buffers fit an attention of shape s. */
+  fits(s: DecoderAttentionShape): boolean {
+    return s.B === this.B && s.T === this.T && s.H === this.H && s.Hkv === this.Hkv && s.hd === this.hd;
+  }
+
+  /** y (B·T, H·hd) = attention(q, k, v); keeps what backward needs until the next forward. */
+  forward(q: Float32Array, k: Float32Array, v: Float32Array, y: Float32Array, s: DecoderAttentionShape, rope: RopeTables): void {
+    const { B, T, H, Hkv, hd } = this;
+    const g = H / Hkv;
+    const N = B * T;
+    const gT = g * T;
+    if (!this.fits(s) || q.length !== N * H * hd || k.length !== N * Hkv * hd || v.length !== N * Hkv * hd || y.length !== N * H * hd) {
+      throw new UvuError(`causal attention: q ${q.length}, k ${k.length}, v ${v.length}, y ${y.length} values do not fit B=${s.B} T=${s.T} H=${s.H} Hkv=${s.Hkv} hd=${s.hd}`);
+    }
+    if (s.positions) this.pos.set(s.positions);
+    else for (let i = 0; i < N; i++) this.pos[i] = i % T;
+    this.rope = rope;
+    this.ranges = Array.from({ length: B }, (_, b) => visibleRanges(T, g, true, s.segmentStart ? s.segmentStart.subarray(b * T, (b + 1) * T) : null));
+    const { qr, kr, Qg, K, V, P, Yg } = this;
+    ropeForward(q, qr, N, H, hd, this.pos, rope.cos, rope.sin);
+    ropeForward(k, kr, N, Hkv, hd, this.pos, rope.cos, rope.sin);
+    // Head-major copies: (B, H, T, hd) is (B, Hkv, g·T, hd) with the g heads of a kv head stacked.
+    regroup(qr, Qg, B, T, H, hd, true);
+    regroup(kr, K, B, T, Hkv, hd, true);
+    regroup(v, V, B, T, Hkv, hd, true);
+    for (let blk = 0; blk < B * Hkv; blk++) {
+      const { lo, hi } = this.ranges[Math.floor(blk / Hkv)]!;
+      const Sblk = this.pBlock(P, blk);
+      sgemm(false, true, gT, T, hd, 1, this.qBlock(Qg, blk), hd, this.kvBlock(K, blk), hd, 0, Sblk, T);
+      softmaxRowsVisible(Sblk, Sblk, 0, gT, T, 1 / Math.sqrt(hd), lo, hi);
+      sgemm(false, false, gT, hd, T, 1, Sblk, T, this.kvBlock(V, blk), hd, 0, this.qBlock(Yg, blk), hd);
+    }
+    regroup(y, Yg, B, T, H, hd, false);
+  }
+
+  /** Given ∂y of the last forward, overwrites ∂q, ∂k, ∂v (row layouts as in forward). */
+  backward(dy: Float32Array, dq: Float32Array, dk: Float32Array, dv: Float32Array): void {
+    const { B, T, H, Hkv, hd, Qg, K, V, P, dP, dQg, dK, dV, pos } = this;
+    const rope = this.rope;
+    if (!rope) throw new UvuError('causal attention: backward before forward');
+    const g = H / Hkv;
+    const N = B * T;
+    const gT = g * T;
+    const dYg = this.Yg; // the forward's Yg is no longer needed
+    regroup(dy, dYg, B, T, H, hd, true);
+    const scale = 1 / Math.sqrt(hd);
+    for (let blk = 0; blk < B * Hkv; blk++) {
+      const { lo, hi } = this.ranges[Math.floor(blk / Hkv)]!;
+      const Pblk = this.pBlock(P, blk);
+      const dPblk = this.pBlock(dP, blk);
+      const dYblk = this.qBlock(dYg, blk);
+      sgemm(false, true, gT, T, hd, 1, dYblk, hd, this.kvBlock(V, blk), hd, 0, dPblk, T);
+      sgemm(true, false, T, hd, gT, 1, Pblk, T, dYblk, hd, 0, this.kvBlock(dV, blk), hd);
+      softmaxRowsBackward(Pblk, dPblk, 0, gT, T, scale, lo, hi);
+      sgemm(false, false, gT, hd, T, 1, dPblk, T, this.kvBlock(K, blk), hd, 0, this.qBlock(dQg, blk), hd);
+      sgemm(true, false, T, hd, gT, 1, dPblk, T, this.qBlock(Qg, blk), hd, 0, this.kvBlock(dK, blk), hd);
+    }
+    regroup(dq, dQg, B, T, H, hd, false);
+    regroup(dk, dK, B, T, Hkv, hd, false);
+    regroup(dv, dV, B, T, Hkv, hd, false);
+    ropeBackward(dq, N, H, hd, pos, rope.cos, rope.sin);
+    ropeBackward(dk, N, Hkv, hd, pos, rope.cos, rope.sin);
+  }
+
+  // Views of block blk = b·Hkv + kv (one batch row, one kv head): its g stacked query heads
+  // (g·T, hd), its keys or values (T, hd), its scores or probabilities (g·T, T).
+  private qBlock(a: Float32Array, blk: number): Float32Array {
+    const n = (this.H / this.Hkv) * this.T * this.hd;
+    return a.subarray(blk * n, (blk + 1) * n);
+  }
+  private kvBlock(a: Float32Array, blk: number): Float32Array {
+    const n = this.T * this.hd;
+    return a.subarray(blk * n, (blk + 1) * n);
+  }
+  private pBlock(a: Float32Array, blk: number): Float32Array {
+    const n = (this.H / this.Hkv) * this.T * this.T;
+    return a.subarray(blk * n, (blk + 1) * n);
+  }
+}
+
+/**
+ * CausalAttention as one tape node (the tfjs model, model.ts forwardHidden).
  * `onKv` sees the keys after RoPE and the values, (B, Hkv, T, hd), as a KV cache stores them.
  */
 export function causalSelfAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, s: DecoderAttentionShape, rope: RopeTables, onKv?: (k: Float32Array, v: Float32Array) => void): tf.Tensor2D {
   const { B, T, H, Hkv, hd } = s;
-  const g = H / Hkv;
   const N = B * T;
-  if (!Number.isInteger(g) || hd % 2 !== 0 || q.shape[0] !== N || q.shape[1] !== H * hd || k.shape[1] !== Hkv * hd || v.shape[1] !== Hkv * hd) {
+  if (q.shape[0] !== N || q.shape[1] !== H * hd || k.shape[0] !== N || k.shape[1] !== Hkv * hd || v.shape[0] !== N || v.shape[1] !== Hkv * hd) {
     throw new UvuError(`causalSelfAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not fit B=${B} T=${T} H=${H} Hkv=${Hkv} hd=${hd}`);
   }
-  const pos = s.positions ?? Int32Array.from({ length: N }, (_, i) => i % T);
-  const scale = 1 / Math.sqrt(hd);
-  const gT = g * T;
-  // Views of block blk = b·Hkv + kv (one batch row, one kv head): its g stacked query heads
-  // (g·T, hd), its keys or values (T, hd), its scores or probabilities (g·T, T).
-  const qBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * gT * hd, (blk + 1) * gT * hd);
-  const kvBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * T * hd, (blk + 1) * T * hd);
-  const pBlock = (a: Float32Array, blk: number): Float32Array => a.subarray(blk * gT * T, (blk + 1) * gT * T);
   const op = tf.customGrad((qIn, kIn, vIn) => {
-    const qr = new Float32Array(N * H * hd);
-    const kr = new Float32Array(N * Hkv * hd);
-    ropeForward(f32(qIn as tf.Tensor), qr, N, H, hd, pos, rope.cos, rope.sin);
-    ropeForward(f32(kIn as tf.Tensor), kr, N, Hkv, hd, pos, rope.cos, rope.sin);
-    // Head-major copies: (B, H, T, hd) is (B, Hkv, g·T, hd) with the g heads of a kv head stacked.
-    const Qg = new Float32Array(qr.length);
-    const K = new Float32Array(kr.length);
-    const V = new Float32Array(kr.length);
-    regroup(qr, Qg, B, T, H, hd, true);
-    regroup(kr, K, B, T, Hkv, hd, true);
-    regroup(f32(vIn as tf.Tensor), V, B, T, Hkv, hd, true);
-    onKv?.(K, V);
-    const P = new Float32Array(B * Hkv * gT * T); // S, then P in place
-    const Yg = new Float32Array(Qg.length);
-    const ranges = Array.from({ length: B }, (_, b) => visibleRanges(T, g, true, s.segmentStart ? s.segmentStart.subarray(b * T, (b + 1) * T) : null));
-    for (let blk = 0; blk < B * Hkv; blk++) {
-      const { lo, hi } = ranges[Math.floor(blk / Hkv)]!;
-      const Sblk = pBlock(P, blk);
-      sgemm(false, true, gT, T, hd, 1, qBlock(Qg, blk), hd, kvBlock(K, blk), hd, 0, Sblk, T);
-      softmaxRowsVisible(Sblk, Sblk, 0, gT, T, scale, lo, hi);
-      sgemm(false, false, gT, hd, T, 1, Sblk, T, kvBlock(V, blk), hd, 0, qBlock(Yg, blk), hd);
-    }
+    const att = new CausalAttention(B, T, H, Hkv, hd);
     const y = new Float32Array(N * H * hd);
-    regroup(y, Yg, B, T, H, hd, false);
+    att.forward(f32(qIn as tf.Tensor), f32(kIn as tf.Tensor), f32(vIn as tf.Tensor), y, s, rope);
+    onKv?.(att.K, att.V);
     return {
       value: tf.tensor2d(y, [N, H * hd]),
       gradFunc: (dy: tf.Tensor) => {
-        const dYg = new Float32Array(Yg.length);
-        regroup(f32(dy), dYg, B, T, H, hd, true);
-        const dP = new Float32Array(P.length);
-        const dQg = new Float32Array(Qg.length);
-        const dK = new Float32Array(K.length);
-        const dV = new Float32Array(V.length);
-        for (let blk = 0; blk < B * Hkv; blk++) {
-          const { lo, hi } = ranges[Math.floor(blk / Hkv)]!;
-          const Pblk = pBlock(P, blk);
-          const dPblk = pBlock(dP, blk);
-          const dYblk = qBlock(dYg, blk);
-          sgemm(false, true, gT, T, hd, 1, dYblk, hd, kvBlock(V, blk), hd, 0, dPblk, T);
-          sgemm(true, false, T, hd, gT, 1, Pblk, T, dYblk, hd, 0, kvBlock(dV, blk), hd);
-          softmaxRowsBackward(Pblk, dPblk, 0, gT, T, scale, lo, hi);
-          sgemm(false, false, gT, hd, T, 1, dPblk, T, kvBlock(K, blk), hd, 0, qBlock(dQg, blk), hd);
-          sgemm(true, false, T, hd, gT, 1, dPblk, T, qBlock(Qg, blk), hd, 0, kvBlock(dK, blk), hd);
-        }
         const dq = new Float32Array(N * H * hd);
         const dk = new Float32Array(N * Hkv * hd);
         const dv = new Float32Array(N * Hkv * hd);
-        regroup(dq, dQg, B, T, H, hd, false);
-        regroup(dk, dK, B, T, Hkv, hd, false);
-        regroup(dv, dV, B, T, Hkv, hd, false);
-        ropeBackward(dq, N, H, hd, pos, rope.cos, rope.sin);
-        ropeBackward(dk, N, Hkv, hd, pos, rope.cos, rope.sin);
+        att.backward(f32(dy), dq, dk, dv);
         return [tf.tensor2d(dq, [N, H * hd]), tf.tensor2d(dk, [N, Hkv * hd]), tf.tensor2d(dv, [N, Hkv * hd])];
       },
     };

@@ -193,3 +193,134 @@ export function addBiasRows(y: Float32Array, b: Float32Array, N: number, C: numb
 export function sumRowsInto(x: Float32Array, out: Float32Array, N: number, C: number): void {
   for (let n = 0, o = 0; n < N; n++, o += C) for (let c = 0; c < C; c++) out[c]! += x[o + c]!;
 }
+
+// ---------------------------------------------------------------- decoder kernels (train-step.ts)
+// Each rounds where the tfjs op it replaces rounds (src/model/ops.ts, src/train/loss.ts, tf.add),
+// so the tape and the tape-free step agree bit for bit where the operation order is the same.
+
+/**
+ * RMSNorm over rows of x (N, C) with weight w (C): y = x·r ⊙ w, r = 1/√(mean(x²) + eps).
+ * rstd (N) keeps r (float32) for the backward pass; sums in double.
+ */
+export function rmsNormForward(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, N: number, C: number, eps: number): void {
+  for (let n = 0, o = 0; n < N; n++, o += C) {
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += x[o + c]! * x[o + c]!;
+    const r = (rstd[n] = 1 / Math.sqrt(ss / C + eps));
+    for (let c = 0; c < C; c++) y[o + c] = x[o + c]! * r * w[c]!;
+  }
+}
+
+/**
+ * Backward of rmsNormForward, given dy (N, C):
+ *   dw += Σ_rows dy ⊙ x·r
+ *   dx  = r·(dy⊙w − x·r² · mean(dy⊙w⊙x)), or dx += that (rounded to float32 first, as a separate
+ *         tf.add of the two gradients would) when accumulateDx: the residual stream's gradient.
+ */
+export function rmsNormBackward(dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, dx: Float32Array, dw: Float32Array, N: number, C: number, accumulateDx = false): void {
+  const fr = Math.fround;
+  for (let n = 0, o = 0; n < N; n++, o += C) {
+    const r = rstd[n]!;
+    let dot = 0; // Σ_c dy·w·x
+    for (let c = 0; c < C; c++) {
+      dot += dy[o + c]! * w[c]! * x[o + c]!;
+      dw[c]! += dy[o + c]! * x[o + c]! * r;
+    }
+    const k = (r * r * dot) / C;
+    if (accumulateDx) for (let c = 0; c < C; c++) dx[o + c]! += fr(r * (dy[o + c]! * w[c]! - x[o + c]! * k));
+    else for (let c = 0; c < C; c++) dx[o + c] = r * (dy[o + c]! * w[c]! - x[o + c]! * k);
+  }
+}
+
+/**
+ * SwiGLU gate over n values: y = silu(g) ⊙ u, silu(g) = g·σ(g); sig keeps σ(g) (float32).
+ */
+export function swigluForward(g: Float32Array, u: Float32Array, sig: Float32Array, y: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    sig[i] = 1 / (1 + Math.exp(-g[i]!));
+    y[i] = g[i]! * sig[i]! * u[i]!;
+  }
+}
+
+/** Backward of swigluForward: ∂g = dy · u · σ(g)(1 + g(1 − σ(g))),  ∂u = dy · silu(g). */
+export function swigluBackward(dy: Float32Array, g: Float32Array, u: Float32Array, sig: Float32Array, dg: Float32Array, du: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const s = sig[i]!;
+    dg[i] = dy[i]! * u[i]! * s * (1 + g[i]! * (1 - s));
+    du[i] = dy[i]! * g[i]! * s;
+  }
+}
+
+/** out = a + b elementwise over n values (float32 sums, as tf.add). */
+export function addInto(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+}
+
+/**
+ * Per-row cross-entropy over logits (n, V), fused like llm.c's classifier:
+ *   probs_i = softmax(logits_i),  loss_i = logsumexp(logits_i) − logits_i[target_i]
+ * (exponentials and sums in double; probs and loss stored float32). probs may be logits itself.
+ */
+export function crossEntropyForward(logits: Float32Array, targets: ArrayLike<number>, probs: Float32Array, loss: Float32Array, n: number, V: number): void {
+  for (let i = 0; i < n; i++) {
+    const row = i * V;
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) if (logits[row + j]! > max) max = logits[row + j]!;
+    const zt = logits[row + targets[i]!]!;
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += probs[row + j] = Math.exp(logits[row + j]! - max);
+    for (let j = 0; j < V; j++) probs[row + j]! /= sum;
+    loss[i] = Math.log(sum) + max - zt;
+  }
+}
+
+/** Backward of crossEntropyForward given dLoss (n): ∂logits_i = (probs_i − onehot(target_i))·dLoss_i (dLogits may be probs). */
+export function crossEntropyBackward(probs: Float32Array, targets: ArrayLike<number>, dLoss: ArrayLike<number>, dLogits: Float32Array, n: number, V: number): void {
+  const fr = Math.fround;
+  for (let i = 0; i < n; i++) {
+    const row = i * V;
+    const d = dLoss[i]!;
+    const t = row + targets[i]!;
+    const pt = probs[t]!; // read first: dLogits may be probs itself
+    for (let j = 0; j < V; j++) dLogits[row + j] = probs[row + j]! * d;
+    dLogits[t] = fr(pt - 1) * d;
+  }
+}
+
+/** Embedding lookup: x[i, :] = table[ids[i], :] for the n rows of x (n, C). */
+export function embeddingForward(table: Float32Array, ids: ArrayLike<number>, x: Float32Array, n: number, C: number): void {
+  for (let i = 0; i < n; i++) x.set(table.subarray(ids[i]! * C, (ids[i]! + 1) * C), i * C);
+}
+
+/** Scratch of embeddingBackward for a table of V rows of C: per-row sums, and which rows were touched. */
+export interface EmbeddingGradScratch {
+  acc: Float32Array;
+  touched: Uint8Array;
+}
+
+export function embeddingGradScratch(V: number, C: number): EmbeddingGradScratch {
+  return { acc: new Float32Array(V * C), touched: new Uint8Array(V) };
+}
+
+/**
+ * Backward of embeddingForward: dTable[v, :] += Σ_{i: ids[i] = v, keep[i]} dx[i, :] (all rows when
+ * keep is null). Each row's sum is taken apart and then added, as the tape adds the gather
+ * gradient (UnsortedSegmentSum, src/engine/segment-kernels.ts) to the tied head's.
+ */
+export function embeddingBackward(dx: Float32Array, ids: ArrayLike<number>, dTable: Float32Array, n: number, C: number, keep: Uint8Array | null, scratch: EmbeddingGradScratch): void {
+  const { acc, touched } = scratch;
+  for (let i = 0; i < n; i++) {
+    if (keep && !keep[i]) continue;
+    const v = ids[i]!;
+    touched[v] = 1;
+    for (let c = 0, o = v * C, r = i * C; c < C; c++) acc[o + c]! += dx[r + c]!;
+  }
+  for (let v = 0; v < touched.length; v++) {
+    if (!touched[v]) continue;
+    touched[v] = 0;
+    for (let c = 0, o = v * C; c < C; c++) {
+      dTable[o + c]! += acc[o + c]!;
+      acc[o + c] = 0;
+    }
+  }
+}

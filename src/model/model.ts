@@ -286,7 +286,7 @@ export class UvuModel {
   }
 
   /** RoPE tables (P, hd) of positions 0 … P−1 in the Hugging Face rotate-half layout (float64 angles, stored float32). */
-  private ropeTables(P: number): RopeTables {
+  ropeTables(P: number): RopeTables {
     let r = this.ropeCache.get(P);
     if (!r) {
       const t = this.config.text_config;
@@ -315,7 +315,7 @@ export class UvuModel {
 }
 
 /** RoPE positions and attention segments of a batch: restarted at each packed sample's start. */
-function samplePositions({ B, T, sampleStart }: ModelInputs): { positions: Int32Array | null; segmentStart: Int32Array | null } {
+export function samplePositions({ B, T, sampleStart }: ModelInputs): { positions: Int32Array | null; segmentStart: Int32Array | null } {
   if (!sampleStart) return { positions: null, segmentStart: null };
   if (sampleStart.length !== B * T) throw new UvuError(`model: ${sampleStart.length} sample starts for a batch of ${B}×${T} positions`);
   const positions = new Int32Array(B * T);

@@ -7,11 +7,12 @@
  *   gelu           y = GELU_tanh(x)                        ViT MLP, (N, I)
  *   rmsNorm        y = x / rms(x) ⊙ w                      decoder norms, (N, C)
  *
- * Values are computed in JS on the tensors' Float32Arrays (the engine is a CPU backend).
+ * Values are computed in JS on the tensors' Float32Arrays (the engine is a CPU backend); swiglu and
+ * rmsNorm are the buffer-level kernels of kernels.ts, which the tape-free step (train-step.ts) calls too.
  * Attention, with its softmax, is one fused op of its own (attention.ts).
  */
 import { tf } from '../engine/tf.js';
-import { geluBackward, geluForward } from './kernels.js';
+import { geluBackward, geluForward, rmsNormBackward, rmsNormForward, swigluBackward, swigluForward } from './kernels.js';
 
 const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array;
 
@@ -25,21 +26,13 @@ export function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
     const uv = f32(u as tf.Tensor);
     const sig = new Float32Array(gv.length);
     const y = new Float32Array(gv.length);
-    for (let i = 0; i < gv.length; i++) {
-      sig[i] = 1 / (1 + Math.exp(-gv[i]!));
-      y[i] = gv[i]! * sig[i]! * uv[i]!;
-    }
+    swigluForward(gv, uv, sig, y, gv.length);
     return {
       value: tf.tensor2d(y, gate.shape),
       gradFunc: (dy: tf.Tensor) => {
-        const d = f32(dy);
         const dg = new Float32Array(gv.length);
         const du = new Float32Array(gv.length);
-        for (let i = 0; i < gv.length; i++) {
-          const s = sig[i]!;
-          dg[i] = d[i]! * uv[i]! * s * (1 + gv[i]! * (1 - s));
-          du[i] = d[i]! * gv[i]! * s;
-        }
+        swigluBackward(f32(dy), gv, uv, sig, dg, du, gv.length);
         return [tf.tensor2d(dg, gate.shape), tf.tensor2d(du, gate.shape)];
       },
     };
@@ -77,30 +70,13 @@ export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2
     const wv = f32(win as tf.Tensor);
     const rstd = new Float32Array(N);
     const y = new Float32Array(xv.length);
-    for (let n = 0; n < N; n++) {
-      const o = n * C;
-      let ss = 0;
-      for (let c = 0; c < C; c++) ss += xv[o + c]! * xv[o + c]!;
-      const r = (rstd[n] = 1 / Math.sqrt(ss / C + eps));
-      for (let c = 0; c < C; c++) y[o + c] = xv[o + c]! * r * wv[c]!;
-    }
+    rmsNormForward(xv, wv, y, rstd, N, C, eps);
     return {
       value: tf.tensor2d(y, [N, C]),
       gradFunc: (dy: tf.Tensor) => {
-        const d = f32(dy);
         const dx = new Float32Array(xv.length);
         const dw = new Float32Array(C);
-        for (let n = 0; n < N; n++) {
-          const o = n * C;
-          const r = rstd[n]!;
-          let dot = 0; // Σ_c dy·w·x
-          for (let c = 0; c < C; c++) {
-            dot += d[o + c]! * wv[c]! * xv[o + c]!;
-            dw[c]! += d[o + c]! * xv[o + c]! * r;
-          }
-          const k = (r * r * dot) / C;
-          for (let c = 0; c < C; c++) dx[o + c] = r * (d[o + c]! * wv[c]! - xv[o + c]! * k);
-        }
+        rmsNormBackward(f32(dy), xv, wv, rstd, dx, dw, N, C);
         return [tf.tensor2d(dx, [N, C]), tf.tensor1d(dw)];
       },
     };

@@ -1,7 +1,8 @@
 /**
  * AdamW (decoupled weight decay, Loshchilov & Hutter) with global-norm gradient clipping and a
  * linear-warmup + cosine learning-rate schedule. The update runs on plain Float32Arrays (llm.c
- * style), so optimizer state is exactly what the checkpoint stores.
+ * style), so optimizer state is exactly what the checkpoint stores, and writes the parameters in
+ * place (no new tensor per step).
  */
 import { tf } from '../engine/tf.js';
 import { UvuError } from '../util/errors.js';
@@ -37,8 +38,14 @@ export type GradMap = Map<string, Float32Array>;
 /** L2 norm of all gradients together. */
 export function globalNorm(grads: GradMap): number {
   let sumSq = 0;
-  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sumSq += g[i]! * g[i]!;
+  for (const g of grads.values()) sumSq = addSquares(g, sumSq);
   return Math.sqrt(sumSq);
+}
+
+/** sum + Σ g_i² in double, in order (its own function, so the running sum stays an unboxed double). */
+function addSquares(g: Float32Array, sum: number): number {
+  for (let i = 0; i < g.length; i++) sum += g[i]! * g[i]!;
+  return sum;
 }
 
 /** Scale gradients in place so their global norm is at most maxNorm; returns the norm before clipping. */
@@ -129,19 +136,22 @@ export class AdamW {
       if (!g) continue;
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
+      // On the CPU-style backends dataSync is the variable's own array: update it in place. Where
+      // it is a copy (wasm), write the copy and assign it back.
       const w = p.dataSync() as Float32Array;
       if (g.length !== w.length) throw new UvuError(`AdamW: gradient of ${name} has ${g.length} values, parameter has ${w.length}`);
       const decay = AdamW.decays(name, p.rank) ? weight_decay : 0;
-      const out = new Float32Array(w.length);
       for (let i = 0; i < w.length; i++) {
         const gi = g[i]!;
         const mi = (m[i] = beta1 * m[i]! + (1 - beta1) * gi);
         const vi = (v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi);
-        out[i] = w[i]! - lr * (mi / bc1 / (Math.sqrt(vi / bc2) + eps) + decay * w[i]!);
+        w[i] = w[i]! - lr * (mi / bc1 / (Math.sqrt(vi / bc2) + eps) + decay * w[i]!);
       }
-      const next = tf.tensor(out, p.shape);
-      p.assign(next);
-      next.dispose();
+      if (p.dataSync() !== w) {
+        const next = tf.tensor(w, p.shape);
+        p.assign(next);
+        next.dispose();
+      }
     }
   }
 }

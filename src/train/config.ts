@@ -80,6 +80,13 @@ export const TrainConfigSchema = z
     eval_every: z.number().int().nonnegative().default(0),
     /** Tensor engine: TensorFlow.js with BLAS matrix products (`blas`), or the stock `cpu` / `wasm` backends. */
     engine: z.enum(['blas', 'cpu', 'wasm']).default('blas'),
+    /**
+     * How a step computes its gradients: `buffers`, the tape-free step (src/model/train-step.ts:
+     * hand-written backward over reused buffers, sgemm called directly, parameters updated in
+     * place), or `tape`, tfjs autograd over the model (the reference). Their losses and joint
+     * gradients are bit-identical; the gradient-angle steps differ by float32 rounding.
+     */
+    step: z.enum(['buffers', 'tape']).default('buffers'),
   })
   .strict();
 

@@ -21,14 +21,16 @@ export function lossGrads(model: UvuModel, loss: () => tf.Scalar): { value: numb
   return { value: v, grads: out };
 }
 
-/** a·wa + b·wb per parameter (a parameter missing from one map counts as a zero gradient there). */
-export function combineGrads(a: GradMap, wa: number, b: GradMap, wb: number): GradMap {
-  const out: GradMap = new Map();
+/**
+ * a·wa + b·wb per parameter (a parameter missing from one map counts as a zero gradient there),
+ * into `out`'s arrays where it has them (reused across steps), else into new ones.
+ */
+export function combineGrads(a: GradMap, wa: number, b: GradMap, wb: number, out: GradMap = new Map()): GradMap {
   for (const name of new Set([...a.keys(), ...b.keys()])) {
     const ga = a.get(name);
     const gb = b.get(name);
     const n = (ga ?? gb)!.length;
-    const g = new Float32Array(n);
+    const g = out.get(name) ?? new Float32Array(n);
     for (let i = 0; i < n; i++) g[i] = (ga ? wa * ga[i]! : 0) + (gb ? wb * gb[i]! : 0);
     out.set(name, g);
   }

@@ -5,19 +5,11 @@
  */
 import { tf } from '../engine/tf.js';
 import type { ModelInputs, UvuModel } from '../model/model.js';
+import type { LossTargets, LossWeights } from '../model/train-step.js';
+import { crossEntropyBackward, crossEntropyForward } from '../model/kernels.js';
 import { UvuError } from '../util/errors.js';
 
-/** Per-position targets and 0/1 masks over the B·T positions of a batch. */
-export interface LossTargets {
-  targets: Int32Array;
-  textMask: Float32Array;
-  imageMask: Float32Array;
-}
-
-export interface LossWeights {
-  image: number;
-  text: number;
-}
+export type { LossTargets, LossWeights } from '../model/train-step.js';
 
 export interface LossParts {
   /** w_img·L_image + w_text·L_text (a term whose weight is 0 is left out entirely). */
@@ -78,29 +70,14 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Tenso
   const [n, V] = logits.shape;
   if (targets.length !== n) throw new UvuError(`crossEntropy: ${targets.length} targets for ${n} rows`);
   const fused = tf.customGrad((x) => {
-    const z = (x as tf.Tensor2D).dataSync() as Float32Array;
     const probs = new Float32Array(n * V); // softmax, kept for the backward pass
     const loss = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      const row = i * V;
-      let max = -Infinity;
-      for (let j = 0; j < V; j++) if (z[row + j]! > max) max = z[row + j]!;
-      let sum = 0;
-      for (let j = 0; j < V; j++) sum += probs[row + j] = Math.exp(z[row + j]! - max);
-      for (let j = 0; j < V; j++) probs[row + j]! /= sum;
-      loss[i] = Math.log(sum) + max - z[row + targets[i]!]!;
-    }
+    crossEntropyForward((x as tf.Tensor2D).dataSync() as Float32Array, targets, probs, loss, n, V);
     return {
       value: tf.tensor1d(loss),
       gradFunc: (dy: tf.Tensor) => {
-        const d = dy.dataSync() as Float32Array;
-        const g = probs; // reused in place: the forward pass is done with it
-        for (let i = 0; i < n; i++) {
-          const row = i * V;
-          g[row + targets[i]!]! -= 1;
-          for (let j = 0; j < V; j++) g[row + j]! *= d[i]!;
-        }
-        return tf.tensor2d(g, [n, V]);
+        crossEntropyBackward(probs, targets, dy.dataSync() as Float32Array, probs, n, V); // in place: the forward is done with probs
+        return tf.tensor2d(probs, [n, V]);
       },
     };
   });

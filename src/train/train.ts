@@ -10,9 +10,10 @@
  *       batch      ← dataset.batch(train, step)            deterministic in (seed, step): resumable
  *       targets    ← DESIGN §6 targets and masks for the stage
  *       imageMask  ← long-tail balanced sampling (DESIGN §7), pretrain only
- *       grads      ← ∇(w_img·L_image + w_text·L_text) (jointGrads); every `angle_every` steps the
- *                    two losses are differentiated separately and their angle over shared weights
- *                    logged (splitGrads, DESIGN §8)
+ *       grads      ← ∇(w_img·L_image + w_text·L_text) (jointGrads): by the tape-free step
+ *                    (c.step = buffers, model/train-step.ts) or on the tfjs tape (c.step = tape);
+ *                    every `angle_every` steps the two losses are differentiated separately and
+ *                    their angle over shared weights logged (splitGrads, DESIGN §8)
  *       clip, AdamW with warmup + cosine learning rate
  *     log.jsonl, progress bar; saveProgress (log, then checkpoint) every `checkpoint_every` steps
  *   saveProgress at the end, or where the run was stopped
@@ -27,6 +28,7 @@ import { SeqDataset, type Batch } from '../data/dataset.js';
 import { buildTargets } from '../data/targets.js';
 import { sampleStarts } from '../data/pack.js';
 import { UvuModel, type ModelInputs } from '../model/model.js';
+import { TrainStep } from '../model/train-step.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Vocab } from '../tokens/vocab.js';
 import { UvuError } from '../util/errors.js';
@@ -127,11 +129,12 @@ export function checkTrainMemory(c: TrainConfig, config: ModelConfig, vocab: Voc
 /**
  * Fields of a run's config that a resume may change: how long it runs (`steps`: the learning-rate
  * schedule then spans the new total), when it checkpoints, evaluates or measures the gradient
- * angle, the engine, where it writes, and `init` (used only at step 0). Every other field defines
- * the data order or the optimization and must equal the checkpoint's recorded one. A different
- * `engine` or `angle_every` changes results only by floating-point rounding.
+ * angle, the engine, the step implementation (`step`), where it writes, and `init` (used only at
+ * step 0). Every other field defines the data order or the optimization and must equal the
+ * checkpoint's recorded one. A different `engine`, `step` or `angle_every` changes results only by
+ * floating-point rounding.
  */
-export const RESUMABLE_FIELDS: readonly string[] = ['steps', 'checkpoint_every', 'eval_every', 'eval_batches', 'angle_every', 'engine', 'out', 'init'];
+export const RESUMABLE_FIELDS: readonly string[] = ['steps', 'checkpoint_every', 'eval_every', 'eval_batches', 'angle_every', 'engine', 'step', 'out', 'init'];
 
 /** Leaf paths where `a` and `b` differ, with both values ("seed (1 → 2)"). */
 function differences(a: unknown, b: unknown, path: string[] = []): string[] {
@@ -255,6 +258,44 @@ interface Run {
   p: Float64Array | null;
   /** Parameters both losses reach, over which the gradient angle is measured. */
   shared: string[];
+  /** The tape-free step and its gradient buffers (c.step = 'buffers'); null on the tape. */
+  buffers: StepBuffers | null;
+}
+
+/**
+ * The tape-free step (src/model/train-step.ts) of a run and its gradient buffers, allocated once
+ * and zeroed before each use: the joint gradient, and ∇L_image, ∇L_text for the angle steps.
+ */
+interface StepBuffers {
+  step: TrainStep;
+  joint: GradSets;
+  image: GradSets;
+  text: GradSets;
+}
+
+/**
+ * One set of gradient arrays, seen whole or without the vision tower: a batch without images
+ * leaves the vision parameters without a gradient, which AdamW then skips, as on the tape.
+ */
+interface GradSets {
+  all: GradMap;
+  noVision: GradMap;
+}
+
+function gradSets(model: UvuModel): GradSets {
+  const all: GradMap = new Map([...model.params].map(([name, v]) => [name, new Float32Array(v.size)]));
+  return { all, noVision: new Map([...all].filter(([name]) => !name.startsWith('visual.'))) };
+}
+
+/** The zeroed gradient arrays of a batch (with or without images). */
+function zeroed(sets: GradSets, hasImages: boolean): GradMap {
+  const g = hasImages ? sets.all : sets.noVision;
+  for (const a of g.values()) a.fill(0);
+  return g;
+}
+
+function stepBuffers(model: UvuModel): StepBuffers {
+  return { step: new TrainStep(model), joint: gradSets(model), image: gradSets(model), text: gradSets(model) };
 }
 
 /**
@@ -304,7 +345,8 @@ function openRun(c: TrainConfig, resume: boolean, verify?: boolean): Run {
   }
   mkdirSync(out, { recursive: true });
   const p = w.image > 0 && c.balance.enabled ? codeProbabilities(ds.codeCounts()) : null;
-  return { c, out, ckptDir, logPath: join(out, 'log.jsonl'), ds, w, model, optimizer, start, tokenizerJson, data, p, shared: model.sharedParamNames() };
+  const buffers = c.step === 'buffers' ? stepBuffers(model) : null;
+  return { c, out, ckptDir, logPath: join(out, 'log.jsonl'), ds, w, model, optimizer, start, tokenizerJson, data, p, shared: model.sharedParamNames(), buffers };
 }
 
 /** One line of log.jsonl as read back on resume (numbers may be null: JSON writes NaN/∞ as null). */
@@ -390,7 +432,13 @@ interface StepGrads {
 
 /** ∇(w_img·L_image + w_text·L_text) in one backward pass. */
 function jointGrads(run: Run, batch: Batch, t: LossTargets, hasImage: boolean): StepGrads {
-  const { model, w } = run;
+  const { model, w, buffers } = run;
+  if (buffers) {
+    const grads = zeroed(buffers.joint, batch.images.length > 0);
+    const losses = buffers.step.forward(batch, t, w);
+    buffers.step.backward(grads, w);
+    return { grads, lossImage: w.image > 0 && hasImage ? losses.image : null, lossText: losses.text, angleDeg: null };
+  }
   let li = 0;
   let lt = 0;
   const g = lossGrads(model, () => {
@@ -403,11 +451,23 @@ function jointGrads(run: Run, batch: Batch, t: LossTargets, hasImage: boolean): 
 }
 
 /**
- * ∇L_image and ∇L_text in two backward passes over the same batch, and the angle between them
- * over shared weights (DESIGN §8). Their weighted sum is exactly ∇L, so the update is unchanged.
+ * ∇L_image and ∇L_text in two backward passes over the same batch (on the tape, two forwards; the
+ * tape-free step runs one forward for both), and the angle between them over shared weights
+ * (DESIGN §8). Their weighted sum is exactly ∇L, so the update is unchanged.
  */
 function splitGrads(run: Run, batch: Batch, t: LossTargets): StepGrads {
-  const { model, w } = run;
+  const { model, w, buffers } = run;
+  if (buffers) {
+    const withImages = batch.images.length > 0;
+    const gi = zeroed(buffers.image, withImages);
+    const gt = zeroed(buffers.text, withImages);
+    const losses = buffers.step.forward(batch, t, w);
+    buffers.step.backward(gi, { image: 1, text: 0 });
+    buffers.step.backward(gt, { image: 0, text: 1 });
+    const angleDeg = gradientAngle(gi, gt, run.shared).degrees;
+    const grads = combineGrads(gi, w.image, gt, w.text, withImages ? buffers.joint.all : buffers.joint.noVision);
+    return { grads, lossImage: losses.image, lossText: losses.text, angleDeg };
+  }
   const gi = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 1, text: 0 }).image);
   const gt = lossGrads(model, () => unifiedLoss(model, batch, t, { image: 0, text: 1 }).text);
   const angleDeg = gradientAngle(gi.grads, gt.grads, run.shared).degrees;
