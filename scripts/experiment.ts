@@ -15,7 +15,7 @@
  * Sizes: `tiny` runs the whole pipeline in about a minute (CI); `small` trains text-only and uvu
  * on the in-distribution regime, one seed, in the setting issue 14's probes found learnable
  * (plain backgrounds, one question per sequence, counting-any first, then counting and
- * existence: BENCHMARKS.md, probes 3–5); `default` is the three-way run of issue 5 on the
+ * existence: BENCHMARKS.md, probes 3–6); `default` is the three-way run of issue 5 on the
  * `hard` regime (unseen instances). `--set` overrides a size field (`--set sftSteps=2000`,
  * `--set lr=0.002`, `--set tasks=counting-any`, `--set backgrounds=plain`) for probes;
  * `pretrainSteps=0` fine-tunes from a random initialisation. `--curve N` fine-tunes in chunks of N steps at a constant
