@@ -13,9 +13,12 @@
  * image vs a grey one) for every task.
  *
  * Sizes: `tiny` runs the whole pipeline in about a minute (CI); `small` trains text-only and uvu
- * on the in-distribution regime, one seed; `default` is the three-way run of issue 5 on the
+ * on the in-distribution regime, one seed, in the setting issue 14's probes found learnable
+ * (plain backgrounds, one question per sequence, counting-any first, then counting and
+ * existence: BENCHMARKS.md, probes 3–6); `default` is the three-way run of issue 5 on the
  * `hard` regime (unseen instances). `--set` overrides a size field (`--set sftSteps=2000`,
- * `--set lr=0.002`) for probes. `--curve N` fine-tunes in chunks of N steps at a constant
+ * `--set lr=0.002`, `--set tasks=counting-any`, `--set backgrounds=plain`) for probes;
+ * `pretrainSteps=0` fine-tunes from a random initialisation. `--curve N` fine-tunes in chunks of N steps at a constant
  * learning rate and scores the test items after each chunk: test accuracy against steps.
  *
  * Fine-tuning is a curriculum when the regime has class-agnostic questions: `agnosticSteps` on
@@ -37,7 +40,7 @@ import { REGIMES, type Regime } from '../src/perception/build.js';
 import { evaluateBench, readBenchItems, type EvalReport, type TaskScore } from '../src/perception/eval.js';
 import { bootstrapInterval } from '../src/perception/score.js';
 import { evaluateGates, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
-import { hashSeed } from '../src/perception/scenes.js';
+import { hashSeed, writePlainBackgrounds } from '../src/perception/scenes.js';
 import { AGNOSTIC_TASKS, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
 import { Rng } from '../src/util/rng.js';
 import { UsageError } from '../src/util/errors.js';
@@ -46,6 +49,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
+/** Uniform-colour backgrounds written for `backgrounds: 'plain'` (a quarter of them are the test split's). */
+const PLAIN_BACKGROUNDS = 24;
 type Variant = (typeof VARIANTS)[number];
 
 /** Everything that differs between the experiment sizes. */
@@ -80,13 +85,17 @@ interface Size {
   config: string;
   /** Peak learning rate; 0: the config's. */
   lr: number;
+  /** Tasks fine-tuned on and scored: 'all', or a comma-separated list (probes: `--set tasks=counting-any`). */
+  tasks: string;
+  /** Scene backgrounds: 'photos' (bundled + data/photos, or --backgrounds, which implies photos) or 'plain' (uniform colours, PLAIN_BACKGROUNDS of them). */
+  backgrounds: 'photos' | 'plain';
   variants: Variant[];
 }
 
 const SIZES: Record<'tiny' | 'small' | 'default', Size> = {
-  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
-  small: { regime: 'in-distribution', trainScenes: 2000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 150, sftSteps: 450, dialogs: 1, batch: 8, context: 256, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, variants: ['text-only', 'uvu'] },
-  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, variants: ['uvu', 'text-only', 'ar-vq'] },
+  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
+  small: { regime: 'in-distribution', trainScenes: 6000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 730, sftSteps: 600, dialogs: 0, batch: 8, context: 256, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, tasks: 'counting-any,counting,existence', backgrounds: 'plain', variants: ['text-only', 'uvu'] },
+  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -124,6 +133,12 @@ function settings(): Size {
     } else if (field === 'regime') {
       if (!(REGIMES as readonly string[]).includes(m[2]!)) throw new UsageError(`--set ${kv}: regime must be one of ${REGIMES.join(', ')}`);
       size.regime = m[2] as Regime;
+    } else if (field === 'backgrounds') {
+      if (m[2] !== 'photos' && m[2] !== 'plain') throw new UsageError(`--set ${kv}: backgrounds must be photos or plain`);
+      size.backgrounds = m[2];
+    } else if (field === 'tasks') {
+      if (m[2] !== 'all') for (const t of m[2]!.split(',')) if (!(TASKS as readonly string[]).includes(t)) throw new UsageError(`--set ${kv}: unknown task "${t}" (expected all or a list of ${TASKS.join(', ')})`);
+      size.tasks = m[2]!;
     } else if (field === 'kmeansInit') {
       if (m[2] !== 'kmeans++' && m[2] !== 'random') throw new UsageError(`--set ${kv}: kmeansInit must be kmeans++ or random`);
       size.kmeansInit = m[2];
@@ -136,6 +151,11 @@ let size: Size;
 let curveEvery = 0;
 try {
   size = settings();
+  if (opts.backgrounds.length) {
+    // Photos given: scenes are built on them, whatever the size's default.
+    if (opts.set.some((kv) => kv === 'backgrounds=plain')) throw new UsageError('--backgrounds DIR and plain backgrounds (--set backgrounds=plain) exclude each other');
+    size.backgrounds = 'photos';
+  }
   if (opts.curve !== undefined) {
     curveEvery = Number(opts.curve);
     if (!Number.isInteger(curveEvery) || curveEvery < 1) throw new UsageError(`--curve: expected a positive whole number of steps, got "${opts.curve}"`);
@@ -198,15 +218,23 @@ function imagesOf(jsonl: string): string[] {
 
 // 1. Benchmark scenes and questions.
 const bench = join(OUT, 'bench');
+let backgrounds = opts.backgrounds.map((b) => resolve(b));
+if (size.backgrounds === 'plain') {
+  const dir = join(OUT, 'plain-backgrounds');
+  await writePlainBackgrounds(dir, PLAIN_BACKGROUNDS, seed);
+  backgrounds = [dir];
+}
 const benchBuild = step('bench-data', join(bench, 'manifest.json'), [
   'bench-data', 'build', '--out', bench, '--regime', size.regime, '--train-scenes', String(size.trainScenes), '--test-scenes', String(size.testScenes), '--seed', String(seed),
-  ...opts.backgrounds.flatMap((b) => ['--backgrounds', resolve(b)]), '--quiet',
+  ...backgrounds.flatMap((b) => ['--backgrounds', b]), '--quiet',
 ]);
 const sceneSide = benchBuild.size as number;
 const maxPixels = sceneSide * sceneSide;
 writeFileAtomic(join(OUT, 'train-scenes.txt'), imagesOf(join(bench, 'pretrain.jsonl')).join('\n') + '\n');
 writeFileAtomic(join(OUT, 'test-scenes.txt'), imagesOf(join(bench, 'test.jsonl')).join('\n') + '\n');
-const trainItems = readBenchItems(bench, 'train');
+/** The tasks fine-tuned on and scored (`tasks`), all by default. */
+const tasksChosen = (t: Task): boolean => size.tasks === 'all' || size.tasks.split(',').includes(t);
+const trainItems = readBenchItems(bench, 'train').filter((it) => tasksChosen(it.task));
 const agnostic = new Set<Task>(AGNOSTIC_TASKS);
 const curriculum = size.agnosticSteps > 0 && trainItems.some((it) => agnostic.has(it.task));
 /**
@@ -247,7 +275,10 @@ const vqEval = coders.includes('vq')
 
 // 4. Datasets: pretraining (captions + a little text) and fine-tuning (questions), once per image tokenizer, one shared text tokenizer.
 type Stage = 'pretrain' | 'agnostic' | 'sft';
-const stages: Stage[] = curriculum ? ['pretrain', 'agnostic', 'sft'] : ['pretrain', 'sft'];
+// pretrainSteps = 0: fine-tuning starts from a random initialisation (the pretraining data still
+// trains the text tokenizer).
+const dataStages: Stage[] = curriculum ? ['pretrain', 'agnostic', 'sft'] : ['pretrain', 'sft'];
+const stages = dataStages.filter((s) => s !== 'pretrain' || size.pretrainSteps > 0);
 const data = (coder: 'codebook' | 'vq', stage: Stage): string => join(OUT, 'data', `${stage}-${coder}`);
 const tokenizer = join(data('codebook', 'pretrain'), 'tokenizer.json');
 const samplesOf: Record<Stage, string[]> = {
@@ -256,7 +287,7 @@ const samplesOf: Record<Stage, string[]> = {
   sft: ['--samples', join(OUT, 'train-questions.jsonl')],
 };
 for (const coder of coders) {
-  for (const stage of stages) {
+  for (const stage of dataStages) {
     const first = coder === 'codebook' && stage === 'pretrain';
     step(`data-${stage}-${coder}`, join(data(coder, stage), 'manifest.json'), [
       'data', 'build', '--out', data(coder, stage), '--image-tokenizer', coder === 'codebook' ? codebook : vq, ...samplesOf[stage],
@@ -282,14 +313,14 @@ const trainArgs = (variant: Variant, stage: Stage, steps: number): string[] => {
 await initEngine();
 const greyPath = join(OUT, `grey-${sceneSide}.png`);
 if (!existsSync(greyPath)) await writeGreyScene(greyPath, sceneSide);
-const benchTest = readBenchItems(bench, 'test');
+const benchTest = readBenchItems(bench, 'test').filter((it) => tasksChosen(it.task));
 const tasksRun = TASKS.filter((t) => benchTest.some((it) => it.task === t));
 
 /** The fine-tuned model scored on the test items (accuracy per task), optionally with both gates. */
 async function evaluate(checkpoint: string, withGates: boolean, sheetPath?: string): Promise<{ report: EvalReport; gates: Partial<Record<Task, TaskGates>> | null }> {
   const session = ModelSession.load(checkpoint);
   try {
-    const report = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, seed, sheetPath, answer: (item) => session.ask(join(bench, item.image), item.prompt, { maxNewTokens: ANSWER_TOKENS }) });
+    const report = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, tasks: tasksRun, seed, sheetPath, answer: (item) => session.ask(join(bench, item.image), item.prompt, { maxNewTokens: ANSWER_TOKENS }) });
     const byId = new Map(benchTest.map((it) => [it.id, it]));
     const gates = withGates ? await evaluateGates(session, bench, trainItems, report.items.map((r) => ({ item: byId.get(r.id)!, correct: r.correct })), { trainItems: size.gateTrainItems, greyPath, seed }) : null;
     return { report, gates };
@@ -349,13 +380,13 @@ for (const other of size.variants.filter((v) => v !== 'uvu')) {
 
 // The floor: answer every test item with its task's most frequent training answer.
 const majorityAnswer = majorityAnswers(trainItems);
-const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, seed, answer: async (item) => majorityAnswer.get(item.task)! });
+const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, tasks: tasksRun, seed, answer: async (item) => majorityAnswer.get(item.task)! });
 
 // 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
 const timings: Record<string, number> = {};
 for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
 interface LogLine { step: number; loss: number; loss_text: number; loss_image: number | null; angle_deg: number | null }
-const logOf = (variant: Variant, stage: Stage): LogLine[] =>
+const logOf = (variant: Variant, stage: Stage): LogLine[] => !stages.includes(stage) ? [] :
   readFileSync(join(run(variant, stage), 'log.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as LogLine);
 const smooth = (ys: number[], k = 10): number[] => ys.map((_, i) => {
   const w = ys.slice(Math.max(0, i - k + 1), i + 1).filter(Number.isFinite);
@@ -399,10 +430,11 @@ if (curveEvery) {
 
 const pct = (s?: { accuracy: number; ci95: [number, number] }): string => (s ? `${(100 * s.accuracy).toFixed(1)} [${(100 * s.ci95[0]).toFixed(1)}, ${(100 * s.ci95[1]).toFixed(1)}]` : '—');
 const angle = (v: Variant): string => {
-  const a = (summaries[`${v}-pretrain`]!.angle ?? null) as { meanDeg: number; firstDeg: number; lastDeg: number; n: number } | null;
+  const a = (summaries[`${v}-pretrain`]?.angle ?? null) as { meanDeg: number; firstDeg: number; lastDeg: number; n: number } | null;
   return a ? `${a.meanDeg.toFixed(1)}° (first ${a.firstDeg.toFixed(1)}°, last ${a.lastDeg.toFixed(1)}°, n = ${a.n})` : '—';
 };
 const finalLoss = (v: Variant, stage: Stage): string => {
+  if (!summaries[`${v}-${stage}`]) return '—';
   const s = summaries[`${v}-${stage}`]!.finalLoss as { text: number; image: number | null };
   return `${s.text.toFixed(3)}${s.image !== null ? ` / ${s.image.toFixed(3)}` : ''}`;
 };
@@ -482,7 +514,7 @@ if (opts.write && opts.size !== 'tiny' && opts.set.length === 0 && !opts.variant
       '',
       `Command: \`npm run experiment -- --size ${opts.size}\` (seed ${seed}) — measured ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} min on: ${machine()}.`,
       '',
-      `Data: regime \`${size.regime}\`, ${size.trainScenes} train / ${size.testScenes} test scenes (${sceneSide}×${sceneSide}), at most ${size.evalPerTask} test items per task scored per configuration. Pretraining: captions of the train scenes + ${size.textDocs} Moby Dick chapters, ${size.pretrainSteps} steps; fine-tuning: ${curriculum ? `${size.agnosticSteps} steps on the class-agnostic questions, then ` : ''}${size.sftSteps} steps on all train questions; batch ${size.batch} × ${size.context} tokens; model \`${size.config}\` (${summaries[`${size.variants[0]}-pretrain`]!.parameters} parameters).`,
+      `Data: regime \`${size.regime}\`, ${size.trainScenes} train / ${size.testScenes} test scenes (${sceneSide}×${sceneSide}) on ${size.backgrounds === 'plain' ? `${PLAIN_BACKGROUNDS} plain-colour backgrounds` : 'photo backgrounds'}, at most ${size.evalPerTask} test items per task scored per configuration. Pretraining: ${size.pretrainSteps > 0 ? `captions of the train scenes + ${size.textDocs} Moby Dick chapters, ${size.pretrainSteps} steps` : 'none'}; fine-tuning: ${curriculum ? `${size.agnosticSteps} steps on the class-agnostic questions, then ` : ''}${size.sftSteps} steps on ${size.tasks === 'all' ? 'all train questions' : `the ${size.tasks.split(',').join(', ')} questions`} (${size.dialogs ? 'one dialog per scene' : 'one question per sequence'}); batch ${size.batch} × ${size.context} tokens; model \`${size.config}\` (${summaries[`${size.variants[0]}-sft`]!.parameters} parameters).`,
       '',
       `Image tokenizers (K = ${size.K}), on the test scenes' patches: pixel codebook PRP ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `; VQ-VAE (${size.vqSteps} steps) PRP ${f3(summary.vqPrp ?? NaN)}` : ''}.`,
       '',

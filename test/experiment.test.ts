@@ -355,6 +355,9 @@ test('bad experiment options are refused with one line before any work', () => {
       [['--set', 'regime=easy'], /regime must be one of hard, in-distribution/],
       [['--variants', 'uvu,clip'], /--variants: unknown configuration "clip"/],
       [['--curve', '0'], /--curve: expected a positive whole number of steps/],
+      [['--set', 'tasks=counting-any,colour'], /--set tasks=counting-any,colour: unknown task "colour"/],
+      [['--set', 'backgrounds=noise'], /backgrounds must be photos or plain/],
+      [['--set', 'backgrounds=plain', '--backgrounds', 'x'], /--backgrounds DIR and plain backgrounds .* exclude each other/],
     ] as const) {
       const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', empty, ...args], { encoding: 'utf8' });
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);

@@ -8,7 +8,7 @@ import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench } from '../src/perception/eval.js';
 import { answerPriorEntropy, majorityAnswers, totalVariation } from '../src/perception/gates.js';
-import { makeScene, prepareSplit, splitInstances, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
+import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
 import { bootstrapInterval, iou, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
 import { loadRgba } from '../src/image/io.js';
@@ -416,4 +416,32 @@ test('gates: prior entropy, majority answers and total variation on hand-compute
   assert.deepEqual(bootstrapInterval([1, 1, 1, 1]), [1, 1]);
   const [lo, hi] = bootstrapInterval([1, -1, 0, 1, 0, 0, 1, -1], { seed: 4 });
   assert.ok(lo < 0.125 && 0.125 < hi && lo >= -1 && hi <= 1, `${lo} ${hi}`);
+});
+
+test('plain backgrounds: n uniform colours, a pure function of (n, seed); a scene on them differs from its background only inside the boxes', async () => {
+  const a = await writePlainBackgrounds(join(dir, 'plain-a'), 6, 3);
+  const b = await writePlainBackgrounds(join(dir, 'plain-b'), 6, 3);
+  assert.equal(a.length, 6);
+  const colours = new Set<string>();
+  for (let i = 0; i < a.length; i++) {
+    assert.ok(readFileSync(a[i]!.path).equals(readFileSync(b[i]!.path)), `${a[i]!.path}: same (n, seed), different file`);
+    const { data, info } = await sharp(a[i]!.path).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(info.channels, 3);
+    for (let p = 3; p < data.length; p++) assert.equal(data[p], data[p % 3], `${a[i]!.path}: not uniform at byte ${p}`);
+    colours.add(`${data[0]},${data[1]},${data[2]}`);
+  }
+  assert.ok(colours.size >= 5, `seeded colours should differ: ${[...colours].join(' ')}`);
+  assert.notDeepEqual(await sharp(a[0]!.path).raw().toBuffer(), await sharp((await writePlainBackgrounds(join(dir, 'plain-c'), 6, 4))[0]!.path).raw().toBuffer());
+  await assert.rejects(writePlainBackgrounds(join(dir, 'plain-d'), 1, 0), /need at least 2/);
+  // Scenes on them: outside the union of the boxes every pixel is the background colour.
+  const ctx = await prepareSplit(tuxpaintLibrary(DEFAULT_STAMPS_DIR), 'train', splitInstances(tuxpaintLibrary(DEFAULT_STAMPS_DIR), 0).train, a, 128, 0);
+  for (let i = 0; i < 3; i++) {
+    const { scene, image, background } = await makeScene(ctx, i);
+    for (let y = 0; y < 128; y++) {
+      for (let x = 0; x < 128; x++) {
+        if (scene.objects.some((o) => x >= o.box[0] && x < o.box[2] && y >= o.box[1] && y < o.box[3])) continue;
+        for (let c = 0; c < 3; c++) assert.equal(image.data[(y * 128 + x) * 3 + c], background.data[c], `scene ${i} (${x}, ${y})`);
+      }
+    }
+  }
 });

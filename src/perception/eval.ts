@@ -56,6 +56,8 @@ export interface EvalOptions {
   limit?: number;
   /** Evaluate only the first `perTask` items of each task (applied before `limit`). */
   perTask?: number;
+  /** Evaluate only these tasks (default: all of the split's). */
+  tasks?: readonly Task[];
   /** Seed of the bootstrap resampling (default 0). */
   seed?: number;
   /** Write a PNG contact sheet of example predictions here. */
@@ -129,6 +131,7 @@ export async function evaluateBench(benchDir: string, opts: EvalOptions): Promis
   const t0 = performance.now();
   const seed = opts.seed ?? 0;
   let items = readBenchItems(benchDir, opts.split);
+  if (opts.tasks) items = items.filter((it) => opts.tasks!.includes(it.task));
   if (opts.perTask !== undefined) items = capPerTask(items, opts.perTask);
   if (opts.limit !== undefined) items = items.slice(0, opts.limit);
   if (items.length === 0) throw new UvuError(`${join(benchDir, `${opts.split}.jsonl`)}: no items to evaluate`);

@@ -16,12 +16,12 @@
  * the splits (`sharedInstances`). Every scene is drawn from its own Rng seeded by (seed, split, index).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import sharp from 'sharp';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../data/bundled.js';
 import { resolveInputs } from '../patches/inputs.js';
-import { loadImageCovering, loadRgba, type RgbaImage, type RgbImage } from '../image/io.js';
+import { loadImageCovering, loadRgba, writePng, type RgbaImage, type RgbImage } from '../image/io.js';
 import { UvuError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { ALPHA_OPAQUE, type ObjectClass, type ObjectInstance, type ObjectLibrary } from './stamps.js';
@@ -119,6 +119,27 @@ export function backgroundsFrom(inputs: string[], cwd = process.cwd()): Backgrou
     for (const f of resolveInputs([input], cwd)) {
       out.push({ id: isDir ? `${basename(root)}/${relative(root, f).split(sep).join('/')}` : relative(cwd, f).split(sep).join('/'), path: f });
     }
+  }
+  return out;
+}
+
+/**
+ * `n` uniform-colour backgrounds (`plain-NN.png`, 64×64, seeded colours) written to `dir` (made
+ * if needed): a scene on them shows nothing but its objects, the easiest setting to learn
+ * counting and positions in (issue 14's probes). The files are a pure function of (n, seed).
+ */
+export async function writePlainBackgrounds(dir: string, n: number, seed: number): Promise<BackgroundSource[]> {
+  if (!Number.isInteger(n) || n < 2) throw new UvuError(`plain backgrounds: need at least 2 (one per split), got ${n}`);
+  const rng = new Rng(hashSeed(seed, 'plain-backgrounds'));
+  mkdirSync(dir, { recursive: true });
+  const out: BackgroundSource[] = [];
+  for (let i = 0; i < n; i++) {
+    const rgb = [rng.int(256), rng.int(256), rng.int(256)];
+    const data = new Uint8Array(64 * 64 * 3);
+    for (let p = 0; p < data.length; p++) data[p] = rgb[p % 3]!;
+    const path = join(dir, `plain-${String(i).padStart(2, '0')}.png`);
+    await writePng(path, { data, width: 64, height: 64 });
+    out.push({ id: `plain/${basename(path)}`, path });
   }
   return out;
 }
