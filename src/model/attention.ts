@@ -27,7 +27,7 @@ const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array;
  *   forward:  p_k = exp(scale·(s_k − max)) / Σ_j exp(scale·(s_j − max)), 0 outside [lo, hi)
  * (exponentials and sums in double, stored as float32, as scaledSoftmax in ops.ts did).
  */
-export function softmaxRowsVisible(S: Float32Array, P: Float32Array, off: number, R: number, T: number, scale: number, lo: Int32Array, hi: Int32Array): void {
+function softmaxRowsVisible(S: Float32Array, P: Float32Array, off: number, R: number, T: number, scale: number, lo: Int32Array, hi: Int32Array): void {
   for (let r = 0; r < R; r++) {
     const o = off + r * T;
     const a = lo[r]!;
@@ -47,7 +47,7 @@ export function softmaxRowsVisible(S: Float32Array, P: Float32Array, off: number
  *   backward: ∂s_k = scale · p_k · (dp_k − Σ_j dp_j p_j) over the visible keys, 0 elsewhere
  * (dS is overwritten in place of dP).
  */
-export function softmaxRowsBackward(P: Float32Array, dP: Float32Array, off: number, R: number, T: number, scale: number, lo: Int32Array, hi: Int32Array): void {
+function softmaxRowsBackward(P: Float32Array, dP: Float32Array, off: number, R: number, T: number, scale: number, lo: Int32Array, hi: Int32Array): void {
   for (let r = 0; r < R; r++) {
     const o = off + r * T;
     const a = lo[r]!;
@@ -66,7 +66,7 @@ export function softmaxRowsBackward(P: Float32Array, dP: Float32Array, off: numb
  *   out_i = x_i·cos_i + rot_i·sin_i,  rot = (−x₂, x₁) over the two halves of the head
  * Each product and the sum are rounded to float32 (as tfjs's Multiply/Add kernels do).
  */
-export function ropeForward(x: Float32Array, out: Float32Array, n: number, heads: number, hd: number, pos: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
+function ropeForward(x: Float32Array, out: Float32Array, n: number, heads: number, hd: number, pos: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
   const half = hd / 2;
   const fr = Math.fround;
   for (let r = 0; r < n; r++) {
@@ -85,7 +85,7 @@ export function ropeForward(x: Float32Array, out: Float32Array, n: number, heads
  * Backward of ropeForward, in place on d (n, heads·hd):
  *   ∂x_i = dy_i·cos_i + (i < hd/2 ? dy_{i+hd/2}·sin_{i+hd/2} : −dy_{i−hd/2}·sin_{i−hd/2})
  */
-export function ropeBackward(d: Float32Array, n: number, heads: number, hd: number, pos: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
+function ropeBackward(d: Float32Array, n: number, heads: number, hd: number, pos: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
   const half = hd / 2;
   const fr = Math.fround;
   const tmp = new Float32Array(hd);
@@ -107,7 +107,7 @@ export function ropeBackward(d: Float32Array, n: number, heads: number, hd: numb
  * Copies heads between the row layout (B·T, heads·hd) of the projections and the head-major
  * layout (B, heads, T, hd) the batched products use. toHeads: rows → heads; else heads → rows.
  */
-export function regroup(rows: Float32Array, heads4: Float32Array, B: number, T: number, heads: number, hd: number, toHeads: boolean): void {
+function regroup(rows: Float32Array, heads4: Float32Array, B: number, T: number, heads: number, hd: number, toHeads: boolean): void {
   const C = heads * hd;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < heads; h++) {
@@ -123,7 +123,7 @@ export function regroup(rows: Float32Array, heads4: Float32Array, B: number, T: 
 }
 
 /** Visible key range [lo, hi) of every row (g stacked query heads × T positions) of one batch row. */
-export function visibleRanges(T: number, g: number, causal: boolean, segStart: Int32Array | null): { lo: Int32Array; hi: Int32Array } {
+function visibleRanges(T: number, g: number, causal: boolean, segStart: Int32Array | null): { lo: Int32Array; hi: Int32Array } {
   const lo = new Int32Array(g * T);
   const hi = new Int32Array(g * T);
   for (let r = 0; r < g * T; r++) {

@@ -185,12 +185,12 @@ export function geluBackward(dy: Float32Array, x: Float32Array, t: Float32Array,
 }
 
 /** y[n, :] += b for every row n of y (N, C). */
-export function addBiasRows(y: Float32Array, b: Float32Array, N: number, C: number): void {
+function addBiasRows(y: Float32Array, b: Float32Array, N: number, C: number): void {
   for (let n = 0, o = 0; n < N; n++, o += C) for (let c = 0; c < C; c++) y[o + c]! += b[c]!;
 }
 
 /** out[c] += Σ_n x[n, c] over the rows of x (N, C): the gradient of a broadcast bias. */
-export function sumRowsInto(x: Float32Array, out: Float32Array, N: number, C: number): void {
+function sumRowsInto(x: Float32Array, out: Float32Array, N: number, C: number): void {
   for (let n = 0, o = 0; n < N; n++, o += C) for (let c = 0; c < C; c++) out[c]! += x[o + c]!;
 }
 
