@@ -12,10 +12,11 @@
  * of src/perception/gates.ts (answer loss vs the answer prior's entropy; accuracy with the real
  * image vs a grey one) for every task.
  *
- * Sizes: `tiny` runs the whole pipeline in about a minute (CI); `small` trains text-only and uvu
- * on the in-distribution regime, one seed, in the setting issue 14's probes found learnable
- * (plain backgrounds, one question per sequence, counting-any first, then counting and
- * existence: BENCHMARKS.md, probes 3–6); `default` is the three-way run of issue 5 on the
+ * Sizes: `tiny` runs the whole pipeline in about a minute (CI); `small` trains the three
+ * configurations on the in-distribution regime, one seed, in the setting issue 14's probes found learnable
+ * (plain backgrounds, one question per sequence, 200 caption-pretraining steps, then the
+ * class-agnostic counting-any and naming, then counting and existence as well: BENCHMARKS.md,
+ * probes 3–7); `default` is the three-way run of issue 5 on the
  * `hard` regime (unseen instances). `--set` overrides a size field (`--set sftSteps=2000`,
  * `--set lr=0.002`, `--set tasks=counting-any`, `--set backgrounds=plain`) for probes;
  * `pretrainSteps=0` fine-tunes from a random initialisation. `--curve N` fine-tunes in chunks of N steps at a constant
@@ -85,6 +86,8 @@ interface Size {
   config: string;
   /** Peak learning rate; 0: the config's. */
   lr: number;
+  /** Image-loss weight w_img of uvu and ar-vq in pretraining (the paper's 0.5; text-only is always 0): the ablation's knob. */
+  wImg: number;
   /** Tasks fine-tuned on and scored: 'all', or a comma-separated list (probes: `--set tasks=counting-any`). */
   tasks: string;
   /** Scene backgrounds: 'photos' (bundled + data/photos, or --backgrounds, which implies photos) or 'plain' (uniform colours, PLAIN_BACKGROUNDS of them). */
@@ -93,9 +96,9 @@ interface Size {
 }
 
 const SIZES: Record<'tiny' | 'small' | 'default', Size> = {
-  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
-  small: { regime: 'in-distribution', trainScenes: 6000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 0, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 730, sftSteps: 600, dialogs: 0, batch: 8, context: 256, evalPerTask: 300, gateTrainItems: 100, config: 'configs/small.json', lr: 0, tasks: 'counting-any,counting,existence', backgrounds: 'plain', variants: ['text-only', 'uvu'] },
-  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
+  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, sftSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
+  small: { regime: 'in-distribution', trainScenes: 6000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 1500, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 1000, sftSteps: 1200, dialogs: 0, batch: 8, context: 256, evalPerTask: 400, gateTrainItems: 100, config: 'configs/small.json', lr: 0, wImg: 0.5, tasks: 'counting-any,naming,counting,existence', backgrounds: 'plain', variants: ['text-only', 'uvu', 'ar-vq'] },
+  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, sftSteps: 200, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -307,6 +310,7 @@ const trainArgs = (variant: Variant, stage: Stage, steps: number): string[] => {
   const prev = stages[stages.indexOf(stage) - 1];
   return ['train', '--config', join(ROOT, size.config), '--set', `variant=${variant}`, '--set', `stage=${stage === 'pretrain' ? 'pretrain' : 'sft'}`, '--set', `data=${data(coder, stage)}`,
     '--set', `out=${run(variant, stage)}`, '--set', `batch_size=${size.batch}`, '--set', `seed=${seed}`, '--set', 'checkpoint_every=100', '--set', `steps=${steps}`, ...optimSets,
+    ...(variant === 'text-only' ? [] : ['--set', `loss.w_img=${size.wImg}`]),
     ...(prev ? ['--set', `init=${join(run(variant, prev), 'checkpoint')}`] : []), '--resume', '--quiet'];
 };
 
@@ -415,7 +419,8 @@ await writeLinePlotPng(lossesPng, {
 const curvePng = join(OUT, 'curve.png');
 if (curveEvery) {
   await writeLinePlotPng(curvePng, {
-    title: `experiment (${opts.size}, ${size.regime}): test accuracy against fine-tuning steps (constant lr)`,
+    title: `${opts.size}, ${size.regime}: test accuracy against SFT steps (constant lr)`,
+    width: 720,
     panels: tasksRun.map((t) => ({
       title: t,
       xLabel: 'SFT step',

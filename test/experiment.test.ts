@@ -23,6 +23,7 @@ import type { QaItem, Task } from '../src/perception/tasks.js';
 import { Rng } from '../src/util/rng.js';
 
 const script = fileURLToPath(new URL('../scripts/experiment.js', import.meta.url));
+const seedsScript = fileURLToPath(new URL('../scripts/experiment-seeds.js', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TINY_CONFIG = fileURLToPath(new URL('../../configs/tiny.json', import.meta.url));
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
@@ -94,6 +95,11 @@ function handScore(item: QaItem, prediction: string): boolean {
       if (k >= 0) return k === Number(item.answer);
     }
     return false;
+  }
+  if (item.task === 'naming') {
+    const said = new Set(words.filter((w) => !['and', 'a', 'an', 'the'].includes(w)));
+    const truth = new Set(item.answer.split(', '));
+    return said.size === truth.size && [...truth].every((name) => said.has(name));
   }
   const first = words.find((w) => w === 'yes' || w === 'no');
   return first !== undefined && first === item.answer;
@@ -233,6 +239,55 @@ test('paired differences uvu − text-only and uvu − ar-vq equal the per-item 
   }
 });
 
+test('experiment:seeds merges runs of several seeds: pooled accuracies and paired differences over every item, refusals for runs that differ', () => {
+  const rep = finished();
+  const seeds = mkdtempSync(join(tmpdir(), 'uvu-experiment-seeds-'));
+  try {
+    // Seed "1" is the tiny run with uvu answering every item right: a different, known outcome.
+    const dirA = join(seeds, 'a'), dirB = join(seeds, 'b'), dirC = join(seeds, 'c');
+    const b: Report = JSON.parse(JSON.stringify(rep));
+    b.seed = 1;
+    for (const it of b.evals.uvu.items) it.correct = true;
+    for (const [d, r] of [[dirA, rep], [dirB, b], [dirC, { ...rep, settings: { ...rep.settings, sftSteps: 99 } }]] as const) {
+      mkdirSync(d);
+      writeFileSync(join(d, 'report.json'), JSON.stringify(r));
+    }
+    const run = (...args: string[]) => spawnSync(process.execPath, [seedsScript, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = run(dirA, dirB, '--json', '--plot', join(seeds, 'angles.png'));
+    assert.equal(r.status, 0, r.stderr);
+    const merged = JSON.parse(r.stdout) as { seeds: number[]; pooled: Record<string, { variants: Record<string, Score>; paired: Record<string, Score> }> };
+    assert.deepEqual(merged.seeds, [0, 1]);
+    for (const task of taskNames()) {
+      const a = rep.evals.uvu.items.filter((x) => x.task === task);
+      const t = rep.evals['text-only'].items.filter((x) => x.task === task);
+      const p = merged.pooled[task]!;
+      // uvu pooled: seed 0 as scored, seed 1 all right.
+      const uvu = (a.filter((x) => x.correct).length + a.length) / (2 * a.length);
+      assert.ok(Math.abs(p.variants.uvu!.accuracy - uvu) < 1e-12, `${task}: pooled uvu ${p.variants.uvu!.accuracy} vs ${uvu}`);
+      assert.ok(Math.abs(p.variants['text-only']!.accuracy - t.filter((x) => x.correct).length / t.length) < 1e-12, `${task}: text-only is the same in both`);
+      const d0 = a.reduce((s, x, i) => s + Number(x.correct) - Number(t[i]!.correct), 0);
+      const d1 = t.reduce((s, x) => s + 1 - Number(x.correct), 0);
+      const diff = p.paired['uvu - text-only']!;
+      assert.ok(Math.abs(diff.accuracy - (d0 + d1) / (2 * a.length)) < 1e-12, `${task}: pooled paired difference`);
+      assert.ok(diff.ci95[0] <= diff.accuracy + 1e-12 && diff.accuracy <= diff.ci95[1] + 1e-12);
+    }
+    assert.ok(existsSync(join(seeds, 'angles.png')));
+    for (const [args, message] of [
+      [[dirA, dirC], /size or settings differ/],
+      [[dirA, dirA], /seeds repeat/],
+      [[dirA, join(seeds, 'none')], /no report\.json/],
+      [[dirA], /at least two/],
+    ] as const) {
+      const bad = run(...args);
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, message);
+      assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    }
+  } finally {
+    rmSync(seeds, { recursive: true, force: true });
+  }
+});
+
 /**
  * The i-th test item's answer, right or wrong by construction (not by any scorer), in varied
  * wordings that the documented rules accept or reject.
@@ -249,6 +304,12 @@ function knownAnswer(it: QaItem, right: boolean, i: number): string {
     const n = Number(it.answer);
     if (right) return [it.answer, `There are ${n === 0 ? 'none' : COUNT_WORDS[n]}.`, `I count ${n} of them`][style]!;
     return [String(n + 1), 'many', `${COUNT_WORDS[n + 1]!}`][style]!;
+  }
+  if (it.task === 'naming') {
+    const names = it.answer.split(', ');
+    const spoken = names.map((n) => `a ${n}`).reverse().join(' and ');
+    if (right) return [it.answer, `${spoken[0]!.toUpperCase()}${spoken.slice(1)}.`, names.join(' and ').toUpperCase()][style]!;
+    return [names.length > 1 ? names.slice(1).join(', ') : `${it.answer}, ghost`, `${it.answer}, ${it.answer}, teapot`, 'nothing'][style]!; // one missing, one extra, none
   }
   const flip = it.answer === 'yes' ? 'no' : 'yes';
   if (right) return [it.answer, `${it.answer.toUpperCase()}.`, `${it.answer[0]!.toUpperCase()}${it.answer.slice(1)}, I think`][style]!;

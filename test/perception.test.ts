@@ -9,7 +9,7 @@ import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench } from '../src/perception/eval.js';
 import { answerPriorEntropy, majorityAnswers, totalVariation } from '../src/perception/gates.js';
 import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
-import { bootstrapInterval, iou, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
+import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
 import { loadRgba } from '../src/image/io.js';
 import { centre, formatBox, SPATIAL_MARGIN, TASKS, type QaItem } from '../src/perception/tasks.js';
@@ -264,6 +264,12 @@ test('score: IoU, answer parsing and correctness on hand-computed cases', () => 
   assert.equal(scoreItem(g, '<loc_0><loc_0><loc_16><loc_31>').correct, true); // 32/62 = 0.516
   assert.equal(scoreItem(g, 'no idea').correct, false);
   assert.equal(scoreItem({ task: 'counting', answer: '2', boxes: [], size: 1 }, 'two').correct, true);
+  const naming = { task: 'naming' as const, answer: 'apple, fish', boxes: [], size: 1 };
+  assert.equal(scoreItem(naming, 'fish and apple').correct, true, 'any order and separator');
+  assert.equal(scoreItem(naming, 'A Fish, and an apple.').correct, true, 'case, articles and punctuation');
+  assert.equal(scoreItem(naming, 'apple, fish, fish').correct, true, 'a class named twice is still one class');
+  assert.equal(scoreItem(naming, 'apple').correct, false, 'a missing class');
+  assert.equal(scoreItem(naming, 'apple, fish, ball').correct, false, 'an extra class');
   assert.equal(scoreItem({ task: 'counting', answer: '2', boxes: [], size: 1 }, '12').correct, false);
   assert.equal(scoreItem({ task: 'existence', answer: 'no', boxes: [], size: 1 }, 'No.').correct, true);
   assert.equal(scoreItem({ task: 'spatial', answer: 'yes', boxes: [], size: 1 }, 'nope').correct, false);
@@ -282,6 +288,13 @@ test('score: bootstrap intervals', () => {
   const [lo9, hi9] = bootstrapInterval(ninety, { seed: 7, resamples: 2000 });
   assert.ok(lo9 >= 0.82 && lo9 <= 0.86 && hi9 >= 0.94 && hi9 <= 0.97, `[${lo9}, ${hi9}]`);
   assert.ok(Number.isNaN(bootstrapInterval([])[0]));
+  // Stratified over groups: one group is the plain bootstrap; groups keep their weights, so two
+  // constant groups (1 of value 0, 3 of value 1) have no spread at all, where a pooled bootstrap has.
+  assert.deepEqual(stratifiedBootstrapInterval([half], { seed: 7 }), [lo, hi]);
+  assert.deepEqual(stratifiedBootstrapInterval([[0], [1, 1, 1]], { seed: 3 }), [0.75, 0.75]);
+  const pooled = bootstrapInterval([0, 1, 1, 1], { seed: 3 });
+  assert.ok(pooled[0] < 0.75 && pooled[1] === 1, `pooled [${pooled}]`);
+  assert.ok(Number.isNaN(stratifiedBootstrapInterval([[], []])[0]));
 });
 
 test('evaluateBench: oracle scores 1, constant "no" scores the no-rate; sheet is drawn', async () => {
@@ -377,6 +390,9 @@ test('in-distribution regime: classes with ≥ 5 photos, every photo in both spl
         assert.equal(where.length, 1, s.id);
         assert.equal(where[0]!.answer, formatBox(s.objects[0]!.box, s.size));
       } else assert.equal(where.length, 0, `${s.id}: "Where is the object?" is ambiguous with ${s.objects.length} objects`);
+      const naming = items.filter((it) => it.scene === s.id && it.task === 'naming');
+      assert.equal(naming.length, 1, s.id);
+      assert.equal(naming[0]!.answer, [...new Set(s.objects.map((o) => o.className))].sort().join(', '));
     }
   }
   // Existence is balanced per class: the class named does not give the answer away.
@@ -395,9 +411,9 @@ test('in-distribution regime: classes with ≥ 5 photos, every photo in both spl
     assert.ok(c.text.startsWith(`${n} object${n === 1 ? '' : 's'}: `), c.text);
     for (const o of s.objects) assert.ok(c.text.includes(`${o.className} ${formatBox(o.box, s.size)}`), `${c.text} lacks ${o.className} at ${o.box}`);
   }
-  // The oracle scores 1 on the class-agnostic tasks too (box answers by IoU, counts by number).
+  // The oracle scores 1 on the class-agnostic tasks too (box answers by IoU, counts by number, names as a set).
   const oracle = await evaluateBench(r.out, { split: 'test', answer: async (it) => it.answer });
-  for (const t of ['counting-any', 'grounding-any'] as const) if (oracle.tasks[t]) assert.equal(oracle.tasks[t]!.accuracy, 1, t);
+  for (const t of ['counting-any', 'grounding-any', 'naming'] as const) if (oracle.tasks[t]) assert.equal(oracle.tasks[t]!.accuracy, 1, t);
 });
 
 test('gates: prior entropy, majority answers and total variation on hand-computed cases', () => {

@@ -104,8 +104,8 @@ export interface ItemGateResult {
   correctGrey: boolean;
 }
 
-/** Longest greedy answer generated (a box is 4 tokens). */
-export const ANSWER_TOKENS = 8;
+/** Longest greedy answer generated (a box is 4 tokens; four class names and their commas about 8). */
+export const ANSWER_TOKENS = 12;
 
 /**
  * Gate measurements for one scored item (`correctReal`: its greedy answer with the real image,

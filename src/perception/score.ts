@@ -2,6 +2,7 @@
  * Scoring of benchmark answers: parsing (tolerant of extra text around the answer), per-item
  * correctness, and per-task accuracy with percentile-bootstrap 95% intervals.
  *
+ * Naming is correct when the predicted set of class names equals the true one (any order).
  * Grounding is correct when the predicted box (decoded from its loc bins, v = bin/31·size) has
  * IoU ≥ 0.5 with the exact pixel box, as RefCOCO's Acc@0.5. The quantization alone costs at
  * most size/62 px per side, so a perfect answer keeps IoU well above 0.5 for every object the
@@ -10,7 +11,7 @@
 import { LOC_BINS } from '../tokens/vocab.js';
 import { Rng } from '../util/rng.js';
 import type { Box } from './scenes.js';
-import type { QaItem } from './tasks.js';
+import { namingAnswer, type QaItem } from './tasks.js';
 
 export const IOU_THRESHOLD = 0.5;
 export const BOOTSTRAP_RESAMPLES = 1000;
@@ -54,6 +55,15 @@ export function parseYesNo(text: string): 'yes' | 'no' | null {
   return m ? (m[1]!.toLowerCase() as 'yes' | 'no') : null;
 }
 
+/**
+ * The set of class names in a naming answer, as `namingAnswer` writes it: names separated by
+ * commas or "and", case, punctuation and articles ignored ("A fish and an apple." → "apple, fish").
+ */
+export function parseNames(text: string): string {
+  const names = text.toLowerCase().split(/,|\band\b/).map((part) => part.replace(/[^a-z\s-]/g, ' ').replace(/^\s*(a|an|the)\s+/, '').replace(/\s+/g, ' ').trim());
+  return namingAnswer(names.filter(Boolean));
+}
+
 export interface Scored {
   correct: boolean;
   /** Parsed prediction: the box, the count or the yes/no word; null when unparseable. */
@@ -81,6 +91,10 @@ export function scoreItem(item: Pick<QaItem, 'task' | 'answer' | 'boxes' | 'size
     case 'existence': {
       const a = parseYesNo(prediction);
       return { correct: a !== null && a === item.answer, parsed: a };
+    }
+    case 'naming': {
+      const names = parseNames(prediction);
+      return { correct: names === item.answer, parsed: names };
     }
   }
 }
@@ -113,5 +127,29 @@ export function bootstrapInterval(correct: ArrayLike<boolean | number>, opts: { 
   }
   acc.sort();
   const at = (q: number) => acc[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
+  return [at(alpha / 2), at(1 - alpha / 2)];
+}
+
+/**
+ * Stratified percentile bootstrap of the mean over several groups (e.g. the same comparison run
+ * with several seeds): each resample draws n_g items with replacement within every group g and
+ * takes the mean over all Σ n_g drawn items, so the interval keeps every group's weight fixed.
+ * One group gives exactly `bootstrapInterval` with the same seed.
+ */
+export function stratifiedBootstrapInterval(groups: ArrayLike<boolean | number>[], opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
+  const total = groups.reduce((s, g) => s + g.length, 0);
+  if (total === 0) return [NaN, NaN];
+  const R = opts.resamples ?? BOOTSTRAP_RESAMPLES;
+  const alpha = 1 - (opts.level ?? 0.95);
+  const rng = new Rng(opts.seed ?? 0);
+  const values = groups.map((g) => Float64Array.from({ length: g.length }, (_, i) => Number(g[i])));
+  const means = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    let k = 0;
+    for (const v of values) for (let i = 0; i < v.length; i++) k += v[rng.int(v.length)]!;
+    means[r] = k / total;
+  }
+  means.sort();
+  const at = (q: number) => means[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
   return [at(alpha / 2), at(1 - alpha / 2)];
 }

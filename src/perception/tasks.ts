@@ -7,11 +7,14 @@
  *   existence  "Is there an owl in the image?"    → "yes" | "no"  ("no" mostly a hard negative: an absent
  *                                                   class of the same category as a present one)
  *
- * and, in the in-distribution regime, two class-agnostic tasks (a curriculum: they need where
- * things are, not what they are):
+ * and, in the in-distribution regime, three class-agnostic tasks (a curriculum: their questions
+ * name no class, so each answer is a function of the image alone, which gives the model a signal
+ * before it can bind a class named in the question to what the image shows):
  *
- *   counting-any   "How many objects are there?"  → "3"  (every object in the scene)
- *   grounding-any  "Where is the object?"         → box  (scenes with exactly one object)
+ *   counting-any   "How many objects are there?"    → "3"  (every object in the scene)
+ *   grounding-any  "Where is the object?"           → box  (scenes with exactly one object)
+ *   naming         "What objects are in the image?" → "apple, fish"  (the classes present, once
+ *                                                     each, in alphabetical order)
  *
  * Grounding and spatial questions only name classes with exactly one instance in the scene,
  * so the referring expression is unambiguous. Yes/no answers alternate over the items of a
@@ -22,12 +25,12 @@ import type { Rng } from '../util/rng.js';
 import type { Box, Scene, Split } from './scenes.js';
 import type { ObjectClass } from './stamps.js';
 
-export const TASKS = ['grounding', 'counting', 'spatial', 'existence', 'counting-any', 'grounding-any'] as const;
+export const TASKS = ['grounding', 'counting', 'spatial', 'existence', 'counting-any', 'grounding-any', 'naming'] as const;
 export type Task = (typeof TASKS)[number];
-/** The four tasks of every benchmark; the class-agnostic two exist only where the regime asks for them. */
+/** The four tasks of every benchmark; the class-agnostic ones exist only where the regime asks for them. */
 export const NAMED_TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const satisfies readonly Task[];
-/** Questions that name no class: answerable from where things are, before knowing what they are. */
-export const AGNOSTIC_TASKS = ['counting-any', 'grounding-any'] as const satisfies readonly Task[];
+/** Questions that name no class: their answers need no class name bound to the image. */
+export const AGNOSTIC_TASKS = ['counting-any', 'grounding-any', 'naming'] as const satisfies readonly Task[];
 
 /** Tasks whose answer is a box (scored by IoU). */
 export function isBoxTask(task: Task): boolean {
@@ -222,7 +225,13 @@ export function makeAgnosticItems(scene: Scene, image: string): QaItem[] {
   const boxes = objects.map((o) => o.box);
   const items = [item('counting-any', 'How many objects are there?', String(objects.length), boxes)];
   if (objects.length === 1) items.push(item('grounding-any', 'Where is the object?', formatBox(boxes[0]!, size), boxes));
+  items.push(item('naming', 'What objects are in the image?', namingAnswer(objects.map((o) => o.className)), boxes));
   return items;
+}
+
+/** The answer to "What objects are in the image?": each class once, alphabetical, ", "-joined. */
+export function namingAnswer(classNames: readonly string[]): string {
+  return [...new Set(classNames)].sort().join(', ');
 }
 
 /**

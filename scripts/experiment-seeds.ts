@@ -1,0 +1,213 @@
+/**
+ * `npm run experiment:seeds -- DIR DIR… [--json] [--write NAME] [--plot FILE]`
+ *
+ * One comparison run with several seeds (issue 14, item 3): reads the report.json that
+ * `npm run experiment` leaves in each DIR (same size and settings, different `--seed`) and prints
+ *   - per task and seed: the majority floor, every configuration's accuracy, the paired
+ *     differences uvu − other, and gate 2 (does the answer use the image?);
+ *   - per task over all seeds: each configuration's accuracy and each paired difference over every
+ *     scored item, with a bootstrap interval stratified by seed (each seed keeps its weight);
+ *   - the two image tokenizers on the test scenes' patches (PRP, PSNR) per seed;
+ *   - the distribution of the gradient angle θ(∇L_image, ∇L_text) of every pretraining run with
+ *     image targets, with a PNG: the angle against the step, and its empirical CDF per configuration.
+ * `--write NAME` also writes the tables into BENCHMARKS.md (section NAME) and the plot into docs/experiment/.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { machine, writeSection } from '../bench/report.js';
+import { stratifiedBootstrapInterval } from '../src/perception/score.js';
+import { hashSeed } from '../src/perception/scenes.js';
+import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
+import { UsageError } from '../src/util/errors.js';
+
+const VARIANTS = ['uvu', 'text-only', 'ar-vq'];
+
+/** The parts of an experiment's report.json read here. */
+interface Report {
+  size: string;
+  seed: number;
+  minutes: number;
+  settings: Record<string, unknown> & { variants: string[] };
+  tasks: Record<string, Record<string, { accuracy: number; ci95: [number, number]; gates: { imageSensitive: boolean } } | null> & { floor: { accuracy: number } | null }>;
+  paired: Record<string, Record<string, { n: number; difference: number; ci95: [number, number] }>>;
+  codebook: { test: { prp: number; psnr: number } };
+  vq: { test: { prp: number; psnr: number } } | null;
+  evals: Record<string, { items: { id: string; task: string; correct: boolean }[] }>;
+}
+interface AnglePoint { step: number; angle_deg: number | null }
+
+const program = new Command('experiment:seeds')
+  .description('merge the reports of one experiment run with several seeds: per-seed and pooled accuracies, paired differences, tokenizers, gradient angles')
+  .argument('<dirs...>', 'experiment output folders (each with report.json), one per seed')
+  .option('--json', 'print the merged summary as JSON on stdout, nothing else')
+  .option('--write <name>', 'write the tables into BENCHMARKS.md section NAME and the plot into docs/experiment/NAME-angles.png')
+  .option('--plot <file>', 'gradient-angle plot (default: DIR1/angles-seeds.png)');
+program.parse();
+const opts = program.opts<{ json?: boolean; write?: string; plot?: string }>();
+const dirs = program.args.map((d) => resolve(d));
+
+/** The reports, checked to be one comparison: same size, settings and configurations; distinct seeds. */
+function readReports(): Report[] {
+  const reports = dirs.map((d) => {
+    const f = join(d, 'report.json');
+    if (!existsSync(f)) throw new UsageError(`${f}: no report.json (run npm run experiment with --out ${d} first)`);
+    return JSON.parse(readFileSync(f, 'utf8')) as Report;
+  });
+  const same = JSON.stringify({ size: reports[0]!.size, settings: reports[0]!.settings });
+  reports.forEach((r, i) => {
+    if (JSON.stringify({ size: r.size, settings: r.settings }) !== same) throw new UsageError(`${dirs[i]}: its size or settings differ from ${dirs[0]}'s; only seeds may differ`);
+  });
+  const seeds = reports.map((r) => r.seed);
+  if (new Set(seeds).size !== seeds.length) throw new UsageError(`seeds repeat (${seeds.join(', ')}): give one folder per seed`);
+  return reports;
+}
+
+let reports: Report[];
+try {
+  if (dirs.length < 2) throw new UsageError('give at least two experiment folders (one per seed)');
+  reports = readReports();
+} catch (err) {
+  console.error(`experiment:seeds: ${(err as Error).message}`);
+  process.exit(2);
+}
+const say = (line: string): void => (opts.json ? console.error(line) : console.log(line));
+const variants = VARIANTS.filter((v) => reports[0]!.settings.variants.includes(v));
+const others = variants.includes('uvu') ? variants.filter((v) => v !== 'uvu') : [];
+const tasks = Object.keys(reports[0]!.tasks);
+const pct = (x: number): string => (100 * x).toFixed(1);
+const withCi = (x: number, ci: [number, number]): string => `${pct(x)} [${pct(ci[0])}, ${pct(ci[1])}]`;
+const signed = (x: number, ci: [number, number]): string => `${x >= 0 ? '+' : ''}${withCi(x, ci)}`;
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Per-item correctness (0/1) of a configuration on a task, per seed, in the order the items were scored. */
+const correctOf = (r: Report, v: string, task: string): number[] => r.evals[v]!.items.filter((it) => it.task === task).map((it) => Number(it.correct));
+
+// Pooled over seeds: accuracy and paired differences over every scored item, stratified by seed.
+interface Pooled { n: number; accuracy: number; ci95: [number, number] }
+const pooled: Record<string, { floor: number; variants: Record<string, Pooled>; paired: Record<string, Pooled>; gate2: Record<string, number> }> = {};
+for (const task of tasks) {
+  const byVariant = Object.fromEntries(variants.map((v) => {
+    const groups = reports.map((r) => correctOf(r, v, task));
+    const all = groups.flat();
+    return [v, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/${v}/${task}`) }) }];
+  }));
+  const paired = Object.fromEntries(others.map((o) => {
+    const groups = reports.map((r) => {
+      const a = correctOf(r, 'uvu', task), b = correctOf(r, o, task);
+      return a.map((x, i) => x - b[i]!);
+    });
+    const all = groups.flat();
+    return [`uvu - ${o}`, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/paired/${o}/${task}`) }) }];
+  }));
+  const gate2 = Object.fromEntries(variants.map((v) => [v, reports.filter((r) => r.tasks[task]![v]!.gates.imageSensitive).length]));
+  pooled[task] = { floor: mean(reports.map((r) => r.tasks[task]!.floor!.accuracy)), variants: byVariant, paired, gate2 };
+}
+
+const pairNames = others.map((o) => `uvu - ${o}`);
+const accuracyTable = [
+  `| task | seed | floor | ${variants.join(' | ')} | ${pairNames.map((p) => `${p}, paired`).join(' | ')} | gate 2 (${variants.join(' / ')}) |`,
+  `|---|---|---:|${variants.map(() => '---').join('|')}|${pairNames.map(() => '---').join('|')}|---|`,
+  ...tasks.flatMap((task) => [
+    ...reports.map((r) => {
+      const t = r.tasks[task]!;
+      return `| ${task} | ${r.seed} | ${pct(t.floor!.accuracy)} | ${variants.map((v) => withCi(t[v]!.accuracy, t[v]!.ci95)).join(' | ')} | ${pairNames.map((p) => signed(r.paired[p]![task]!.difference, r.paired[p]![task]!.ci95)).join(' | ')} | ${variants.map((v) => (t[v]!.gates.imageSensitive ? 'pass' : 'fail')).join(' / ')} |`;
+    }),
+    (() => {
+      const p = pooled[task]!;
+      return `| **${task}** | **all ${reports.length}** | ${pct(p.floor)} | ${variants.map((v) => withCi(p.variants[v]!.accuracy, p.variants[v]!.ci95)).join(' | ')} | ${pairNames.map((n) => `**${signed(p.paired[n]!.accuracy, p.paired[n]!.ci95)}**`).join(' | ')} | ${variants.map((v) => `${p.gate2[v]}/${reports.length}`).join(' / ')} |`;
+    })(),
+  ]),
+].join('\n');
+
+const tokenizerTable = [
+  '| seed | pixel codebook PRP | PSNR (dB) | VQ-VAE PRP | PSNR (dB) |',
+  '|---|---:|---:|---:|---:|',
+  ...reports.map((r) => `| ${r.seed} | ${r.codebook.test.prp.toFixed(3)} | ${r.codebook.test.psnr.toFixed(2)} | ${r.vq ? r.vq.test.prp.toFixed(3) : '—'} | ${r.vq ? r.vq.test.psnr.toFixed(2) : '—'} |`),
+].join('\n');
+
+// Gradient angles of the pretraining runs with image targets (every `angle_every` steps).
+const imageVariants = variants.filter((v) => v !== 'text-only');
+const anglesOf = (dir: string, v: string): AnglePoint[] => {
+  const log = join(dir, 'runs', `${v}-pretrain`, 'log.jsonl');
+  if (!existsSync(log)) return [];
+  return readFileSync(log, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as AnglePoint).filter((l) => l.angle_deg !== null);
+};
+const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))]!;
+const angleStats = Object.fromEntries(imageVariants.map((v) => {
+  const xs = dirs.flatMap((d) => anglesOf(d, v).map((l) => l.angle_deg!)).sort((a, b) => a - b);
+  if (xs.length === 0) return [v, null];
+  const m = mean(xs);
+  const sd = Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+  return [v, { n: xs.length, meanDeg: m, sdDeg: sd, q10Deg: quantile(xs, 0.1), medianDeg: quantile(xs, 0.5), q90Deg: quantile(xs, 0.9), above90: xs.filter((x) => x > 90).length / xs.length }];
+}));
+const angleTable = [
+  '| configuration | angles (runs × steps) | mean | sd | 10 % | median | 90 % | share > 90° (conflicting) |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ...imageVariants.map((v) => {
+    const a = angleStats[v];
+    if (!a) return `| ${v} | 0 | — | — | — | — | — | — |`;
+    return `| ${v} | ${a.n} | ${a.meanDeg.toFixed(1)}° | ${a.sdDeg.toFixed(1)}° | ${a.q10Deg.toFixed(1)}° | ${a.medianDeg.toFixed(1)}° | ${a.q90Deg.toFixed(1)}° | ${pct(a.above90)} % |`;
+  }),
+].join('\n');
+
+const plot = resolve(opts.plot ?? join(dirs[0]!, 'angles-seeds.png'));
+const colorOf = (v: string): string => PLOT_COLORS[VARIANTS.indexOf(v)]!;
+await writeLinePlotPng(plot, {
+  title: `θ(∇L_image, ∇L_text) in pretraining, ${reports.length} seeds`,
+  width: 640,
+  panels: [
+    {
+      title: 'angle against the pretraining step (one line per seed)',
+      xLabel: 'step',
+      yLabel: 'degrees',
+      series: imageVariants.flatMap((v) => dirs.map((d, i) => {
+        const a = anglesOf(d, v);
+        return { name: `${v} seed ${reports[i]!.seed}`, color: colorOf(v), x: a.map((l) => l.step), y: a.map((l) => l.angle_deg!) };
+      })),
+    },
+    {
+      title: 'empirical CDF over all seeds and steps',
+      xLabel: 'degrees',
+      yLabel: 'fraction ≤ angle',
+      series: imageVariants.map((v) => {
+        const xs = dirs.flatMap((d) => anglesOf(d, v).map((l) => l.angle_deg!)).sort((a, b) => a - b);
+        return { name: v, color: colorOf(v), x: xs, y: xs.map((_, i) => (i + 1) / xs.length) };
+      }),
+    },
+  ],
+});
+
+say(accuracyTable);
+say('');
+say(tokenizerTable);
+say('');
+say(angleTable);
+say(`plot: ${plot}`);
+const summary = { seeds: reports.map((r) => r.seed), dirs, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
+if (opts.json) console.log(JSON.stringify(summary, null, 2));
+
+if (opts.write) {
+  const docs = resolve('docs', 'experiment');
+  mkdirSync(docs, { recursive: true });
+  copyFileSync(plot, join(docs, `${opts.write}-angles.png`));
+  writeSection(opts.write, [
+    `### ${opts.write}`,
+    '',
+    `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging \`npm run experiment -- --size ${reports[0]!.size} --seed S --out DIR\` for seeds ${reports.map((r) => r.seed).join(', ')} (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
+    '',
+    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed; paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0):`,
+    '',
+    accuracyTable,
+    '',
+    'Image tokenizers (same K) on the test scenes\' patches:',
+    '',
+    tokenizerTable,
+    '',
+    'Gradient angle θ(∇L_image, ∇L_text) over the shared weights, every pretraining run with image targets:',
+    '',
+    angleTable,
+    '',
+    `![gradient angles](docs/experiment/${opts.write}-angles.png)`,
+  ].join('\n'));
+}
