@@ -66,7 +66,7 @@ export function parseNames(text: string): string {
 
 export interface Scored {
   correct: boolean;
-  /** Parsed prediction: the box, the count or the yes/no word; null when unparseable. */
+  /** Parsed prediction: the box, the count, the yes/no word or the names (as namingAnswer); null when unparseable. */
   parsed: Box | number | string | null;
   /** Grounding only: IoU of the predicted box with the true box (0 when unparseable). */
   iou?: number;
@@ -113,28 +113,14 @@ export function accuracy(correct: ArrayLike<boolean | number>): number {
  * floor(q·(R − 1)) after sorting.
  */
 export function bootstrapInterval(correct: ArrayLike<boolean | number>, opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
-  const n = correct.length;
-  if (n === 0) return [NaN, NaN];
-  const R = opts.resamples ?? BOOTSTRAP_RESAMPLES;
-  const alpha = 1 - (opts.level ?? 0.95);
-  const rng = new Rng(opts.seed ?? 0);
-  const hits = Float64Array.from({ length: n }, (_, i) => Number(correct[i]));
-  const acc = new Float64Array(R);
-  for (let r = 0; r < R; r++) {
-    let k = 0;
-    for (let i = 0; i < n; i++) k += hits[rng.int(n)]!;
-    acc[r] = k / n;
-  }
-  acc.sort();
-  const at = (q: number) => acc[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
-  return [at(alpha / 2), at(1 - alpha / 2)];
+  return stratifiedBootstrapInterval([correct], opts);
 }
 
 /**
  * Stratified percentile bootstrap of the mean over several groups (e.g. the same comparison run
  * with several seeds): each resample draws n_g items with replacement within every group g and
  * takes the mean over all Σ n_g drawn items, so the interval keeps every group's weight fixed.
- * One group gives exactly `bootstrapInterval` with the same seed.
+ * One group is the plain bootstrap (`bootstrapInterval`).
  */
 export function stratifiedBootstrapInterval(groups: ArrayLike<boolean | number>[], opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
   const total = groups.reduce((s, g) => s + g.length, 0);
