@@ -6,7 +6,8 @@
  *   - per task and seed: the majority floor, every configuration's accuracy, the paired
  *     differences uvu − other, and gate 2 (does the answer use the image?);
  *   - per task over all seeds: each configuration's accuracy and each paired difference over every
- *     scored item, with a bootstrap interval stratified by seed (each seed keeps its weight);
+ *     scored item, with a bootstrap interval stratified by seed (each seed keeps its weight), and
+ *     the paired difference's mean over seeds with a t interval across seeds (training noise);
  *   - the two image tokenizers on the test scenes' patches (PRP, PSNR) per seed;
  *   - the distribution of the gradient angle θ(∇L_image, ∇L_text) of every pretraining run with
  *     image targets, with a PNG: the angle against the step, and its empirical CDF per configuration.
@@ -83,25 +84,44 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 /** Per-item correctness (0/1) of a configuration on a task, per seed, in the order the items were scored. */
 const correctOf = (r: Report, v: string, task: string): number[] => r.evals[v]!.items.filter((it) => it.task === task).map((it) => Number(it.correct));
 
+/** Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 … 10 (standard tables); 1.96 beyond is within 3 % for df > 30. */
+const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
+/**
+ * Mean of per-seed values with a 95 % t interval over seeds: the between-seed view. The stratified
+ * bootstrap treats the seeds' training runs as fixed and resamples only test items; this one
+ * treats each seed's result as one draw of the whole training, so it is the wider, honest one
+ * when runs differ more than items do.
+ */
+function acrossSeeds(values: number[]): { n: number; mean: number; sd: number; ci95: [number, number] } {
+  const n = values.length;
+  const m = mean(values);
+  const sd = Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (n - 1));
+  const t = T975[n - 2] ?? (n - 1 > 30 ? 1.96 : 2.2);
+  const half = (t * sd) / Math.sqrt(n);
+  return { n, mean: m, sd, ci95: [m - half, m + half] };
+}
+
 // Pooled over seeds: accuracy and paired differences over every scored item, stratified by seed.
 interface Pooled { n: number; accuracy: number; ci95: [number, number] }
-const pooled: Record<string, { floor: number; variants: Record<string, Pooled>; paired: Record<string, Pooled>; gate2: Record<string, number> }> = {};
+const pooled: Record<string, { floor: number; variants: Record<string, Pooled>; paired: Record<string, Pooled>; pairedAcrossSeeds: Record<string, ReturnType<typeof acrossSeeds>>; gate2: Record<string, number> }> = {};
 for (const task of tasks) {
   const byVariant = Object.fromEntries(variants.map((v) => {
     const groups = reports.map((r) => correctOf(r, v, task));
     const all = groups.flat();
     return [v, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/${v}/${task}`) }) }];
   }));
+  const differences = (o: string): number[][] => reports.map((r) => {
+    const a = correctOf(r, 'uvu', task), b = correctOf(r, o, task);
+    return a.map((x, i) => x - b[i]!);
+  });
   const paired = Object.fromEntries(others.map((o) => {
-    const groups = reports.map((r) => {
-      const a = correctOf(r, 'uvu', task), b = correctOf(r, o, task);
-      return a.map((x, i) => x - b[i]!);
-    });
+    const groups = differences(o);
     const all = groups.flat();
     return [`uvu - ${o}`, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/paired/${o}/${task}`) }) }];
   }));
+  const pairedAcrossSeeds = Object.fromEntries(others.map((o) => [`uvu - ${o}`, acrossSeeds(differences(o).map(mean))]));
   const gate2 = Object.fromEntries(variants.map((v) => [v, reports.filter((r) => r.tasks[task]![v]!.gates.imageSensitive).length]));
-  pooled[task] = { floor: mean(reports.map((r) => r.tasks[task]!.floor!.accuracy)), variants: byVariant, paired, gate2 };
+  pooled[task] = { floor: mean(reports.map((r) => r.tasks[task]!.floor!.accuracy)), variants: byVariant, paired, pairedAcrossSeeds, gate2 };
 }
 
 const pairNames = others.map((o) => `uvu - ${o}`);
@@ -115,7 +135,7 @@ const accuracyTable = [
     }),
     (() => {
       const p = pooled[task]!;
-      return `| **${task}** | **all ${reports.length}** | ${pct(p.floor)} | ${variants.map((v) => withCi(p.variants[v]!.accuracy, p.variants[v]!.ci95)).join(' | ')} | ${pairNames.map((n) => `**${signed(p.paired[n]!.accuracy, p.paired[n]!.ci95)}**`).join(' | ')} | ${variants.map((v) => `${p.gate2[v]}/${reports.length}`).join(' / ')} |`;
+      return `| **${task}** | **all ${reports.length}** | ${pct(p.floor)} | ${variants.map((v) => withCi(p.variants[v]!.accuracy, p.variants[v]!.ci95)).join(' | ')} | ${pairNames.map((n) => `**${signed(p.paired[n]!.accuracy, p.paired[n]!.ci95)}**; over seeds ${signed(p.pairedAcrossSeeds[n]!.mean, p.pairedAcrossSeeds[n]!.ci95)}`).join(' | ')} | ${variants.map((v) => `${p.gate2[v]}/${reports.length}`).join(' / ')} |`;
     })(),
   ]),
 ].join('\n');
@@ -196,7 +216,7 @@ if (opts.write) {
     '',
     `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging \`npm run experiment -- --size ${reports[0]!.size} --seed S --out DIR\` for seeds ${reports.map((r) => r.seed).join(', ')} (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
     '',
-    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed; paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0):`,
+    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed (test items resampled, training runs fixed); "over seeds" is the mean of the per-seed differences with a 95 % t interval across seeds (each training run one draw); paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0):`,
     '',
     accuracyTable,
     '',

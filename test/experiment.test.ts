@@ -255,7 +255,7 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const run = (...args: string[]) => spawnSync(process.execPath, [seedsScript, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const r = run(dirA, dirB, '--json', '--plot', join(seeds, 'angles.png'));
     assert.equal(r.status, 0, r.stderr);
-    const merged = JSON.parse(r.stdout) as { seeds: number[]; pooled: Record<string, { variants: Record<string, Score>; paired: Record<string, Score> }> };
+    const merged = JSON.parse(r.stdout) as { seeds: number[]; pooled: Record<string, { variants: Record<string, Score>; paired: Record<string, Score>; pairedAcrossSeeds: Record<string, { mean: number; sd: number; ci95: [number, number] }> }> };
     assert.deepEqual(merged.seeds, [0, 1]);
     for (const task of taskNames()) {
       const a = rep.evals.uvu.items.filter((x) => x.task === task);
@@ -270,6 +270,12 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
       const diff = p.paired['uvu - text-only']!;
       assert.ok(Math.abs(diff.accuracy - (d0 + d1) / (2 * a.length)) < 1e-12, `${task}: pooled paired difference`);
       assert.ok(diff.ci95[0] <= diff.accuracy + 1e-12 && diff.accuracy <= diff.ci95[1] + 1e-12);
+      // Across seeds: the two per-seed differences, their sd and the t interval with 1 degree of freedom.
+      const perSeed = [d0 / a.length, d1 / a.length];
+      const across = p.pairedAcrossSeeds['uvu - text-only']!;
+      const sd = Math.abs(perSeed[0]! - perSeed[1]!) / Math.SQRT2;
+      assert.ok(Math.abs(across.mean - (perSeed[0]! + perSeed[1]!) / 2) < 1e-12 && Math.abs(across.sd - sd) < 1e-12, `${task}: across seeds ${JSON.stringify(across)}`);
+      assert.ok(Math.abs(across.ci95[1] - across.mean - (12.706 * sd) / Math.SQRT2) < 1e-9);
     }
     assert.ok(existsSync(join(seeds, 'angles.png')));
     for (const [args, message] of [
