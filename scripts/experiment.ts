@@ -169,7 +169,26 @@ try {
 }
 const seed = Number(opts.seed);
 const OUT = resolve(opts.out ?? join('out', `experiment-${opts.size}`));
+/**
+ * What OUT's cached steps were made with: every size field but `variants` (a rerun may add a
+ * configuration), the seed, --backgrounds and --curve. Steps are skipped when their output
+ * exists, so a rerun with other settings would silently mix old and new outputs (data built for
+ * another K, runs of another schedule); it is refused instead, naming what differs.
+ */
+const outSettingsFile = join(OUT, 'settings.json');
+const { variants: _variants, ...fixedSettings } = size;
+const outSettings = { ...fixedSettings, seed, backgrounds: opts.backgrounds.map((b) => resolve(b)), curve: curveEvery };
+if (existsSync(outSettingsFile)) {
+  const before = JSON.parse(readFileSync(outSettingsFile, 'utf8')) as Record<string, unknown>;
+  const now = outSettings as Record<string, unknown>;
+  const differ = [...new Set([...Object.keys(before), ...Object.keys(now)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]));
+  if (differ.length) {
+    console.error(`experiment: ${OUT} holds a run with other settings (${differ.map((k) => `${k} ${JSON.stringify(before[k])} → ${JSON.stringify(now[k])}`).join(', ')}); give another --out, or the same settings to resume it`);
+    process.exit(2);
+  }
+}
 mkdirSync(join(OUT, 'steps'), { recursive: true });
+writeFileAtomic(outSettingsFile, JSON.stringify(outSettings, null, 2) + '\n');
 /** Human-readable lines go to stderr when --json owns stdout. */
 const say = (line: string): void => (opts.json ? console.error(line) : console.log(line));
 

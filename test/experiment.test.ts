@@ -432,6 +432,13 @@ test('bad experiment options are refused with one line before any work', () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     }
     assert.deepEqual(readdirSync(empty), [], 'nothing written');
+    // A rerun into a folder made with other settings would mix its cached steps with new ones.
+    writeFileSync(join(empty, 'settings.json'), JSON.stringify({ K: 999 }));
+    const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', empty], { encoding: 'utf8' });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /holds a run with other settings \(.*K 999 → 64/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.deepEqual(readdirSync(empty), ['settings.json'], 'nothing else written');
   } finally {
     rmSync(empty, { recursive: true, force: true });
   }
