@@ -13,30 +13,37 @@
  *     image targets, with a PNG: the angle against the step, and its empirical CDF per configuration.
  * `--write NAME` also writes the tables into BENCHMARKS.md (section NAME) and the plot into docs/experiment/.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command } from 'commander';
+import { z } from 'zod';
 import { machine, writeSection } from '../bench/report.js';
+import { quantile } from '../src/codebook/metrics.js';
 import { stratifiedBootstrapInterval } from '../src/perception/score.js';
 import { hashSeed } from '../src/perception/scenes.js';
+import { LOG_FILE, readLog } from '../src/serve/runs.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { UsageError } from '../src/util/errors.js';
+import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
 
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'];
 
-/** The parts of an experiment's report.json read here. */
-interface Report {
-  size: string;
-  seed: number;
-  minutes: number;
-  settings: Record<string, unknown> & { variants: string[] };
-  tasks: Record<string, Record<string, { accuracy: number; ci95: [number, number]; gates: { imageSensitive: boolean } } | null> & { floor: { accuracy: number } | null }>;
-  paired: Record<string, Record<string, { n: number; difference: number; ci95: [number, number] }>>;
-  codebook: { test: { prp: number; psnr: number } };
-  vq: { test: { prp: number; psnr: number } } | null;
-  evals: Record<string, { items: { id: string; task: string; correct: boolean }[] }>;
-}
-interface AnglePoint { step: number; angle_deg: number | null }
+/** The parts of an experiment's report.json read here (scripts/experiment.ts writes it). */
+const interval = z.tuple([z.number(), z.number()]);
+const tokenizerTest = z.object({ prp: z.number(), psnr: z.number() });
+const ReportSchema = z.object({
+  size: z.string(),
+  seed: z.number().int(),
+  minutes: z.number(),
+  settings: z.looseObject({ variants: z.array(z.string()), evalPerTask: z.number() }),
+  /** Per task: the majority floor, and per configuration its accuracy and gates. */
+  tasks: z.record(z.string(), z.object({ floor: z.object({ accuracy: z.number() }).nullable() }).catchall(z.object({ accuracy: z.number(), ci95: interval, gates: z.object({ imageSensitive: z.boolean() }) }))),
+  paired: z.record(z.string(), z.record(z.string(), z.object({ n: z.number(), difference: z.number(), ci95: interval }))),
+  codebook: z.object({ test: tokenizerTest }),
+  vq: z.object({ test: tokenizerTest }).nullable(),
+  evals: z.record(z.string(), z.object({ items: z.array(z.object({ id: z.string(), task: z.string(), correct: z.boolean() })) })),
+});
+type Report = z.output<typeof ReportSchema>;
 
 const program = new Command('experiment:seeds')
   .description('merge the reports of one experiment run with several seeds: per-seed and pooled accuracies, paired differences, tokenizers, gradient angles')
@@ -53,7 +60,7 @@ function readReports(): Report[] {
   const reports = dirs.map((d) => {
     const f = join(d, 'report.json');
     if (!existsSync(f)) throw new UsageError(`${f}: no report.json (run npm run experiment with --out ${d} first)`);
-    return JSON.parse(readFileSync(f, 'utf8')) as Report;
+    return parseOrFail(ReportSchema, readJsonFile(f, 'experiment report'), `${f}: not an experiment report`);
   });
   const same = JSON.stringify({ size: reports[0]!.size, settings: reports[0]!.settings });
   reports.forEach((r, i) => {
@@ -70,7 +77,7 @@ try {
   reports = readReports();
 } catch (err) {
   console.error(`experiment:seeds: ${(err as Error).message}`);
-  process.exit(2);
+  process.exit(err instanceof UsageError ? 2 : 1);
 }
 const say = (line: string): void => (opts.json ? console.error(line) : console.log(line));
 const variants = VARIANTS.filter((v) => reports[0]!.settings.variants.includes(v));
@@ -84,7 +91,10 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 /** Per-item correctness (0/1) of a configuration on a task, per seed, in the order the items were scored. */
 const correctOf = (r: Report, v: string, task: string): number[] => r.evals[v]!.items.filter((it) => it.task === task).map((it) => Number(it.correct));
 
-/** Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 … 10 (standard tables); 1.96 beyond is within 3 % for df > 30. */
+/**
+ * Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 … 10 (standard tables). Beyond: 2.2
+ * up to df 30 (the df-11 value, so the interval errs wide) and 1.96 after (within 3 %).
+ */
 const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
 /**
  * Mean of per-seed values with a 95 % t interval over seeds: the between-seed view. The stratified
@@ -110,16 +120,17 @@ for (const task of tasks) {
     const all = groups.flat();
     return [v, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/${v}/${task}`) }) }];
   }));
-  const differences = (o: string): number[][] => reports.map((r) => {
+  // Per configuration other than uvu: per seed, uvu's correctness minus its on each item.
+  const differences = new Map(others.map((o) => [o, reports.map((r) => {
     const a = correctOf(r, 'uvu', task), b = correctOf(r, o, task);
     return a.map((x, i) => x - b[i]!);
-  });
+  })]));
   const paired = Object.fromEntries(others.map((o) => {
-    const groups = differences(o);
+    const groups = differences.get(o)!;
     const all = groups.flat();
     return [`uvu - ${o}`, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/paired/${o}/${task}`) }) }];
   }));
-  const pairedAcrossSeeds = Object.fromEntries(others.map((o) => [`uvu - ${o}`, acrossSeeds(differences(o).map(mean))]));
+  const pairedAcrossSeeds = Object.fromEntries(others.map((o) => [`uvu - ${o}`, acrossSeeds(differences.get(o)!.map(mean))]));
   const gate2 = Object.fromEntries(variants.map((v) => [v, reports.filter((r) => r.tasks[task]![v]!.gates.imageSensitive).length]));
   pooled[task] = { floor: mean(reports.map((r) => r.tasks[task]!.floor!.accuracy)), variants: byVariant, paired, pairedAcrossSeeds, gate2 };
 }
@@ -148,14 +159,16 @@ const tokenizerTable = [
 
 // Gradient angles of the pretraining runs with image targets (every `angle_every` steps).
 const imageVariants = variants.filter((v) => v !== 'text-only');
-const anglesOf = (dir: string, v: string): AnglePoint[] => {
-  const log = join(dir, 'runs', `${v}-pretrain`, 'log.jsonl');
-  if (!existsSync(log)) return [];
-  return readFileSync(log, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as AnglePoint).filter((l) => l.angle_deg !== null);
-};
-const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))]!;
+/** Per configuration, per seed: the measured angles of its pretraining run, [step, degrees]. */
+const angles = new Map(imageVariants.map((v) => [v, dirs.map((d) => {
+  const run = join(d, 'runs', `${v}-pretrain`);
+  if (!existsSync(join(run, LOG_FILE))) return [];
+  return readLog(run, 0).lines.flatMap((l) => (l.angle_deg === null ? [] : [[l.step, l.angle_deg] as const]));
+})]));
+/** Per configuration: every seed's angles, ascending. */
+const sortedAngles = new Map(imageVariants.map((v) => [v, angles.get(v)!.flat().map(([, deg]) => deg).sort((a, b) => a - b)]));
 const angleStats = Object.fromEntries(imageVariants.map((v) => {
-  const xs = dirs.flatMap((d) => anglesOf(d, v).map((l) => l.angle_deg!)).sort((a, b) => a - b);
+  const xs = sortedAngles.get(v)!;
   if (xs.length === 0) return [v, null];
   const m = mean(xs);
   const sd = Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
@@ -181,17 +194,14 @@ await writeLinePlotPng(plot, {
       title: 'angle against the pretraining step (one line per seed)',
       xLabel: 'step',
       yLabel: 'degrees',
-      series: imageVariants.flatMap((v) => dirs.map((d, i) => {
-        const a = anglesOf(d, v);
-        return { name: `${v} seed ${reports[i]!.seed}`, color: colorOf(v), x: a.map((l) => l.step), y: a.map((l) => l.angle_deg!) };
-      })),
+      series: imageVariants.flatMap((v) => angles.get(v)!.map((a, i) => ({ name: `${v} seed ${reports[i]!.seed}`, color: colorOf(v), x: a.map(([step]) => step), y: a.map(([, deg]) => deg) }))),
     },
     {
       title: 'empirical CDF over all seeds and steps',
       xLabel: 'degrees',
       yLabel: 'fraction ≤ angle',
       series: imageVariants.map((v) => {
-        const xs = dirs.flatMap((d) => anglesOf(d, v).map((l) => l.angle_deg!)).sort((a, b) => a - b);
+        const xs = sortedAngles.get(v)!;
         return { name: v, color: colorOf(v), x: xs, y: xs.map((_, i) => (i + 1) / xs.length) };
       }),
     },

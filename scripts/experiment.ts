@@ -40,6 +40,8 @@ import { ModelSession } from '../src/infer/session.js';
 import { REGIMES, type Regime } from '../src/perception/build.js';
 import { evaluateBench, readBenchItems, type EvalReport, type TaskScore } from '../src/perception/eval.js';
 import { bootstrapInterval } from '../src/perception/score.js';
+import { readLog } from '../src/serve/runs.js';
+import type { StepLog } from '../src/train/train.js';
 import { evaluateGates, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
 import { hashSeed, writePlainBackgrounds } from '../src/perception/scenes.js';
 import { AGNOSTIC_TASKS, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
@@ -408,9 +410,7 @@ const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalP
 // 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
 const timings: Record<string, number> = {};
 for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
-interface LogLine { step: number; loss: number; loss_text: number; loss_image: number | null; angle_deg: number | null }
-const logOf = (variant: Variant, stage: Stage): LogLine[] => !stages.includes(stage) ? [] :
-  readFileSync(join(run(variant, stage), 'log.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as LogLine);
+const logOf = (variant: Variant, stage: Stage): StepLog[] => (stages.includes(stage) ? readLog(run(variant, stage), 0).lines : []);
 const smooth = (ys: number[], k = 10): number[] => ys.map((_, i) => {
   const w = ys.slice(Math.max(0, i - k + 1), i + 1).filter(Number.isFinite);
   return w.length ? w.reduce((a, b) => a + b, 0) / w.length : NaN;
@@ -421,9 +421,9 @@ const lossesPng = join(OUT, 'losses.png');
 await writeLinePlotPng(lossesPng, {
   title: `experiment (${opts.size}, ${size.regime}): training losses, moving average of 10 steps`,
   panels: [
-    { title: 'pretrain: L_text', xLabel: 'step', yLabel: 'nats', series: size.variants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_text)) })) },
+    { title: 'pretrain: L_text', xLabel: 'step', yLabel: 'nats', series: size.variants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_text ?? NaN)) })) },
     { title: 'pretrain: L_image', xLabel: 'step', yLabel: 'nats', series: imageVariants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'pretrain').map((l) => l.step), y: smooth(logOf(v, 'pretrain').map((l) => l.loss_image ?? NaN)) })) },
-    { title: 'SFT: loss per answer token', xLabel: 'step', yLabel: 'nats', series: size.variants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'sft').map((l) => l.step), y: smooth(logOf(v, 'sft').map((l) => l.loss_text)) })) },
+    { title: 'SFT: loss per answer token', xLabel: 'step', yLabel: 'nats', series: size.variants.map((v) => ({ name: v, color: colorOf(v), x: logOf(v, 'sft').map((l) => l.step), y: smooth(logOf(v, 'sft').map((l) => l.loss_text ?? NaN)) })) },
     {
       title: 'pretrain: gradient angle θ(L_image, L_text)',
       xLabel: 'step',

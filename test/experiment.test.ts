@@ -278,6 +278,14 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
       assert.ok(Math.abs(across.ci95[1] - across.mean - (12.706 * sd) / Math.SQRT2) < 1e-9);
     }
     assert.ok(existsSync(join(seeds, 'angles.png')));
+    // A report that is not one (here: no evals) is an input error, named in one line.
+    const dirBad = join(seeds, 'bad');
+    mkdirSync(dirBad);
+    writeFileSync(join(dirBad, 'report.json'), JSON.stringify({ ...b, seed: 2, evals: undefined }));
+    const bad = run(dirA, dirBad);
+    assert.equal(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, /bad\/report\.json: not an experiment report: evals: /);
+    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
     for (const [args, message] of [
       [[dirA, dirC], /size or settings differ/],
       [[dirA, dirA], /seeds repeat/],
