@@ -2,7 +2,8 @@
  * `npm run experiment:seeds -- DIR DIR… [--json] [--write NAME] [--plot FILE]`
  *
  * One comparison run with several seeds (issue 14, item 3): reads the report.json that
- * `npm run experiment` leaves in each DIR (same size and settings, different `--seed`) and prints
+ * `npm run experiment` leaves in each DIR (same size and settings, different `--seed`; a
+ * configuration not trained in every run is left out of the merge) and prints
  *   - per task and seed: the majority floor, every configuration's accuracy, the paired
  *     differences uvu − other, and gate 2 (does the answer use the image?);
  *   - per task over all seeds: each configuration's accuracy and each paired difference over every
@@ -55,16 +56,16 @@ program.parse();
 const opts = program.opts<{ json?: boolean; write?: string; plot?: string }>();
 const dirs = program.args.map((d) => resolve(d));
 
-/** The reports, checked to be one comparison: same size, settings and configurations; distinct seeds. */
+/** The reports, checked to be one comparison: same size and settings (configurations may differ); distinct seeds. */
 function readReports(): Report[] {
   const reports = dirs.map((d) => {
     const f = join(d, 'report.json');
     if (!existsSync(f)) throw new UsageError(`${f}: no report.json (run npm run experiment with --out ${d} first)`);
     return parseOrFail(ReportSchema, readJsonFile(f, 'experiment report'), `${f}: not an experiment report`);
   });
-  const same = JSON.stringify({ size: reports[0]!.size, settings: reports[0]!.settings });
+  const fixed = (r: Report): string => JSON.stringify({ size: r.size, settings: { ...r.settings, variants: undefined } });
   reports.forEach((r, i) => {
-    if (JSON.stringify({ size: r.size, settings: r.settings }) !== same) throw new UsageError(`${dirs[i]}: its size or settings differ from ${dirs[0]}'s; only seeds may differ`);
+    if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${dirs[i]}: its size or settings differ from ${dirs[0]}'s; only seeds (and configurations) may differ`);
   });
   const seeds = reports.map((r) => r.seed);
   if (new Set(seeds).size !== seeds.length) throw new UsageError(`seeds repeat (${seeds.join(', ')}): give one folder per seed`);
@@ -80,7 +81,10 @@ try {
   process.exit(err instanceof UsageError ? 2 : 1);
 }
 const say = (line: string): void => (opts.json ? console.error(line) : console.log(line));
-const variants = VARIANTS.filter((v) => reports[0]!.settings.variants.includes(v));
+/** The configurations every run trained (a run with fewer leaves the others out of the merge). */
+const variants = VARIANTS.filter((v) => reports.every((r) => r.settings.variants.includes(v)));
+const dropped = VARIANTS.filter((v) => !variants.includes(v) && reports.some((r) => r.settings.variants.includes(v)));
+if (dropped.length) say(`experiment:seeds: ${dropped.join(', ')} left out: not trained in every run`);
 const others = variants.includes('uvu') ? variants.filter((v) => v !== 'uvu') : [];
 const tasks = Object.keys(reports[0]!.tasks);
 const pct = (x: number): string => (100 * x).toFixed(1);
@@ -214,7 +218,7 @@ say(tokenizerTable);
 say('');
 say(angleTable);
 say(`plot: ${plot}`);
-const summary = { seeds: reports.map((r) => r.seed), dirs, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
+const summary = { seeds: reports.map((r) => r.seed), dirs, configurations: variants, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
 if (opts.json) console.log(JSON.stringify(summary, null, 2));
 
 if (opts.write) {

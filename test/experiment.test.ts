@@ -101,6 +101,10 @@ function handScore(item: QaItem, prediction: string): boolean {
     const truth = new Set(item.answer.split(', '));
     return said.size === truth.size && [...truth].every((name) => said.has(name));
   }
+  if (item.task === 'ordering') {
+    const said = words.filter((w) => !['and', 'a', 'an', 'the'].includes(w));
+    return said.join(' ') === item.answer.split(', ').join(' ');
+  }
   const first = words.find((w) => w === 'yes' || w === 'no');
   return first !== undefined && first === item.answer;
 }
@@ -278,6 +282,16 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
       assert.ok(Math.abs(across.ci95[1] - across.mean - (12.706 * sd) / Math.SQRT2) < 1e-9);
     }
     assert.ok(existsSync(join(seeds, 'angles.png')));
+    // A run that trained fewer configurations is merged on those every run has.
+    const dirD = join(seeds, 'd');
+    mkdirSync(dirD);
+    writeFileSync(join(dirD, 'report.json'), JSON.stringify({ ...b, seed: 3, settings: { ...rep.settings, variants: ['text-only', 'uvu'] } }));
+    const fewer = run(dirA, dirD, '--json');
+    assert.equal(fewer.status, 0, fewer.stderr);
+    assert.match(fewer.stderr, /ar-vq left out: not trained in every run/);
+    const mergedFewer = JSON.parse(fewer.stdout) as { configurations: string[]; pooled: Record<string, { variants: Record<string, Score>; paired: Record<string, Score> }> };
+    assert.deepEqual(mergedFewer.configurations, ['uvu', 'text-only']);
+    for (const p of Object.values(mergedFewer.pooled)) assert.deepEqual([Object.keys(p.variants), Object.keys(p.paired)], [['uvu', 'text-only'], ['uvu - text-only']]);
     // A report that is not one (here: no evals) is an input error, named in one line.
     const dirBad = join(seeds, 'bad');
     mkdirSync(dirBad);
@@ -318,6 +332,12 @@ function knownAnswer(it: QaItem, right: boolean, i: number): string {
     const n = Number(it.answer);
     if (right) return [it.answer, `There are ${n === 0 ? 'none' : COUNT_WORDS[n]}.`, `I count ${n} of them`][style]!;
     return [String(n + 1), 'many', `${COUNT_WORDS[n + 1]!}`][style]!;
+  }
+  if (it.task === 'ordering') {
+    const names = it.answer.split(', ');
+    const spoken = names.map((n) => `a ${n}`);
+    if (right) return [it.answer, `${[spoken.slice(0, -1).join(', '), spoken.at(-1)].join(' and ')}.`, it.answer.toUpperCase()][style]!;
+    return [names.slice(1).join(', '), `${it.answer}, ${names[0]}`, 'nothing'][style]!; // one missing, one extra, none
   }
   if (it.task === 'naming') {
     const names = it.answer.split(', ');

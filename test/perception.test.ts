@@ -12,7 +12,7 @@ import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU
 import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
 import { loadRgba } from '../src/image/io.js';
-import { centre, formatBox, SPATIAL_MARGIN, TASKS, type QaItem } from '../src/perception/tasks.js';
+import { AGNOSTIC_TASKS, centre, formatBox, SPATIAL_MARGIN, TASKS, type QaItem } from '../src/perception/tasks.js';
 import { benchDataCommand } from '../src/cli/bench-data.js';
 import { UvuError } from '../src/util/errors.js';
 
@@ -270,6 +270,10 @@ test('score: IoU, answer parsing and correctness on hand-computed cases', () => 
   assert.equal(scoreItem(naming, 'apple, fish, fish').correct, true, 'a class named twice is still one class');
   assert.equal(scoreItem(naming, 'apple').correct, false, 'a missing class');
   assert.equal(scoreItem(naming, 'apple, fish, ball').correct, false, 'an extra class');
+  const ordering = { task: 'ordering' as const, answer: 'fish, apple, fish', boxes: [], size: 1 };
+  assert.equal(scoreItem(ordering, 'A fish, an apple and a Fish.').correct, true, 'separators, case, articles and punctuation');
+  assert.equal(scoreItem(ordering, 'apple, fish, fish').correct, false, 'the order counts');
+  assert.equal(scoreItem(ordering, 'fish, apple').correct, false, 'every object, duplicates included');
   assert.equal(scoreItem({ task: 'counting', answer: '2', boxes: [], size: 1 }, '12').correct, false);
   assert.equal(scoreItem({ task: 'existence', answer: 'no', boxes: [], size: 1 }, 'No.').correct, true);
   assert.equal(scoreItem({ task: 'spatial', answer: 'yes', boxes: [], size: 1 }, 'nope').correct, false);
@@ -392,6 +396,23 @@ test('in-distribution regime: classes with ≥ 5 photos, every photo in both spl
       const naming = items.filter((it) => it.scene === s.id && it.task === 'naming');
       assert.equal(naming.length, 1, s.id);
       assert.equal(naming[0]!.answer, [...new Set(s.objects.map((o) => o.className))].sort().join(', '));
+      // Ordering: every object along the prompt's axis, asked only where consecutive centres are
+      // SPATIAL_MARGIN·size apart along one axis (the one with the larger smallest gap).
+      const gaps = (axis: 0 | 1): { names: string[]; minGap: number } => {
+        const cs = s.objects.map((o) => ({ name: o.className, c: (o.box[axis] + o.box[axis + 2]!) / 2 })).sort((a, b) => a.c - b.c);
+        return { names: cs.map((c) => c.name), minGap: Math.min(...cs.slice(1).map((c, i) => c.c - cs[i]!.c)) };
+      };
+      const order = items.filter((it) => it.scene === s.id && it.task === 'ordering');
+      const [gx, gy] = [gaps(0), gaps(1)];
+      if (s.objects.length < 2 || Math.max(gx.minGap, gy.minGap) < SPATIAL_MARGIN * s.size) assert.equal(order.length, 0, s.id);
+      else {
+        assert.equal(order.length, 1, s.id);
+        const byX = order[0]!.prompt === 'Name the objects from left to right.';
+        assert.ok(byX || order[0]!.prompt === 'Name the objects from top to bottom.', order[0]!.prompt);
+        const g = byX ? gx : gy;
+        assert.ok(g.minGap >= SPATIAL_MARGIN * s.size && g.minGap >= (byX ? gy : gx).minGap, `${s.id}: axis ${byX ? 'x' : 'y'}`);
+        assert.equal(order[0]!.answer, g.names.join(', '), s.id);
+      }
     }
   }
   // Existence is balanced per class: the class named does not give the answer away.
@@ -410,9 +431,9 @@ test('in-distribution regime: classes with ≥ 5 photos, every photo in both spl
     assert.ok(c.text.startsWith(`${n} object${n === 1 ? '' : 's'}: `), c.text);
     for (const o of s.objects) assert.ok(c.text.includes(`${o.className} ${formatBox(o.box, s.size)}`), `${c.text} lacks ${o.className} at ${o.box}`);
   }
-  // The oracle scores 1 on the class-agnostic tasks too (box answers by IoU, counts by number, names as a set).
+  // The oracle scores 1 on the class-agnostic tasks too (box answers by IoU, counts by number, names as a set or in order).
   const oracle = await evaluateBench(r.out, { split: 'test', answer: async (it) => it.answer });
-  for (const t of ['counting-any', 'grounding-any', 'naming'] as const) if (oracle.tasks[t]) assert.equal(oracle.tasks[t]!.accuracy, 1, t);
+  for (const t of AGNOSTIC_TASKS) if (oracle.tasks[t]) assert.equal(oracle.tasks[t]!.accuracy, 1, t);
 });
 
 test('gates: prior entropy, majority answers and total variation on hand-computed cases', () => {

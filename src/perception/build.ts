@@ -90,7 +90,7 @@ export interface BenchBuildOptions {
 const count = z.number().int().nonnegative();
 const perSplit = <T extends z.ZodType>(t: T) => z.object({ train: t, test: t });
 /** The four named tasks always; the class-agnostic ones in regimes that ask them. */
-const perTask = <T extends z.ZodType>(t: T) => z.object({ grounding: t, counting: t, spatial: t, existence: t, 'counting-any': t.optional(), 'grounding-any': t.optional(), naming: t.optional() });
+const perTask = <T extends z.ZodType>(t: T) => z.object({ grounding: t, counting: t, spatial: t, existence: t, 'counting-any': t.optional(), 'grounding-any': t.optional(), naming: t.optional(), ordering: t.optional() });
 
 /** A scene side: a multiple of the 32-px patch in [64, 1024] (as checkSceneSize). */
 export const SceneSizeSchema = z.number().int().min(64).max(1024).multipleOf(32);

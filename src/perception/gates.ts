@@ -104,7 +104,7 @@ export interface ItemGateResult {
   correctGrey: boolean;
 }
 
-/** Longest greedy answer generated (a box is 4 tokens; four class names and their commas about 8). */
+/** Longest greedy answer generated (a box is 4 tokens; four class names and their commas, as naming and ordering answer, at most 10 with the experiment's 512-id tokenizer). */
 export const ANSWER_TOKENS = 12;
 
 /**

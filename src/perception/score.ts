@@ -60,13 +60,26 @@ export function parseYesNo(text: string): 'yes' | 'no' | null {
  * commas or "and", case, punctuation and articles ignored ("A fish and an apple." → "apple, fish").
  */
 export function parseNames(text: string): string {
-  const names = text.toLowerCase().split(/,|\band\b/).map((part) => part.replace(/[^a-z\s-]/g, ' ').replace(/^\s*(a|an|the)\s+/, '').replace(/\s+/g, ' ').trim());
-  return namingAnswer(names.filter(Boolean));
+  return namingAnswer(nameList(text));
+}
+
+/**
+ * The class names of an ordering answer in their order, ", "-joined (duplicates kept): the same
+ * separators, case, punctuation and articles as `parseNames` ("A fish, an apple and a fish." →
+ * "fish, apple, fish").
+ */
+export function parseNameSequence(text: string): string {
+  return nameList(text).join(', ');
+}
+
+/** Names separated by commas or "and", lower-cased, without punctuation or a leading article. */
+function nameList(text: string): string[] {
+  return text.toLowerCase().split(/,|\band\b/).map((part) => part.replace(/[^a-z\s-]/g, ' ').replace(/^\s*(a|an|the)\s+/, '').replace(/\s+/g, ' ').trim()).filter(Boolean);
 }
 
 export interface Scored {
   correct: boolean;
-  /** Parsed prediction: the box, the count, the yes/no word or the names (as namingAnswer); null when unparseable. */
+  /** Parsed prediction: the box, the count, the yes/no word, or the names (as namingAnswer; in order for ordering); null when unparseable. */
   parsed: Box | number | string | null;
   /** Grounding only: IoU of the predicted box with the true box (0 when unparseable). */
   iou?: number;
@@ -94,6 +107,10 @@ export function scoreItem(item: Pick<QaItem, 'task' | 'answer' | 'boxes' | 'size
     }
     case 'naming': {
       const names = parseNames(prediction);
+      return { correct: names === item.answer, parsed: names };
+    }
+    case 'ordering': {
+      const names = parseNameSequence(prediction);
       return { correct: names === item.answer, parsed: names };
     }
   }

@@ -7,7 +7,7 @@
  *   existence  "Is there an owl in the image?"    → "yes" | "no"  ("no" mostly a hard negative: an absent
  *                                                   class of the same category as a present one)
  *
- * and, in the in-distribution regime, three class-agnostic tasks (a curriculum: their questions
+ * and, in the in-distribution regime, four class-agnostic tasks (a curriculum: their questions
  * name no class, so each answer is a function of the image alone, which gives the model a signal
  * before it can bind a class named in the question to what the image shows):
  *
@@ -15,6 +15,11 @@
  *   grounding-any  "Where is the object?"           → box  (scenes with exactly one object)
  *   naming         "What objects are in the image?" → "apple, fish"  (the classes present, once
  *                                                     each, in alphabetical order)
+ *   ordering       "Name the objects from left to right." → "fish, apple, fish"  (every object, in
+ *                  order along the axis where the scene is more spread; "top to bottom" for the
+ *                  vertical one; only where consecutive centres are ≥ SPATIAL_MARGIN·size apart
+ *                  along it, so the order is unambiguous: names bound to positions, the first-order
+ *                  signal that spatial questions lack)
  *
  * Grounding and spatial questions only name classes with exactly one instance in the scene,
  * so the referring expression is unambiguous. Yes/no answers alternate over the items of a
@@ -25,12 +30,12 @@ import type { Rng } from '../util/rng.js';
 import type { Box, Scene, Split } from './scenes.js';
 import type { ObjectClass } from './stamps.js';
 
-export const TASKS = ['grounding', 'counting', 'spatial', 'existence', 'counting-any', 'grounding-any', 'naming'] as const;
+export const TASKS = ['grounding', 'counting', 'spatial', 'existence', 'counting-any', 'grounding-any', 'naming', 'ordering'] as const;
 export type Task = (typeof TASKS)[number];
 /** The four tasks of every benchmark; the class-agnostic ones exist only where the regime asks for them. */
 export const NAMED_TASKS = ['grounding', 'counting', 'spatial', 'existence'] as const satisfies readonly Task[];
 /** Questions that name no class: their answers need no class name bound to the image. */
-export const AGNOSTIC_TASKS = ['counting-any', 'grounding-any', 'naming'] as const satisfies readonly Task[];
+export const AGNOSTIC_TASKS = ['counting-any', 'grounding-any', 'naming', 'ordering'] as const satisfies readonly Task[];
 
 /** Tasks whose answer is a box (scored by IoU). */
 export function isBoxTask(task: Task): boolean {
@@ -226,7 +231,27 @@ export function makeAgnosticItems(scene: Scene, image: string): QaItem[] {
   const items = [item('counting-any', 'How many objects are there?', String(objects.length), boxes)];
   if (objects.length === 1) items.push(item('grounding-any', 'Where is the object?', formatBox(boxes[0]!, size), boxes));
   items.push(item('naming', 'What objects are in the image?', namingAnswer(objects.map((o) => o.className)), boxes));
+  const order = orderingOf(scene);
+  if (order) items.push(item('ordering', `Name the objects from ${order.axis === 'x' ? 'left to right' : 'top to bottom'}.`, order.objects.map((o) => o.className).join(', '), order.objects.map((o) => o.box)));
   return items;
+}
+
+/**
+ * The scene's objects in order along the axis (x or y) whose smallest gap between consecutive
+ * box centres is larger; null when that gap is under SPATIAL_MARGIN·size (the order would be
+ * ambiguous to a person too) or the scene has fewer than two objects.
+ */
+export function orderingOf(scene: Scene): { axis: 'x' | 'y'; objects: Scene['objects'] } | null {
+  if (scene.objects.length < 2) return null;
+  const along = (axis: 0 | 1): { objects: Scene['objects']; minGap: number } => {
+    const objects = scene.objects.slice().sort((a, b) => centre(a.box)[axis] - centre(b.box)[axis]);
+    let minGap = Infinity;
+    for (let i = 1; i < objects.length; i++) minGap = Math.min(minGap, centre(objects[i]!.box)[axis] - centre(objects[i - 1]!.box)[axis]);
+    return { objects, minGap };
+  };
+  const x = along(0), y = along(1);
+  const best = x.minGap >= y.minGap ? { axis: 'x' as const, ...x } : { axis: 'y' as const, ...y };
+  return best.minGap >= SPATIAL_MARGIN * scene.size ? { axis: best.axis, objects: best.objects } : null;
 }
 
 /** The answer to "What objects are in the image?": each class once, alphabetical, ", "-joined. */
