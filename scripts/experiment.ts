@@ -17,7 +17,7 @@
  * (plain backgrounds, one question per sequence, 200 caption-pretraining steps, then the
  * class-agnostic counting-any and naming, then counting and existence as well: BENCHMARKS.md,
  * probes 3–7); `medium` asks the four named tasks and three class-agnostic ones (all but
- * ordering) with a curriculum twice as long (counting-any, grounding-any and naming for 2,000
+ * ordering) with a curriculum about three times as long (counting-any, grounding-any and naming for 2,000
  * steps, then all seven for 4,000: probe 9, where text-only leaves its floor on every task but
  * spatial); `default` is the three-way run of issue 5 on the
  * `hard` regime (unseen instances). `--set` overrides a size field (`--set sftSteps=2000`,
