@@ -35,7 +35,9 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from '
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
+import { z } from 'zod';
 import { writeFileAtomic } from '../src/util/atomic.js';
+import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { machine, writeSection } from '../bench/report.js';
 import { initEngine } from '../src/engine/tf.js';
@@ -187,7 +189,13 @@ const outSettingsFile = join(OUT, 'settings.json');
 const { variants: _variants, ...fixedSettings } = size;
 const outSettings = { ...fixedSettings, seed, backgrounds: opts.backgrounds.map((b) => resolve(b)), curve: curveEvery };
 if (existsSync(outSettingsFile)) {
-  const before = JSON.parse(readFileSync(outSettingsFile, 'utf8')) as Record<string, unknown>;
+  let before: Record<string, unknown>;
+  try {
+    before = parseOrFail(z.record(z.string(), z.unknown()), readJsonFile(outSettingsFile, 'experiment settings'), `${outSettingsFile}: not experiment settings`);
+  } catch (err) {
+    console.error(`experiment: ${(err as Error).message}`);
+    process.exit(1);
+  }
   const now = outSettings as Record<string, unknown>;
   const differ = [...new Set([...Object.keys(before), ...Object.keys(now)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]));
   if (differ.length) {
@@ -416,7 +424,14 @@ const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalP
 // 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
 const timings: Record<string, number> = {};
 for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
-const logOf = (variant: Variant, stage: Stage): StepLog[] => (stages.includes(stage) ? readLog(run(variant, stage), 0).lines : []);
+/** Each run's training log, read once. */
+const logs = new Map<string, StepLog[]>();
+const logOf = (variant: Variant, stage: Stage): StepLog[] => {
+  if (!stages.includes(stage)) return [];
+  const key = `${variant}-${stage}`;
+  if (!logs.has(key)) logs.set(key, readLog(run(variant, stage), 0).lines);
+  return logs.get(key)!;
+};
 const smooth = (ys: number[], k = 10): number[] => ys.map((_, i) => {
   const w = ys.slice(Math.max(0, i - k + 1), i + 1).filter(Number.isFinite);
   return w.length ? w.reduce((a, b) => a + b, 0) / w.length : NaN;

@@ -467,6 +467,15 @@ test('bad experiment options are refused with one line before any work', () => {
     assert.match(r.stderr, /holds a run with other settings \(.*K 999 → 64/);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.deepEqual(readdirSync(empty), ['settings.json'], 'nothing else written');
+    // A damaged settings file is an input error naming it, not a stack trace.
+    for (const [text, message] of [['{"K": 6', /settings\.json: experiment settings is not valid JSON/], ['[1, 2]', /settings\.json: not experiment settings/]] as const) {
+      writeFileSync(join(empty, 'settings.json'), text);
+      const bad = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', empty], { encoding: 'utf8' });
+      assert.equal(bad.status, 1, bad.stderr);
+      assert.match(bad.stderr, message);
+      assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+      assert.deepEqual(readdirSync(empty), ['settings.json'], 'nothing else written');
+    }
   } finally {
     rmSync(empty, { recursive: true, force: true });
   }

@@ -241,7 +241,7 @@ export function makeAgnosticItems(scene: Scene, image: string): QaItem[] {
  * box centres is larger; null when that gap is under SPATIAL_MARGIN·size (the order would be
  * ambiguous to a person too) or the scene has fewer than two objects.
  */
-export function orderingOf(scene: Scene): { axis: 'x' | 'y'; objects: Scene['objects'] } | null {
+function orderingOf(scene: Scene): { axis: 'x' | 'y'; objects: Scene['objects'] } | null {
   if (scene.objects.length < 2) return null;
   const along = (axis: 0 | 1): { objects: Scene['objects']; minGap: number } => {
     const objects = scene.objects.slice().sort((a, b) => centre(a.box)[axis] - centre(b.box)[axis]);
