@@ -496,7 +496,7 @@ const gateTable = [
   '|---|---|---|---|---|---|---|---|---|',
   ...size.variants.flatMap((v) => tasksRun.map((t) => {
     const g = gates[v]![t]!;
-    return `| ${v} | ${t} | ${f3(g.trainLoss)} / ${f3(g.testLoss)} | ${f3(g.priorEntropy)} | ${g.trainLossBelowPrior ? 'yes' : 'no'} / ${g.testLossBelowPrior ? 'yes' : 'no'} | ${(100 * g.accuracy).toFixed(1)} / ${(100 * g.greyAccuracy).toFixed(1)} | ${(100 * g.accuracyDrop).toFixed(1)} [${(100 * g.dropCi95[0]).toFixed(1)}, ${(100 * g.dropCi95[1]).toFixed(1)}] | ${g.meanTv.toFixed(3)} | ${g.imageSensitive ? 'pass' : 'fail'} |`;
+    return `| ${v} | ${t} | ${f3(g.trainLoss)} / ${f3(g.testLoss)} | ${f3(g.priorEntropy)} | ${g.trainLossBelowPrior ? 'yes' : 'no'} / ${g.testLossBelowPrior ? 'yes' : 'no'} | ${(100 * g.accuracy).toFixed(1)} / ${(100 * g.greyAccuracy).toFixed(1)} | ${(100 * g.accuracyDrop).toFixed(1)} [${(100 * g.dropCi95[0]).toFixed(1)}, ${(100 * g.dropCi95[1]).toFixed(1)}] | ${g.meanTv.toFixed(3)} | ${g.gate2 ? 'pass' : g.imageSensitive ? 'fail (at floor)' : 'fail'} |`;
   })),
 ].join('\n');
 
@@ -510,7 +510,7 @@ const summary = {
     floor: majority.tasks[t] ? { accuracy: majority.tasks[t]!.accuracy, ci95: majority.tasks[t]!.ci95, answer: majorityAnswer.get(t) } : null,
     ...Object.fromEntries(size.variants.map((v) => {
       const g = gates[v]![t]!;
-      return [v, { n: g.n, accuracy: g.accuracy, ci95: g.ci95, aboveFloor: g.accuracy - g.floor, gates: { trainLoss: g.trainLoss, testLoss: g.testLoss, priorEntropy: g.priorEntropy, trainLossBelowPrior: g.trainLossBelowPrior, testLossBelowPrior: g.testLossBelowPrior, greyAccuracy: g.greyAccuracy, accuracyDrop: g.accuracyDrop, dropCi95: g.dropCi95, meanTv: g.meanTv, imageSensitive: g.imageSensitive } }];
+      return [v, { n: g.n, accuracy: g.accuracy, ci95: g.ci95, aboveFloor: g.accuracy - g.floor, gates: { trainLoss: g.trainLoss, testLoss: g.testLoss, priorEntropy: g.priorEntropy, trainLossBelowPrior: g.trainLossBelowPrior, testLossBelowPrior: g.testLossBelowPrior, greyAccuracy: g.greyAccuracy, accuracyDrop: g.accuracyDrop, dropCi95: g.dropCi95, meanTv: g.meanTv, imageSensitive: g.imageSensitive, aboveFloor: g.aboveFloor, gate2: g.gate2 } }];
     })),
   }])),
   paired,

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench } from '../src/perception/eval.js';
-import { answerPriorEntropy, majorityAnswers, totalVariation } from '../src/perception/gates.js';
+import { answerPriorEntropy, majorityAnswers, passesImageGate, totalVariation } from '../src/perception/gates.js';
 import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
 import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
@@ -452,6 +452,11 @@ test('gates: prior entropy, majority answers and total variation on hand-compute
   assert.deepEqual(bootstrapInterval([1, 1, 1, 1]), [1, 1]);
   const [lo, hi] = bootstrapInterval([1, -1, 0, 1, 0, 0, 1, -1], { seed: 4 });
   assert.ok(lo < 0.125 && 0.125 < hi && lo >= -1 && hi <= 1, `${lo} ${hi}`);
+  // Gate 2: the drop alone passes a yes/no model at its floor whose grey-image answers leave the
+  // format (as measured on spatial: 53.9 % with the image, 27.3 % with grey, floor 50 %); the floor stops it.
+  assert.equal(passesImageGate({ imageSensitive: true, ci95: [0.46, 0.62], floor: 0.5 }), false);
+  assert.equal(passesImageGate({ imageSensitive: true, ci95: [0.52, 0.6], floor: 0.5 }), true);
+  assert.equal(passesImageGate({ imageSensitive: false, ci95: [0.7, 0.8], floor: 0.5 }), false);
 });
 
 test('plain backgrounds: n uniform colours, a pure function of (n, seed); a scene on them differs from its background only inside the boxes', async () => {

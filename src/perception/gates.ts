@@ -12,7 +12,9 @@
  *      and the accuracy with each. A model that does not look has TV 0 and no accuracy drop; the
  *      gate passes when the paired 95 % bootstrap interval of the drop (real − grey, per item)
  *      lies above 0. TV alone is reported, not gated: a model can move its distribution with the
- *      image without moving its answers.
+ *      image without moving its answers. The answers must also beat the majority floor (the
+ *      accuracy's 95 % interval lies above it): where a grey image breaks the answer format (a
+ *      yes/no model that answers a box), the drop is positive for a model at its floor.
  *
  * Grounding answers are boxes: their "prior" is the entropy of the exact box strings, which is
  * high for any box distribution, so gate 1 is read on the other tasks.
@@ -142,8 +144,20 @@ export interface TaskGates {
   /** Gate 1 (on training items, what SFT fits) and gate 1 on test items. */
   trainLossBelowPrior: boolean;
   testLossBelowPrior: boolean;
-  /** Gate 2: the image helps: the drop's interval lies above 0. */
+  /** The image helps: the drop's interval lies above 0. */
   imageSensitive: boolean;
+  /** The accuracy's interval lies above the floor. */
+  aboveFloor: boolean;
+  /** Gate 2: imageSensitive and aboveFloor (passesImageGate). */
+  gate2: boolean;
+}
+
+/**
+ * Gate 2 of one task from its reported numbers (also for reports written before `gate2` was):
+ * the image helps and the accuracy's 95 % interval lies above the majority floor.
+ */
+export function passesImageGate(g: { imageSensitive: boolean; ci95: readonly [number, number]; floor: number }): boolean {
+  return g.imageSensitive && g.ci95[0] > g.floor;
 }
 
 export interface GateEvalOptions {
@@ -190,6 +204,7 @@ export async function evaluateGates(session: ModelSession, benchDir: string, tra
     const testLoss = mean(rs.map((r) => r.nllReal));
     const fitLoss = mean(trainLoss.get(task) ?? []);
     const meanTv = mean(rs.map((r) => r.tv));
+    const imageSensitive = dropCi95[0] > 0;
     out[task] = {
       n: acc.n,
       accuracy: acc.accuracy,
@@ -205,7 +220,9 @@ export async function evaluateGates(session: ModelSession, benchDir: string, tra
       trainLoss: fitLoss,
       trainLossBelowPrior: fitLoss < (prior[task] ?? -Infinity),
       testLossBelowPrior: testLoss < (prior[task] ?? -Infinity),
-      imageSensitive: dropCi95[0] > 0,
+      imageSensitive,
+      aboveFloor: acc.ci95[0] > floor.accuracy,
+      gate2: passesImageGate({ imageSensitive, ci95: acc.ci95, floor: floor.accuracy }),
     };
   }
   return out;
