@@ -64,7 +64,9 @@ function readReports(): Report[] {
     if (!existsSync(f)) throw new UsageError(`${f}: no report.json (run npm run experiment with --out ${d} first)`);
     return parseOrFail(ReportSchema, readJsonFile(f, 'experiment report'), `${f}: not an experiment report`);
   });
-  const fixed = (r: Report): string => JSON.stringify({ size: r.size, settings: { ...r.settings, variants: undefined } });
+  // The settings that define the comparison: the tasks as the set scored (a run made as `--size small
+  // --set tasks=all` before a size named them is the same run), the size's name not at all.
+  const fixed = (r: Report): string => JSON.stringify({ ...r.settings, variants: undefined, tasks: Object.keys(r.tasks).sort() });
   reports.forEach((r, i) => {
     if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${dirs[i]}: its size or settings differ from ${dirs[0]}'s; only seeds (and configurations) may differ`);
   });
@@ -234,9 +236,9 @@ if (opts.write) {
   writeSection(opts.write, [
     `### ${opts.write}`,
     '',
-    `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging \`npm run experiment -- --size ${reports[0]!.size} --seed S --out DIR\` for seeds ${reports.map((r) => r.seed).join(', ')} (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
+    `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging ${[...new Set(reports.map((r) => r.size))].map((size) => `\`npm run experiment -- --size ${size} --seed S --out DIR\` for seeds ${reports.filter((r) => r.size === size).map((r) => r.seed).join(', ')}`).join(' and ')} (same settings) (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
     '',
-    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed (test items resampled, training runs fixed); "over seeds" is the mean of the per-seed differences with a 95 % t interval across seeds (each training run one draw); paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0):`,
+    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed (test items resampled, training runs fixed); "over seeds" is the mean of the per-seed differences with a 95 % t interval across seeds (each training run one draw); paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0) and its interval lies above the floor:`,
     '',
     accuracyTable,
     '',

@@ -155,8 +155,17 @@ test('the experiment runs end to end at the tiny size: three configurations pret
       const s = e.tasks[task];
       assert.ok(s.accuracy >= 0 && s.accuracy <= 1 && s.ci95[0] <= s.accuracy && s.accuracy <= s.ci95[1], `${variant} ${task}`);
     }
-    for (const stage of ['pretrain', 'sft']) assert.ok(existsSync(join(out, 'runs', `${variant}-${stage}`, 'checkpoint', 'state.json')));
+    for (const stage of ['pretrain', 'agnostic', 'sft', 'cooldown']) assert.ok(existsSync(join(out, 'runs', `${variant}-${stage}`, 'checkpoint', 'state.json')), `${variant}-${stage}`);
+    // The cooldown's weights are the ones scored.
+    assert.ok(existsSync(join(out, 'runs', `${variant}-cooldown`, 'eval-test.png')), variant);
   }
+  // Warmup-stable-decay: the stages before the cooldown run at the constant peak rate, the cooldown decays from it.
+  const lrs = (run: string): number[] => readFileSync(join(out, 'runs', run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step?: number; lr?: number }).flatMap((l) => (l.step !== undefined && l.lr !== undefined ? [l.lr] : []));
+  const peak = lrs('uvu-pretrain')[0]!;
+  for (const run of ['uvu-pretrain', 'uvu-agnostic', 'uvu-sft']) assert.ok(lrs(run).every((lr) => lr === peak), `${run}: ${lrs(run)}`);
+  const cool = lrs('uvu-cooldown');
+  assert.equal(cool[0], peak);
+  assert.ok(cool.at(-1)! < peak, `cooldown: ${cool}`);
   // text-only never supervises image codes; uvu and ar-vq do in pretraining, nobody in SFT.
   assert.equal(report.runs['text-only-pretrain'].finalLoss.image, null);
   assert.notEqual(report.runs['uvu-pretrain'].finalLoss.image, null);
@@ -294,6 +303,13 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const mergedFewer = JSON.parse(fewer.stdout) as { configurations: string[]; pooled: Record<string, { variants: Record<string, Score>; paired: Record<string, Score> }> };
     assert.deepEqual(mergedFewer.configurations, ['uvu', 'text-only']);
     for (const p of Object.values(mergedFewer.pooled)) assert.deepEqual([Object.keys(p.variants), Object.keys(p.paired)], [['uvu', 'text-only'], ['uvu - text-only']]);
+    // A run made under another size name, its tasks listed rather than 'all', is the same comparison.
+    const dirE = join(seeds, 'e');
+    mkdirSync(dirE);
+    writeFileSync(join(dirE, 'report.json'), JSON.stringify({ ...b, seed: 4, size: 'renamed', settings: { ...rep.settings, tasks: Object.keys(rep.tasks).join(',') } }));
+    const renamed = run(dirA, dirE, '--json');
+    assert.equal(renamed.status, 0, renamed.stderr);
+    assert.deepEqual((JSON.parse(renamed.stdout) as { seeds: number[] }).seeds, [0, 4]);
     // A report that is not one (here: no evals) is an input error, named in one line.
     const dirBad = join(seeds, 'bad');
     mkdirSync(dirBad);
