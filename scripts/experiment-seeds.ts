@@ -236,7 +236,10 @@ if (opts.write) {
   writeSection(opts.write, [
     `### ${opts.write}`,
     '',
-    `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging ${[...new Set(reports.map((r) => r.size))].map((size) => `\`npm run experiment -- --size ${size} --seed S --out DIR\` for seeds ${reports.filter((r) => r.size === size).map((r) => r.seed).join(', ')}`).join(' and ')} (same settings) (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
+    `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging ${[...new Set(reports.map((r) => r.size))].map((size) => {
+      const seeds = reports.filter((r) => r.size === size).map((r) => r.seed);
+      return `\`npm run experiment -- --size ${size} --seed S --out DIR\` for seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')}`;
+    }).join(' and ')}, with the same settings (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
     '',
     `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed (test items resampled, training runs fixed); "over seeds" is the mean of the per-seed differences with a 95 % t interval across seeds (each training run one draw); paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0) and its interval lies above the floor:`,
     '',

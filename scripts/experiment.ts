@@ -531,7 +531,7 @@ const summary = {
     floor: majority.tasks[t] ? { accuracy: majority.tasks[t]!.accuracy, ci95: majority.tasks[t]!.ci95, answer: majorityAnswer.get(t) } : null,
     ...Object.fromEntries(size.variants.map((v) => {
       const g = gates[v]![t]!;
-      return [v, { n: g.n, accuracy: g.accuracy, ci95: g.ci95, aboveFloor: g.accuracy - g.floor, gates: { trainLoss: g.trainLoss, testLoss: g.testLoss, priorEntropy: g.priorEntropy, trainLossBelowPrior: g.trainLossBelowPrior, testLossBelowPrior: g.testLossBelowPrior, greyAccuracy: g.greyAccuracy, accuracyDrop: g.accuracyDrop, dropCi95: g.dropCi95, meanTv: g.meanTv, imageSensitive: g.imageSensitive, aboveFloor: g.aboveFloor, gate2: g.gate2 } }];
+      return [v, { n: g.n, accuracy: g.accuracy, ci95: g.ci95, aboveFloor: g.accuracy - g.floor, gates: { trainLoss: g.trainLoss, testLoss: g.testLoss, priorEntropy: g.priorEntropy, trainLossBelowPrior: g.trainLossBelowPrior, testLossBelowPrior: g.testLossBelowPrior, greyAccuracy: g.greyAccuracy, accuracyDrop: g.accuracyDrop, dropCi95: g.dropCi95, meanTv: g.meanTv, imageSensitive: g.imageSensitive, beatsFloor: g.beatsFloor, gate2: g.gate2 } }];
     })),
   }])),
   paired,

@@ -228,8 +228,8 @@ test('the gates of every configuration and task: the prior entropy counted from 
       assert.ok(Math.abs(g.accuracyDrop - (g.accuracy - g.greyAccuracy)) < 1e-12, label);
       assert.ok(g.dropCi95[0] <= g.accuracyDrop + 1e-12 && g.accuracyDrop <= g.dropCi95[1] + 1e-12, `${label}: drop ${g.accuracyDrop} outside ${g.dropCi95}`);
       assert.equal(g.imageSensitive, g.dropCi95[0] > 0, label);
-      assert.equal(g.aboveFloor, g.ci95[0] > g.floor, label);
-      assert.equal(g.gate2, g.imageSensitive && g.aboveFloor, label);
+      assert.equal(g.beatsFloor, g.ci95[0] > g.floor, label);
+      assert.equal(g.gate2, g.imageSensitive && g.beatsFloor, label);
       assert.equal(g.trainLossBelowPrior, g.trainLoss < g.priorEntropy, label);
       assert.equal(g.testLossBelowPrior, g.testLoss < g.priorEntropy, label);
       // A loss in nats per question: positive, and at most what a uniform guess over the vocabulary pays per token.

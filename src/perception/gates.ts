@@ -147,8 +147,8 @@ export interface TaskGates {
   /** The image helps: the drop's interval lies above 0. */
   imageSensitive: boolean;
   /** The accuracy's interval lies above the floor. */
-  aboveFloor: boolean;
-  /** Gate 2: imageSensitive and aboveFloor (passesImageGate). */
+  beatsFloor: boolean;
+  /** Gate 2: imageSensitive and beatsFloor (passesImageGate). */
   gate2: boolean;
 }
 
@@ -221,7 +221,7 @@ export async function evaluateGates(session: ModelSession, benchDir: string, tra
       trainLossBelowPrior: fitLoss < (prior[task] ?? -Infinity),
       testLossBelowPrior: testLoss < (prior[task] ?? -Infinity),
       imageSensitive,
-      aboveFloor: acc.ci95[0] > floor.accuracy,
+      beatsFloor: acc.ci95[0] > floor.accuracy,
       gate2: passesImageGate({ imageSensitive, ci95: acc.ci95, floor: floor.accuracy }),
     };
   }
