@@ -20,6 +20,7 @@ import { ModelSession } from '../src/infer/session.js';
 import { evaluateBench, type EvalItemResult } from '../src/perception/eval.js';
 import { scoreAnswer, totalVariation } from '../src/perception/gates.js';
 import type { QaItem, Task } from '../src/perception/tasks.js';
+import { readLog } from '../src/serve/runs.js';
 import { Rng } from '../src/util/rng.js';
 
 const script = fileURLToPath(new URL('../scripts/experiment.js', import.meta.url));
@@ -160,7 +161,7 @@ test('the experiment runs end to end at the tiny size: three configurations pret
     assert.ok(existsSync(join(out, 'runs', `${variant}-cooldown`, 'eval-test.png')), variant);
   }
   // Warmup-stable-decay: the stages before the cooldown run at the constant peak rate, the cooldown decays from it.
-  const lrs = (run: string): number[] => readFileSync(join(out, 'runs', run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step?: number; lr?: number }).flatMap((l) => (l.step !== undefined && l.lr !== undefined ? [l.lr] : []));
+  const lrs = (run: string): number[] => readLog(join(out, 'runs', run), 0).lines.map((l) => l.lr);
   const peak = lrs('uvu-pretrain')[0]!;
   for (const run of ['uvu-pretrain', 'uvu-agnostic', 'uvu-sft']) assert.ok(lrs(run).every((lr) => lr === peak), `${run}: ${lrs(run)}`);
   const cool = lrs('uvu-cooldown');
