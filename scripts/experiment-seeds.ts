@@ -27,6 +27,7 @@ import { LOG_FILE, readLog } from '../src/serve/runs.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { UsageError } from '../src/util/errors.js';
 import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
+import { withAddedFields } from './experiment-settings.js';
 
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'];
 
@@ -65,8 +66,12 @@ function readReports(): Report[] {
     return parseOrFail(ReportSchema, readJsonFile(f, 'experiment report'), `${f}: not an experiment report`);
   });
   // The settings that define the comparison: the tasks as the set scored (a run made as `--size small
-  // --set tasks=all` before a size named them is the same run), the size's name not at all.
-  const fixed = (r: Report): string => JSON.stringify({ ...r.settings, variants: undefined, tasks: Object.keys(r.tasks).sort() });
+  // --set tasks=all` before a size named them is the same run), the size's name not at all; fields
+  // added since a run was made count as off for it.
+  const fixed = (r: Report): string => {
+    const settings: Record<string, unknown> = { ...withAddedFields(r.settings), variants: undefined, tasks: Object.keys(r.tasks).sort() };
+    return JSON.stringify(Object.keys(settings).sort().map((k) => [k, settings[k]]));
+  };
   reports.forEach((r, i) => {
     if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${dirs[i]}: its size or settings differ from ${dirs[0]}'s; only seeds (and configurations) may differ`);
   });

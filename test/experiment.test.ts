@@ -28,6 +28,8 @@ const seedsScript = fileURLToPath(new URL('../scripts/experiment-seeds.js', impo
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TINY_CONFIG = fileURLToPath(new URL('../../configs/tiny.json', import.meta.url));
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
+/** The spatial curriculum's stages (scripts/experiment.ts SPATIAL_CURRICULUM), all of which the tiny size's scenes allow. */
+const SPATIAL_STAGES = ['spatial-leftmost', 'spatial-left', 'spatial-horizontal', 'spatial-all'];
 
 interface Score { n: number; accuracy: number; ci95: [number, number] }
 interface Report {
@@ -156,21 +158,36 @@ test('the experiment runs end to end at the tiny size: three configurations pret
       const s = e.tasks[task];
       assert.ok(s.accuracy >= 0 && s.accuracy <= 1 && s.ci95[0] <= s.accuracy && s.accuracy <= s.ci95[1], `${variant} ${task}`);
     }
-    for (const stage of ['pretrain', 'agnostic', 'sft', 'cooldown']) assert.ok(existsSync(join(out, 'runs', `${variant}-${stage}`, 'checkpoint', 'state.json')), `${variant}-${stage}`);
+    for (const stage of ['pretrain', 'agnostic', ...SPATIAL_STAGES, 'sft', 'cooldown']) assert.ok(existsSync(join(out, 'runs', `${variant}-${stage}`, 'checkpoint', 'state.json')), `${variant}-${stage}`);
     // The cooldown's weights are the ones scored.
     assert.ok(existsSync(join(out, 'runs', `${variant}-cooldown`, 'eval-test.png')), variant);
   }
   // Warmup-stable-decay: the stages before the cooldown run at the constant peak rate, the cooldown decays from it.
   const lrs = (run: string): number[] => readLog(join(out, 'runs', run), 0).lines.map((l) => l.lr);
   const peak = lrs('uvu-pretrain')[0]!;
-  for (const run of ['uvu-pretrain', 'uvu-agnostic', 'uvu-sft']) assert.ok(lrs(run).every((lr) => lr === peak), `${run}: ${lrs(run)}`);
+  for (const run of ['uvu-pretrain', 'uvu-agnostic', ...SPATIAL_STAGES.map((st) => `uvu-${st}`), 'uvu-sft']) assert.ok(lrs(run).every((lr) => lr === peak), `${run}: ${lrs(run)}`);
   const cool = lrs('uvu-cooldown');
   assert.equal(cool[0], peak);
   assert.ok(cool.at(-1)! < peak, `cooldown: ${cool}`);
+  // The spatial curriculum: each stage's questions are its relations' only, and fine-tuning asks the last stage's drills in place of the benchmark's spatial items.
+  const lines = (f: string): QaItem[] => readFileSync(join(out, f), 'utf8').trim().split('\n').flatMap((l) => {
+    const d = JSON.parse(l) as QaItem & { turns?: { prompt: string; answer: string }[] };
+    return [d, ...(d.turns ?? []).map((t) => ({ ...d, ...t }))];
+  });
+  const prompts = (f: string): string[] => lines(f).map((d) => d.prompt);
+  assert.ok(prompts('train-spatial-leftmost.jsonl').every((p) => / the leftmost object\?$/.test(p)));
+  assert.ok(prompts('train-spatial-left.jsonl').every((p) => / left of the /.test(p)));
+  assert.ok(prompts('train-spatial-horizontal.jsonl').every((p) => / (left|right) of the /.test(p)));
+  const drills = prompts('train-spatial-all.jsonl');
+  const sftSpatial = prompts('train-questions.jsonl').filter((p) => /^Is the \w+ (left of|right of|above|below) the /.test(p));
+  assert.deepEqual(sftSpatial.sort(), drills.slice().sort());
   // text-only never supervises image codes; uvu and ar-vq do in pretraining, nobody in SFT.
-  assert.equal(report.runs['text-only-pretrain'].finalLoss.image, null);
-  assert.notEqual(report.runs['uvu-pretrain'].finalLoss.image, null);
-  assert.notEqual(report.runs['ar-vq-pretrain'].finalLoss.image, null);
+  // (Read from every step's log: a step's batch may happen to hold no image targets.)
+  const imageLosses = (run: string): (number | null)[] => readLog(join(out, 'runs', run), 0).lines.map((l) => l.loss_image);
+  assert.ok(imageLosses('text-only-pretrain').every((l) => l === null));
+  assert.ok(imageLosses('uvu-pretrain').some((l) => l !== null));
+  assert.ok(imageLosses('ar-vq-pretrain').some((l) => l !== null));
+  assert.ok(imageLosses('uvu-sft').every((l) => l === null));
   assert.equal(report.runs['uvu-sft'].finalLoss.image, null);
   assert.ok(report.codebook.test.prp > 0 && report.vq.test.prp !== undefined);
   assert.ok(existsSync(join(out, 'losses.png')));

@@ -6,13 +6,14 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { buildBench, readBenchManifest } from '../src/perception/build.js';
-import { evaluateBench } from '../src/perception/eval.js';
+import { evaluateBench, readBenchScenes } from '../src/perception/eval.js';
 import { answerPriorEntropy, majorityAnswers, passesImageGate, totalVariation } from '../src/perception/gates.js';
 import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
 import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
 import { loadRgba } from '../src/image/io.js';
-import { AGNOSTIC_TASKS, centre, formatBox, SPATIAL_MARGIN, TASKS, type QaItem } from '../src/perception/tasks.js';
+import { AGNOSTIC_TASKS, centre, formatBox, spatialDrillItems, spatialOptions, superlativeItems, SPATIAL_MARGIN, TASKS, type QaItem, type Relation } from '../src/perception/tasks.js';
+import { Rng } from '../src/util/rng.js';
 import { benchDataCommand } from '../src/cli/bench-data.js';
 import { UvuError } from '../src/util/errors.js';
 
@@ -233,6 +234,68 @@ test('items: answers agree with the scene layouts; yes/no balanced', async () =>
       assert.ok(c.text.includes(noun), `caption "${c.text}" misses "${noun}"`);
     }
   }
+});
+
+/** A hand-placed 128-px layout: single frog (top left), apple (top right), coin (bottom middle), two fish between. */
+function handScene(objects: [string, Box][]): Scene {
+  return { id: 'train-000000', split: 'train', index: 0, size: 128, background: 'plain', crop: [0, 0, 128, 128], objects: objects.map(([className, box]) => ({ className, instance: `${className}.png`, box, visible: 1, flip: false })) };
+}
+const HAND = handScene([['frog', [0, 0, 20, 20]], ['fish', [30, 40, 40, 50]], ['apple', [100, 10, 120, 30]], ['coin', [50, 90, 70, 110]], ['fish', [80, 60, 90, 70]]]);
+/** Signed distance (pixels) by which a relation holds between two centres: > 0 "yes". */
+function holds(rel: Relation, a: Box, b: Box): number {
+  const [ax, ay] = centre(a), [bx, by] = centre(b);
+  return rel === 'left' ? bx - ax : rel === 'right' ? ax - bx : rel === 'above' ? by - ay : ay - by;
+}
+
+test('spatial curriculum questions: every option, drills and superlatives agree with a hand-placed layout', () => {
+  const boxOf = (name: string): Box => HAND.objects.find((o) => o.className === name)!.box;
+  // Singles frog, apple, coin (fish has two instances): 6 ordered pairs, all far apart in x (12
+  // options); frog–apple are 10 px apart in y (under the 19.2-px margin), so only the 4 ordered
+  // pairs with the coin are asked vertically (8 options).
+  const options = spatialOptions(HAND);
+  assert.equal(options.length, 20);
+  assert.ok(!options.some((o) => o.a === 'fish' || o.b === 'fish'));
+  assert.ok(!options.some((o) => (o.rel === 'above' || o.rel === 'below') && [o.a, o.b].sort().join() === 'apple,frog'));
+  for (const o of options) assert.equal(o.yes, holds(o.rel, boxOf(o.a), boxOf(o.b)) > 0, JSON.stringify(o));
+
+  for (const relations of [['left'], ['left', 'right'], ['left', 'right', 'above', 'below']] as Relation[][]) {
+    const drills = spatialDrillItems(HAND, 'scenes/train-000000.png', relations, 4, new Rng(1));
+    assert.equal(drills.length, 4, relations.join());
+    assert.equal(drills.filter((d) => d.answer === 'yes').length, 2);
+    assert.equal(new Set(drills.map((d) => d.prompt)).size, 4, 'no question twice');
+    assert.equal(new Set(drills.map((d) => d.id)).size, 4);
+    for (const d of drills) {
+      assert.ok(relations.includes(d.relation!), d.prompt);
+      assert.equal(d.answer, holds(d.relation!, d.boxes[0]!, d.boxes[1]!) > 0 ? 'yes' : 'no', d.prompt);
+      assert.deepEqual(d.boxes, d.classes.map(boxOf));
+    }
+  }
+
+  const sup = (rels: Relation[]): string[] => superlativeItems(HAND, 'x.png', rels, new Rng(3)).map((it) => `${it.prompt} ${it.answer}`);
+  // Leftmost: the frog (centre x 10), 25 px before the next object (a fish at 35).
+  const left = sup(['left']);
+  assert.equal(left[0], 'Is the frog the leftmost object? yes');
+  assert.match(left[1]!, /^Is the (apple|coin) the leftmost object\? no$/);
+  assert.equal(sup(['right'])[0], 'Is the apple the rightmost object? yes');
+  assert.equal(sup(['below'])[0], 'Is the coin the bottommost object? yes');
+  // Topmost: frog (y 10) and apple (y 20) are closer than the margin, so nothing is asked.
+  assert.deepEqual(sup(['above']), []);
+  // An extreme object that has a twin (a fish leftmost) is not a single name: nothing is asked.
+  const fishFirst = handScene([['fish', [0, 50, 10, 60]], ['fish', [60, 0, 70, 10]], ['frog', [100, 100, 120, 120]], ['apple', [40, 100, 60, 120]]]);
+  assert.deepEqual(superlativeItems(fishFirst, 'x.png', ['left'], new Rng(0)), []);
+});
+
+test('readBenchScenes: the layouts of one split, checked line by line', async () => {
+  const out = await sharedBench();
+  const all = readJsonl<Scene>(join(out, 'scenes.jsonl'));
+  assert.deepEqual(readBenchScenes(out, 'train'), all.filter((s) => s.split === 'train'));
+  assert.equal(readBenchScenes(out, 'test').length, SMALL.testScenes);
+  const broken = join(dir, 'broken-scenes');
+  mkdirSync(broken, { recursive: true });
+  writeFileSync(join(broken, 'manifest.json'), readFileSync(join(out, 'manifest.json')));
+  const bad = { ...all[0]!, objects: [{ ...all[0]!.objects[0]!, box: [10, 10, 5, 5] }] };
+  writeFileSync(join(broken, 'scenes.jsonl'), [all[1], bad].map((x) => JSON.stringify(x)).join('\n') + '\n');
+  assert.throws(() => readBenchScenes(broken, 'train'), (e: Error) => e instanceof UvuError && e.message.includes('scenes.jsonl:2'));
 });
 
 // ---------------------------------------------------------------- scoring

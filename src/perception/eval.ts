@@ -11,10 +11,10 @@ import { UvuError } from '../util/errors.js';
 import { parseJsonLine, parseOrFail, readJsonFile } from '../util/fsio.js';
 import { relativePathInside } from '../util/filenames.js';
 import { readBenchManifest, SceneSizeSchema } from './build.js';
-import { hashSeed, type Box, type Split } from './scenes.js';
+import { hashSeed, type Box, type Scene, type Split } from './scenes.js';
 import { bootstrapInterval, scoreItem } from './score.js';
 import { drawSheet } from './sheet.js';
-import { isBoxTask, TASKS, type QaItem, type Task } from './tasks.js';
+import { isBoxTask, RELATIONS, TASKS, type QaItem, type Task } from './tasks.js';
 
 export interface TaskScore {
   n: number;
@@ -82,33 +82,54 @@ export const QaItemSchema = z
     size: SceneSizeSchema,
     boxes: z.array(BoxSchema),
     classes: z.array(z.string()),
-    relation: z.enum(['left', 'right', 'above', 'below']).optional(),
+    relation: z.enum(RELATIONS).optional(),
   })
   .refine((it) => !isBoxTask(it.task) || it.boxes.length >= 1, { message: 'a grounding item needs the true box', path: ['boxes'] });
 
 /**
- * The QA items of a benchmark split: each line checked against QaItemSchema (errors name
- * `FILE:LINE`); every item's split and scene size must match the file and the manifest.
+ * The records of a benchmark JSONL file (FILE = benchDir/name), each non-empty line parsed against
+ * `schema` (errors name `FILE:LINE`) and with the manifest's scene size.
  */
-export function readBenchItems(benchDir: string, split: Split): QaItem[] {
+function readBenchJsonl<T extends { size: number }>(benchDir: string, name: string, what: string, schema: z.ZodType<T>): { record: T; where: string }[] {
   const manifest = readBenchManifest(benchDir);
-  const path = join(benchDir, `${split}.jsonl`);
+  const path = join(benchDir, name);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UvuError(`${path}: cannot read benchmark items (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new UvuError(`${path}: cannot read benchmark ${what}s (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  const items: QaItem[] = [];
-  text.split('\n').forEach((l, i) => {
-    if (!l.trim()) return;
+  return text.split('\n').flatMap((l, i) => {
+    if (!l.trim()) return [];
     const where = `${path}:${i + 1}`;
-    const item = parseOrFail(QaItemSchema, parseJsonLine(l, where), `${where}: not a benchmark item`);
-    if (item.split !== split) throw new UvuError(`${where}: item of split ${item.split} in the ${split} file`);
-    if (item.size !== manifest.size) throw new UvuError(`${where}: scene size ${item.size}, the benchmark manifest says ${manifest.size}`);
-    items.push(item);
+    const record = parseOrFail(schema, parseJsonLine(l, where), `${where}: not a benchmark ${what}`);
+    if (record.size !== manifest.size) throw new UvuError(`${where}: scene size ${record.size}, the benchmark manifest says ${manifest.size}`);
+    return [{ record, where }];
   });
-  return items;
+}
+
+/** The QA items of a benchmark split (`split`.jsonl), each checked; an item of the other split is an error. */
+export function readBenchItems(benchDir: string, split: Split): QaItem[] {
+  return readBenchJsonl(benchDir, `${split}.jsonl`, 'item', QaItemSchema).map(({ record: item, where }) => {
+    if (item.split !== split) throw new UvuError(`${where}: item of split ${item.split} in the ${split} file`);
+    return item;
+  });
+}
+
+/** One line of scenes.jsonl (Scene). */
+const SceneSchema = z.object({
+  id: z.string(),
+  split: z.enum(['train', 'test']),
+  index: z.number().int().nonnegative(),
+  size: SceneSizeSchema,
+  background: z.string(),
+  crop: z.tuple([z.number(), z.number(), z.number(), z.number()]),
+  objects: z.array(z.object({ className: z.string().min(1), instance: z.string(), box: BoxSchema, visible: z.number().min(0).max(1), flip: z.boolean() })),
+});
+
+/** The scene layouts of a benchmark split, from scenes.jsonl (which holds both), each checked. */
+export function readBenchScenes(benchDir: string, split: Split): Scene[] {
+  return readBenchJsonl(benchDir, 'scenes.jsonl', 'scene layout', SceneSchema).map((r) => r.record).filter((scene) => scene.split === split);
 }
 
 /** The first `cap` items of each task, in file order (scene by scene). */

@@ -160,6 +160,11 @@ export function passesImageGate(g: { imageSensitive: boolean; ci95: readonly [nu
   return g.imageSensitive && g.ci95[0] > g.floor;
 }
 
+/** The verdicts of TaskGates derived from its measured numbers (also to re-derive them on gates cached by older code). */
+export function gateVerdicts(g: { imageSensitive: boolean; ci95: readonly [number, number]; floor: number }): Pick<TaskGates, 'beatsFloor' | 'gate2'> {
+  return { beatsFloor: g.ci95[0] > g.floor, gate2: passesImageGate(g) };
+}
+
 export interface GateEvalOptions {
   /** Training items per task whose answer loss is measured (gate 1 on what SFT fits). */
   trainItems: number;
@@ -221,8 +226,7 @@ export async function evaluateGates(session: ModelSession, benchDir: string, tra
       trainLossBelowPrior: fitLoss < (prior[task] ?? -Infinity),
       testLossBelowPrior: testLoss < (prior[task] ?? -Infinity),
       imageSensitive,
-      beatsFloor: acc.ci95[0] > floor.accuracy,
-      gate2: passesImageGate({ imageSensitive, ci95: acc.ci95, floor: floor.accuracy }),
+      ...gateVerdicts({ imageSensitive, ci95: acc.ci95, floor: floor.accuracy }),
     };
   }
   return out;

@@ -1,0 +1,11 @@
+/**
+ * What the experiment scripts share about a run's recorded settings (settings.json, and
+ * report.json's `settings`): the size fields added after runs were made, which older records
+ * lack and which were off for them.
+ */
+const FIELDS_ADDED: Readonly<Record<string, number>> = { cooldownSteps: 0, spatialSteps: 0 };
+
+/** Recorded settings with the added fields filled in as off, where the record predates them. */
+export function withAddedFields<T extends Record<string, unknown>>(settings: T): T {
+  return { ...FIELDS_ADDED, ...settings };
+}
