@@ -328,6 +328,16 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const renamed = run(dirA, dirE, '--json');
     assert.equal(renamed.status, 0, renamed.stderr);
     assert.deepEqual((JSON.parse(renamed.stdout) as { seeds: number[] }).seeds, [0, 4]);
+    // A run recorded before a size field existed had it off: it merges with one that records the field as 0.
+    const [dirF, dirG] = [join(seeds, 'f'), join(seeds, 'g')];
+    const { spatialSteps: _spatial, cooldownSteps: _cooldown, ...older } = rep.settings as Record<string, unknown>;
+    for (const [d, seed, settings] of [[dirF, 5, { ...rep.settings, spatialSteps: 0, cooldownSteps: 0 }], [dirG, 6, older]] as const) {
+      mkdirSync(d);
+      writeFileSync(join(d, 'report.json'), JSON.stringify({ ...b, seed, settings }));
+    }
+    const olderRun = run(dirF, dirG, '--json');
+    assert.equal(olderRun.status, 0, olderRun.stderr);
+    assert.deepEqual((JSON.parse(olderRun.stdout) as { seeds: number[] }).seeds, [5, 6]);
     // A report that is not one (here: no evals) is an input error, named in one line.
     const dirBad = join(seeds, 'bad');
     mkdirSync(dirBad);

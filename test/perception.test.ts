@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { BUNDLED_PHOTOS, bundledPhotoPath } from '../src/data/bundled.js';
 import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench, readBenchScenes } from '../src/perception/eval.js';
-import { answerPriorEntropy, majorityAnswers, passesImageGate, totalVariation } from '../src/perception/gates.js';
+import { answerPriorEntropy, gateVerdicts, majorityAnswers, passesImageGate, totalVariation } from '../src/perception/gates.js';
 import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
 import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
@@ -520,6 +520,10 @@ test('gates: prior entropy, majority answers and total variation on hand-compute
   assert.equal(passesImageGate({ imageSensitive: true, ci95: [0.46, 0.62], floor: 0.5 }), false);
   assert.equal(passesImageGate({ imageSensitive: true, ci95: [0.52, 0.6], floor: 0.5 }), true);
   assert.equal(passesImageGate({ imageSensitive: false, ci95: [0.7, 0.8], floor: 0.5 }), false);
+  // The verdicts recorded with the gates: beating the floor alone is not gate 2.
+  assert.deepEqual(gateVerdicts({ imageSensitive: false, ci95: [0.7, 0.8], floor: 0.5 }), { beatsFloor: true, gate2: false });
+  assert.deepEqual(gateVerdicts({ imageSensitive: true, ci95: [0.46, 0.62], floor: 0.5 }), { beatsFloor: false, gate2: false });
+  assert.deepEqual(gateVerdicts({ imageSensitive: true, ci95: [0.52, 0.6], floor: 0.5 }), { beatsFloor: true, gate2: true });
 });
 
 test('plain backgrounds: n uniform colours, a pure function of (n, seed); a scene on them differs from its background only inside the boxes', async () => {
