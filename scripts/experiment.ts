@@ -120,16 +120,16 @@ interface Size {
 }
 
 /**
- * The spatial curriculum (`--set spatialSteps=N`; BENCHMARKS.md, probes 15–27). From probe 11's
+ * The spatial curriculum (`--set spatialSteps=N`; BENCHMARKS.md, probes 15–28). From probe 11's
  * fine-tuned weights, the one-name "Is the A the leftmost object?" was learnt at once (probe 19),
  * then "left of" in 500 steps (probe 25), its mirror "right of" in 500 more and the vertical pair
  * in 500 more (probe 23), where "left of" alone sat at chance for 3,000 steps (probe 18) and four
  * relations mixed never moved (probe 16). Placed after the class-agnostic stage of `--size large`
  * (experiment-large-v2), its first stage did not leave chance in 1,000 steps and the whole
- * curriculum ended at 50 %; nor did the first stage from large's fine-tuned weights (58 % after
- * 3,000 steps, probe 27). So it is an option, not part of a size: what it needs from the weights
- * it starts on is not yet known. Each stage starts from the previous one's weights and gets
- * `share` of `spatialSteps`.
+ * curriculum ended at 50 %; the first stage was slow from large's fine-tuned weights too (58 %
+ * after 3,000 steps, probe 27), and from probe 11's with another training seed (56 % after 1,000,
+ * probe 28). So it is an option, not part of a size: the first relation's plateau is of uncertain
+ * length. Each stage starts from the previous one's weights and gets `share` of `spatialSteps`.
  */
 const SPATIAL_CURRICULUM = [
   { stage: 'spatial-leftmost', share: 1 / 3, items: (scene: Scene, image: string, rng: Rng): QaItem[] => superlativeItems(scene, image, ['left'], rng) },
