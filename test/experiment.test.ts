@@ -170,10 +170,8 @@ test('the experiment runs end to end at the tiny size: three configurations pret
   assert.equal(cool[0], peak);
   assert.ok(cool.at(-1)! < peak, `cooldown: ${cool}`);
   // The spatial curriculum: each stage's questions are its relations' only, and fine-tuning asks the last stage's drills in place of the benchmark's spatial items.
-  const lines = (f: string): QaItem[] => readFileSync(join(out, f), 'utf8').trim().split('\n').flatMap((l) => {
-    const d = JSON.parse(l) as QaItem & { turns?: { prompt: string; answer: string }[] };
-    return [d, ...(d.turns ?? []).map((t) => ({ ...d, ...t }))];
-  });
+  const lines = (f: string): QaItem[] =>
+    readJsonl<QaItem & { turns?: { prompt: string; answer: string }[] }>(join(out, f)).flatMap((d) => [d, ...(d.turns ?? []).map((t) => ({ ...d, ...t }))]);
   const prompts = (f: string): string[] => lines(f).map((d) => d.prompt);
   assert.ok(prompts('train-spatial-leftmost.jsonl').every((p) => / the leftmost object\?$/.test(p)));
   assert.ok(prompts('train-spatial-left.jsonl').every((p) => / left of the /.test(p)));
