@@ -3,7 +3,7 @@
  * report.json's `settings`): the size fields added after runs were made, which older records
  * lack and which were off for them.
  */
-const FIELDS_ADDED: Readonly<Record<string, number>> = { cooldownSteps: 0, spatialSteps: 0 };
+const FIELDS_ADDED: Readonly<Record<string, number | string>> = { cooldownSteps: 0, spatialSteps: 0, spatialAnswer: 'yes-no' };
 
 /** Recorded settings with the added fields filled in as off, where the record predates them. */
 export function withAddedFields<T extends Record<string, unknown>>(settings: T): T {

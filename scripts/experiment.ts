@@ -53,7 +53,7 @@ import { readLog } from '../src/serve/runs.js';
 import type { StepLog } from '../src/train/train.js';
 import { evaluateGates, gateVerdicts, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
 import { hashSeed, writePlainBackgrounds, type Scene } from '../src/perception/scenes.js';
-import { AGNOSTIC_TASKS, RELATIONS, spatialDrillItems, superlativeItems, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
+import { AGNOSTIC_TASKS, groundedSpatialAnswer, RELATIONS, spatialDrillItems, superlativeItems, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
 import { Rng } from '../src/util/rng.js';
 import { UsageError } from '../src/util/errors.js';
 
@@ -64,6 +64,8 @@ const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
 /** Uniform-colour backgrounds written for `backgrounds: 'plain'` (a quarter of them are the test split's). */
 const PLAIN_BACKGROUNDS = 24;
 type Variant = (typeof VARIANTS)[number];
+const SPATIAL_ANSWERS = ['yes-no', 'grounded'] as const;
+type SpatialAnswer = (typeof SPATIAL_ANSWERS)[number];
 
 /** Everything that differs between the experiment sizes. */
 interface Size {
@@ -90,6 +92,12 @@ interface Size {
    * all-relation drills (up to SPATIAL_DRILLS_PER_SCENE per scene) instead of one per scene.
    */
   spatialSteps: number;
+  /**
+   * What a fine-tuned model answers to a two-object spatial question: 'yes-no' (the benchmark's
+   * answer) or 'grounded' (groundedSpatialAnswer: both objects' boxes, then yes/no). Test items
+   * are scored on the yes/no word either way.
+   */
+  spatialAnswer: SpatialAnswer;
   sftSteps: number;
   /**
    * Warmup-stable-decay (0: off, every stage follows the config's schedule, 1 % warmup and cosine
@@ -142,14 +150,14 @@ type SpatialStage = (typeof SPATIAL_CURRICULUM)[number]['stage'];
 const SPATIAL_DRILLS_PER_SCENE = 4;
 
 /** `small`, and the base of `medium` and `large`. */
-const SMALL: Size = { regime: 'in-distribution', trainScenes: 6000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 1500, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 1000, spatialSteps: 0, sftSteps: 1200, cooldownSteps: 0, dialogs: 0, batch: 8, context: 256, evalPerTask: 400, gateTrainItems: 100, config: 'configs/small.json', lr: 0, wImg: 0.5, tasks: 'counting-any,naming,counting,existence', backgrounds: 'plain', variants: ['text-only', 'uvu', 'ar-vq'] };
+const SMALL: Size = { regime: 'in-distribution', trainScenes: 6000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 1500, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 1000, spatialSteps: 0, spatialAnswer: 'yes-no', sftSteps: 1200, cooldownSteps: 0, dialogs: 0, batch: 8, context: 256, evalPerTask: 400, gateTrainItems: 100, config: 'configs/small.json', lr: 0, wImg: 0.5, tasks: 'counting-any,naming,counting,existence', backgrounds: 'plain', variants: ['text-only', 'uvu', 'ar-vq'] };
 const MEDIUM: Size = { ...SMALL, agnosticSteps: 2000, sftSteps: 4000, tasks: 'counting-any,grounding-any,naming,grounding,counting,spatial,existence' };
 const SIZES: Record<'tiny' | 'small' | 'medium' | 'large' | 'default', Size> = {
-  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, spatialSteps: 4, sftSteps: 3, cooldownSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
+  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, spatialSteps: 4, spatialAnswer: 'grounded', sftSteps: 3, cooldownSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
   small: SMALL,
   medium: MEDIUM,
   large: { ...MEDIUM, trainScenes: 18000, sftSteps: 10000, cooldownSteps: 2000 },
-  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, spatialSteps: 0, sftSteps: 200, cooldownSteps: 0, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
+  default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, spatialSteps: 0, spatialAnswer: 'yes-no', sftSteps: 200, cooldownSteps: 0, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -193,6 +201,9 @@ function settings(): Size {
     } else if (field === 'tasks') {
       if (m[2] !== 'all') for (const t of m[2]!.split(',')) if (!(TASKS as readonly string[]).includes(t)) throw new UsageError(`--set ${kv}: unknown task "${t}" (expected all or a list of ${TASKS.join(', ')})`);
       size.tasks = m[2]!;
+    } else if (field === 'spatialAnswer') {
+      if (!(SPATIAL_ANSWERS as readonly string[]).includes(m[2]!)) throw new UsageError(`--set ${kv}: spatialAnswer must be one of ${SPATIAL_ANSWERS.join(', ')}`);
+      size.spatialAnswer = m[2] as SpatialAnswer;
     } else if (field === 'kmeansInit') {
       if (m[2] !== 'kmeans++' && m[2] !== 'random') throw new UsageError(`--set ${kv}: kmeansInit must be kmeans++ or random`);
       size.kmeansInit = m[2];
@@ -316,12 +327,15 @@ const tasksChosen = (t: Task): boolean => size.tasks === 'all' || size.tasks.spl
 const trainItems = readBenchItems(bench, 'train').filter((it) => tasksChosen(it.task));
 const agnostic = new Set<Task>(AGNOSTIC_TASKS);
 const curriculum = size.agnosticSteps > 0 && trainItems.some((it) => agnostic.has(it.task));
+/** The answer a model is fine-tuned to give: the item's, or for a two-object spatial question with `spatialAnswer: 'grounded'`, the boxes and then the item's. */
+const trainedAnswer = (it: QaItem): string =>
+  size.spatialAnswer === 'grounded' && it.task === 'spatial' && it.boxes.length === 2 ? groundedSpatialAnswer(it) : it.answer;
 /**
  * Fine-tuning samples (image paths made absolute): one question per line, or with `dialogs` one
  * line per scene whose questions are turns in a seeded order (each task comes first in some).
  */
 function questionLines(items: QaItem[], salt: string): string {
-  const sample = (it: QaItem): Record<string, unknown> => ({ ...it, image: join(bench, it.image) });
+  const sample = (it: QaItem): Record<string, unknown> => ({ ...it, image: join(bench, it.image), answer: trainedAnswer(it) });
   if (!size.dialogs) return items.map((it) => JSON.stringify(sample(it))).join('\n') + '\n';
   const byScene = new Map<string, QaItem[]>();
   for (const it of items) byScene.set(it.scene, [...(byScene.get(it.scene) ?? []), it]);
@@ -329,7 +343,7 @@ function questionLines(items: QaItem[], salt: string): string {
     const order = its.slice();
     new Rng(hashSeed(seed, `${salt}/${scene}`)).shuffle(order);
     const [first, ...rest] = order;
-    return JSON.stringify({ ...sample(first!), ...(rest.length ? { turns: rest.map((t) => ({ prompt: t.prompt, answer: t.answer })) } : {}) });
+    return JSON.stringify({ ...sample(first!), ...(rest.length ? { turns: rest.map((t) => ({ prompt: t.prompt, answer: trainedAnswer(t) })) } : {}) });
   }).join('\n') + '\n';
 }
 // The first fine-tuning stage's questions are the class-agnostic ones.
@@ -429,7 +443,7 @@ async function evaluate(checkpoint: string, withGates: boolean, sheetPath?: stri
   try {
     const report = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, tasks: tasksRun, seed, sheetPath, answer: (item) => session.ask(join(bench, item.image), item.prompt, { maxNewTokens: ANSWER_TOKENS }) });
     const byId = new Map(benchTest.map((it) => [it.id, it]));
-    const gates = withGates ? await evaluateGates(session, bench, trainItems, report.items.map((r) => ({ item: byId.get(r.id)!, correct: r.correct })), { trainItems: size.gateTrainItems, greyPath, seed }) : null;
+    const gates = withGates ? await evaluateGates(session, bench, trainItems, report.items.map((r) => ({ item: byId.get(r.id)!, correct: r.correct })), { trainItems: size.gateTrainItems, greyPath, seed, target: trainedAnswer }) : null;
     return { report, gates };
   } finally {
     session.dispose();

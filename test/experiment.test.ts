@@ -19,7 +19,7 @@ import { writePng } from '../src/image/io.js';
 import { ModelSession } from '../src/infer/session.js';
 import { evaluateBench, type EvalItemResult } from '../src/perception/eval.js';
 import { scoreAnswer, totalVariation } from '../src/perception/gates.js';
-import type { QaItem, Task } from '../src/perception/tasks.js';
+import { formatBox, groundedSpatialAnswer, type QaItem, type Task } from '../src/perception/tasks.js';
 import { readLog } from '../src/serve/runs.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -30,10 +30,12 @@ const TINY_CONFIG = fileURLToPath(new URL('../../configs/tiny.json', import.meta
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
 /** The spatial curriculum's stages (scripts/experiment.ts SPATIAL_CURRICULUM), all of which the tiny size's scenes allow. */
 const SPATIAL_STAGES = ['spatial-leftmost', 'spatial-left', 'spatial-horizontal', 'spatial-all'];
+/** A two-object spatial question's prompt. */
+const SPATIAL_PAIR = /^Is the \w+ (left of|right of|above|below) the /;
 
 interface Score { n: number; accuracy: number; ci95: [number, number] }
 interface Report {
-  sizeSettings: { evalPerTask: number };
+  sizeSettings: { evalPerTask: number; spatialAnswer: 'yes-no' | 'grounded' };
   evals: Record<string, { n: number; tasks: Record<string, Score>; overall: Score; items: EvalItemResult[] }>;
   majority: { answers: Record<string, string>; tasks: Record<string, Score>; overall: Score };
   // The remaining fields are checked loosely, as JSON.
@@ -177,8 +179,19 @@ test('the experiment runs end to end at the tiny size: three configurations pret
   assert.ok(prompts('train-spatial-left.jsonl').every((p) => / left of the /.test(p)));
   assert.ok(prompts('train-spatial-horizontal.jsonl').every((p) => / (left|right) of the /.test(p)));
   const drills = prompts('train-spatial-all.jsonl');
-  const sftSpatial = prompts('train-questions.jsonl').filter((p) => /^Is the \w+ (left of|right of|above|below) the /.test(p));
+  const sftSpatial = prompts('train-questions.jsonl').filter((p) => SPATIAL_PAIR.test(p));
   assert.deepEqual(sftSpatial.sort(), drills.slice().sort());
+  // The tiny size answers them grounded: both named objects' boxes (a dialog's first question has its boxes on the line), then the yes/no.
+  let grounded = 0;
+  for (const d of readJsonl<QaItem & { turns?: { prompt: string; answer: string }[] }>(join(out, 'train-questions.jsonl'))) {
+    if (d.task === 'spatial') assert.equal(d.answer, `${formatBox(d.boxes[0]!, d.size)}${formatBox(d.boxes[1]!, d.size)} ${/ (yes|no)$/.exec(d.answer)?.[1]}`);
+    for (const t of [d, ...(d.turns ?? [])]) {
+      if (!SPATIAL_PAIR.test(t.prompt)) continue;
+      assert.match(t.answer, /^(<loc_\d+>){8} (yes|no)$/, t.prompt);
+      grounded++;
+    }
+  }
+  assert.equal(grounded, sftSpatial.length);
   // text-only never supervises image codes; uvu and ar-vq do in pretraining, nobody in SFT.
   // (Read from every step's log: a step's batch may happen to hold no image targets.)
   const imageLosses = (run: string): (number | null)[] => readLog(join(out, 'runs', run), 0).lines.map((l) => l.loss_image);
@@ -224,12 +237,14 @@ test('the majority-answer floor equals the most frequent train answers, hand-sco
   assertScores('majority', rep.majority, tally(scored, hand));
 });
 
-test('the gates of every configuration and task: the prior entropy counted from train.jsonl, accuracies and floors as scored, the drop as real minus grey', () => {
+test('the gates of every configuration and task: the prior entropy counted from train.jsonl (over the answers as trained: spatial ones grounded), accuracies and floors as scored, the drop as real minus grey', () => {
   const rep = finished();
   const train = readJsonl<QaItem>(join(bench, 'train.jsonl'));
+  assert.equal(rep.sizeSettings.spatialAnswer, 'grounded');
+  const trained = (it: QaItem): string => (it.task === 'spatial' ? groundedSpatialAnswer(it) : it.answer);
   for (const task of taskNames()) {
     const counts = new Map<string, number>();
-    for (const it of train) if (it.task === task) counts.set(it.answer, (counts.get(it.answer) ?? 0) + 1);
+    for (const it of train) if (it.task === task) counts.set(trained(it), (counts.get(trained(it)) ?? 0) + 1);
     const n = [...counts.values()].reduce((a, b) => a + b, 0);
     let entropy = 0;
     for (const c of counts.values()) entropy -= (c / n) * Math.log(c / n);
@@ -328,8 +343,8 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     assert.deepEqual((JSON.parse(renamed.stdout) as { seeds: number[] }).seeds, [0, 4]);
     // A run recorded before a size field existed had it off: it merges with one that records the field as 0.
     const [dirF, dirG] = [join(seeds, 'f'), join(seeds, 'g')];
-    const { spatialSteps: _spatial, cooldownSteps: _cooldown, ...older } = rep.settings as Record<string, unknown>;
-    for (const [d, seed, settings] of [[dirF, 5, { ...rep.settings, spatialSteps: 0, cooldownSteps: 0 }], [dirG, 6, older]] as const) {
+    const { spatialSteps: _spatial, cooldownSteps: _cooldown, spatialAnswer: _answer, ...older } = rep.settings as Record<string, unknown>;
+    for (const [d, seed, settings] of [[dirF, 5, { ...rep.settings, spatialSteps: 0, cooldownSteps: 0, spatialAnswer: 'yes-no' }], [dirG, 6, older]] as const) {
       mkdirSync(d);
       writeFileSync(join(d, 'report.json'), JSON.stringify({ ...b, seed, settings }));
     }

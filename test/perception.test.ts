@@ -12,7 +12,7 @@ import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU
 import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
 import { loadRgba } from '../src/image/io.js';
-import { AGNOSTIC_TASKS, centre, formatBox, spatialDrillItems, spatialOptions, superlativeItems, SPATIAL_MARGIN, TASKS, type QaItem, type Relation } from '../src/perception/tasks.js';
+import { AGNOSTIC_TASKS, centre, formatBox, groundedSpatialAnswer, spatialDrillItems, spatialOptions, superlativeItems, SPATIAL_MARGIN, TASKS, type QaItem, type Relation } from '../src/perception/tasks.js';
 import { Rng } from '../src/util/rng.js';
 import { benchDataCommand } from '../src/cli/bench-data.js';
 import { UvuError } from '../src/util/errors.js';
@@ -268,8 +268,14 @@ test('spatial curriculum questions: every option, drills and superlatives agree 
       assert.ok(relations.includes(d.relation!), d.prompt);
       assert.equal(d.answer, holds(d.relation!, d.boxes[0]!, d.boxes[1]!) > 0 ? 'yes' : 'no', d.prompt);
       assert.deepEqual(d.boxes, d.classes.map(boxOf));
+      // Grounded, the answer is both boxes then the yes/no, and it scores like the plain one.
+      const grounded = groundedSpatialAnswer(d);
+      assert.equal(grounded, `${formatBox(boxOf(d.classes[0]!), HAND.size)}${formatBox(boxOf(d.classes[1]!), HAND.size)} ${d.answer}`);
+      assert.deepEqual([scoreItem(d, grounded).correct, scoreItem(d, grounded.replace(/(yes|no)$/, (a) => (a === 'yes' ? 'no' : 'yes'))).correct], [true, false]);
     }
   }
+  const sup1 = superlativeItems(HAND, 'x.png', ['left'], new Rng(3))[0]!;
+  assert.throws(() => groundedSpatialAnswer(sup1), /-leftmost-yes: a grounded answer needs a spatial question about two objects/);
 
   const sup = (rels: Relation[]): string[] => superlativeItems(HAND, 'x.png', rels, new Rng(3)).map((it) => `${it.prompt} ${it.answer}`);
   // Leftmost: the frog (centre x 10), 25 px before the next object (a fish at 35).

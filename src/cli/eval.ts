@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { join } from 'node:path';
 import { ModelSession } from '../infer/session.js';
 import { evaluateBench, writeEvalReport } from '../perception/eval.js';
+import { ANSWER_TOKENS } from '../perception/gates.js';
 import { progress } from '../util/progress.js';
 import { applyOutputOptions, checkOutputPath, emit, fmt, parseNonNegativeInt, parsePositiveInt, withOutputOptions, type OutputOptions } from './common.js';
 import { initEngine } from '../engine/tf.js';
@@ -14,10 +15,11 @@ export function evalCommand(): Command {
       .requiredOption('--bench <dir>', 'benchmark made by `uvu bench-data build`')
       .addOption(new Option('--split <name>', 'benchmark split').choices(['test', 'train']).default('test'))
       .option('--limit <n>', 'score only the first n items (scene by scene, tasks interleaved)', parsePositiveInt)
+      .option('--max-tokens <n>', 'longest answer generated, in tokens', parsePositiveInt, ANSWER_TOKENS)
       .option('--sheet <png>', 'PNG sheet of example predictions (default <checkpoint>/../eval-<split>.png)')
       .option('--report <json>', 'the report with every item, for `uvu serve` (default <checkpoint>/../eval-<split>.json)')
       .option('--seed <n>', 'seed of the bootstrap resampling', parseNonNegativeInt, 0),
-  ).action(async (o: OutputOptions & { checkpoint: string; bench: string; split: 'test' | 'train'; limit?: number; sheet?: string; report?: string; seed: number }) => {
+  ).action(async (o: OutputOptions & { checkpoint: string; bench: string; split: 'test' | 'train'; limit?: number; maxTokens: number; sheet?: string; report?: string; seed: number }) => {
     applyOutputOptions(o);
     await initEngine();
     const session = ModelSession.load(o.checkpoint);
@@ -30,7 +32,7 @@ export function evalCommand(): Command {
       limit: o.limit,
       seed: o.seed,
       sheetPath,
-      answer: (item) => session.ask(join(o.bench, item.image), item.prompt, { maxNewTokens: 8 }),
+      answer: (item) => session.ask(join(o.bench, item.image), item.prompt, { maxNewTokens: o.maxTokens }),
       onItem: (done, total) => {
         bar ??= progress('eval', total, 'items');
         bar.set(done);

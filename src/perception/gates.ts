@@ -17,7 +17,8 @@
  *      yes/no model that answers a box), the drop is positive for a model at its floor.
  *
  * Grounding answers are boxes: their "prior" is the entropy of the exact box strings, which is
- * high for any box distribution, so gate 1 is read on the other tasks.
+ * high for any box distribution, so gate 1 is read on the other tasks; so are spatial answers
+ * given with the objects' boxes (`target`, groundedSpatialAnswer).
  */
 import { tf } from '../engine/tf.js';
 import { buildSequence, FLAG_LOSS_SFT } from '../data/sequence.js';
@@ -106,19 +107,20 @@ export interface ItemGateResult {
   correctGrey: boolean;
 }
 
-/** Longest greedy answer generated (a box is 4 tokens; four class names and their commas, as naming and ordering answer, at most 10 with the experiment's 512-id tokenizer). */
+/** Longest greedy answer generated (a box is 4 tokens; a grounded spatial answer 8 and its yes/no; four class names and their commas, as naming and ordering answer, at most 10 with the experiment's 512-id tokenizer). */
 export const ANSWER_TOKENS = 12;
 
 /**
  * Gate measurements for one scored item (`correctReal`: its greedy answer with the real image,
  * from evaluateBench): teacher-forced answer loss and first-token distribution with the real and
- * the grey image, and greedy correctness with the grey one.
+ * the grey image, and greedy correctness with the grey one. `target`: the answer text the model
+ * was trained to give (teacher-forced), when it is not the item's.
  */
-export async function gateItem(session: ModelSession, item: QaItem, correctReal: boolean, imagePath: string, greyPath: string): Promise<ItemGateResult> {
+export async function gateItem(session: ModelSession, item: QaItem, correctReal: boolean, imagePath: string, greyPath: string, target = item.answer): Promise<ItemGateResult> {
   const image = (await session.loadImage(imagePath)).image;
   const grey = (await session.loadImage(greyPath)).image;
-  const real = scoreAnswer(session, image, item.prompt, item.answer);
-  const blank = scoreAnswer(session, grey, item.prompt, item.answer);
+  const real = scoreAnswer(session, image, item.prompt, target);
+  const blank = scoreAnswer(session, grey, item.prompt, target);
   const correctGrey = scoreItem(item, await session.ask(greyPath, item.prompt, { maxNewTokens: ANSWER_TOKENS })).correct;
   return { task: item.task, nllReal: real.nll, nllGrey: blank.nll, tv: totalVariation(real.firstTokenProbs, blank.firstTokenProbs), correctReal, correctGrey };
 }
@@ -171,6 +173,12 @@ export interface GateEvalOptions {
   /** A PNG of a uniform grey image with the benchmark's scene size (greyScene). */
   greyPath: string;
   seed?: number;
+  /**
+   * The answer text the model was trained to give for an item (default: the item's answer), e.g.
+   * groundedSpatialAnswer. Gate 1 teacher-forces it and takes the prior over it; accuracy and the
+   * majority floor stay on the items' own answers.
+   */
+  target?: (item: QaItem) => string;
   onItem?: (done: number, total: number) => void;
 }
 
@@ -180,20 +188,21 @@ export interface GateEvalOptions {
  * the loss that SFT fits (and the prior). Image paths are relative to `benchDir`.
  */
 export async function evaluateGates(session: ModelSession, benchDir: string, train: QaItem[], scored: { item: QaItem; correct: boolean }[], o: GateEvalOptions): Promise<Partial<Record<Task, TaskGates>>> {
-  const prior = answerPriorEntropy(train);
+  const target = o.target ?? ((it: QaItem): string => it.answer);
+  const prior = answerPriorEntropy(train.map((it) => ({ ...it, answer: target(it) })));
   const majority = majorityAnswers(train);
   const testItems = scored.map((s) => s.item);
   const trainItems = capPerTask(train, o.trainItems);
   const total = testItems.length + trainItems.length;
   const results: ItemGateResult[] = [];
   for (const { item, correct } of scored) {
-    results.push(await gateItem(session, item, correct, join(benchDir, item.image), o.greyPath));
+    results.push(await gateItem(session, item, correct, join(benchDir, item.image), o.greyPath, target(item)));
     o.onItem?.(results.length, total);
   }
   const trainLoss = new Map<Task, number[]>();
   for (const it of trainItems) {
     const { image } = await session.loadImage(join(benchDir, it.image));
-    trainLoss.set(it.task, [...(trainLoss.get(it.task) ?? []), scoreAnswer(session, image, it.prompt, it.answer).nll]);
+    trainLoss.set(it.task, [...(trainLoss.get(it.task) ?? []), scoreAnswer(session, image, it.prompt, target(it)).nll]);
     o.onItem?.(results.length + [...trainLoss.values()].reduce((a, b) => a + b.length, 0), total);
   }
   const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);

@@ -256,6 +256,19 @@ export function spatialDrillItems(scene: Scene, image: string, relations: readon
   }));
 }
 
+/**
+ * The grounded answer to a two-object spatial question (`--set spatialAnswer=grounded` in the
+ * experiment): both named objects' boxes, then the yes/no, "<loc_x0>…<loc_y1><loc_x0>…<loc_y1> yes".
+ * The model then answers by comparing two boxes it has just written (grounding, which it learns)
+ * instead of reading the relation off the image in one token, the step no probe could make
+ * reliably (BENCHMARKS.md, probes 15–28). Scoring reads the answer's yes/no word (parseYesNo),
+ * so the benchmark's test items score either form.
+ */
+export function groundedSpatialAnswer(item: Pick<QaItem, 'id' | 'task' | 'answer' | 'boxes' | 'size'>): string {
+  if (item.task !== 'spatial' || item.boxes.length !== 2) throw new Error(`${item.id}: a grounded answer needs a spatial question about two objects`);
+  return `${formatBox(item.boxes[0]!, item.size)}${formatBox(item.boxes[1]!, item.size)} ${item.answer}`;
+}
+
 /** The superlative of each relation: "Is the frog the leftmost object?" asks for `left` of every other object. */
 const SUPERLATIVES: Record<Relation, { word: string; axis: 0 | 1; sign: 1 | -1 }> = {
   left: { word: 'leftmost', axis: 0, sign: 1 },
