@@ -53,7 +53,7 @@ import { readLog } from '../src/serve/runs.js';
 import type { StepLog } from '../src/train/train.js';
 import { evaluateGates, gateVerdicts, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
 import { hashSeed, writePlainBackgrounds, type Scene } from '../src/perception/scenes.js';
-import { AGNOSTIC_TASKS, groundedSpatialAnswer, RELATIONS, spatialDrillItems, superlativeItems, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
+import { AGNOSTIC_TASKS, GROUNDED_FORMS, groundedSpatialAnswer, RELATIONS, spatialDrillItems, superlativeItems, TASKS, type QaItem, type Task } from '../src/perception/tasks.js';
 import { Rng } from '../src/util/rng.js';
 import { UsageError } from '../src/util/errors.js';
 
@@ -64,7 +64,7 @@ const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
 /** Uniform-colour backgrounds written for `backgrounds: 'plain'` (a quarter of them are the test split's). */
 const PLAIN_BACKGROUNDS = 24;
 type Variant = (typeof VARIANTS)[number];
-const SPATIAL_ANSWERS = ['yes-no', 'grounded'] as const;
+const SPATIAL_ANSWERS = ['yes-no', ...GROUNDED_FORMS] as const;
 type SpatialAnswer = (typeof SPATIAL_ANSWERS)[number];
 
 /** Everything that differs between the experiment sizes. */
@@ -94,8 +94,8 @@ interface Size {
   spatialSteps: number;
   /**
    * What a fine-tuned model answers to a two-object spatial question: 'yes-no' (the benchmark's
-   * answer) or 'grounded' (groundedSpatialAnswer: both objects' boxes, then yes/no). Test items
-   * are scored on the yes/no word either way.
+   * answer), or where both objects are, then yes/no (groundedSpatialAnswer): their 'boxes' or
+   * their box 'centres'. Test items are scored on the yes/no word either way.
    */
   spatialAnswer: SpatialAnswer;
   sftSteps: number;
@@ -153,7 +153,7 @@ const SPATIAL_DRILLS_PER_SCENE = 4;
 const SMALL: Size = { regime: 'in-distribution', trainScenes: 6000, testScenes: 500, K: 256, kmeansInit: 'random', kmeansSample: 16384, kmeansIters: 10, vqSteps: 1500, textDocs: 4, textVocab: 512, pretrainSteps: 200, agnosticSteps: 1000, spatialSteps: 0, spatialAnswer: 'yes-no', sftSteps: 1200, cooldownSteps: 0, dialogs: 0, batch: 8, context: 256, evalPerTask: 400, gateTrainItems: 100, config: 'configs/small.json', lr: 0, wImg: 0.5, tasks: 'counting-any,naming,counting,existence', backgrounds: 'plain', variants: ['text-only', 'uvu', 'ar-vq'] };
 const MEDIUM: Size = { ...SMALL, agnosticSteps: 2000, sftSteps: 4000, tasks: 'counting-any,grounding-any,naming,grounding,counting,spatial,existence' };
 const SIZES: Record<'tiny' | 'small' | 'medium' | 'large' | 'default', Size> = {
-  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, spatialSteps: 4, spatialAnswer: 'grounded', sftSteps: 3, cooldownSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
+  tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, spatialSteps: 4, spatialAnswer: 'boxes', sftSteps: 3, cooldownSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
   small: SMALL,
   medium: MEDIUM,
   large: { ...MEDIUM, trainScenes: 18000, sftSteps: 10000, cooldownSteps: 2000 },
@@ -327,9 +327,9 @@ const tasksChosen = (t: Task): boolean => size.tasks === 'all' || size.tasks.spl
 const trainItems = readBenchItems(bench, 'train').filter((it) => tasksChosen(it.task));
 const agnostic = new Set<Task>(AGNOSTIC_TASKS);
 const curriculum = size.agnosticSteps > 0 && trainItems.some((it) => agnostic.has(it.task));
-/** The answer a model is fine-tuned to give: the item's, or for a two-object spatial question with `spatialAnswer: 'grounded'`, the boxes and then the item's. */
+/** The answer a model is fine-tuned to give: the item's, or for a two-object spatial question with a grounded `spatialAnswer`, the locations and then the item's. */
 const trainedAnswer = (it: QaItem): string =>
-  size.spatialAnswer === 'grounded' && it.task === 'spatial' && it.boxes.length === 2 ? groundedSpatialAnswer(it) : it.answer;
+  size.spatialAnswer !== 'yes-no' && it.task === 'spatial' && it.boxes.length === 2 ? groundedSpatialAnswer(it, size.spatialAnswer) : it.answer;
 /**
  * Fine-tuning samples (image paths made absolute): one question per line, or with `dialogs` one
  * line per scene whose questions are turns in a seeded order (each task comes first in some).

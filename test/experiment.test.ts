@@ -35,7 +35,7 @@ const SPATIAL_PAIR = /^Is the \w+ (left of|right of|above|below) the /;
 
 interface Score { n: number; accuracy: number; ci95: [number, number] }
 interface Report {
-  sizeSettings: { evalPerTask: number; spatialAnswer: 'yes-no' | 'grounded' };
+  sizeSettings: { evalPerTask: number; spatialAnswer: 'yes-no' | 'boxes' | 'centres' };
   evals: Record<string, { n: number; tasks: Record<string, Score>; overall: Score; items: EvalItemResult[] }>;
   majority: { answers: Record<string, string>; tasks: Record<string, Score>; overall: Score };
   // The remaining fields are checked loosely, as JSON.
@@ -181,7 +181,7 @@ test('the experiment runs end to end at the tiny size: three configurations pret
   const drills = prompts('train-spatial-all.jsonl');
   const sftSpatial = prompts('train-questions.jsonl').filter((p) => SPATIAL_PAIR.test(p));
   assert.deepEqual(sftSpatial.sort(), drills.slice().sort());
-  // The tiny size answers them grounded: both named objects' boxes (a dialog's first question has its boxes on the line), then the yes/no.
+  // The tiny size answers them grounded (spatialAnswer 'boxes'): both named objects' boxes (a dialog's first question has its boxes on the line), then the yes/no.
   let grounded = 0;
   for (const d of readJsonl<QaItem & { turns?: { prompt: string; answer: string }[] }>(join(out, 'train-questions.jsonl'))) {
     if (d.task === 'spatial') assert.equal(d.answer, `${formatBox(d.boxes[0]!, d.size)}${formatBox(d.boxes[1]!, d.size)} ${/ (yes|no)$/.exec(d.answer)?.[1]}`);
@@ -240,8 +240,8 @@ test('the majority-answer floor equals the most frequent train answers, hand-sco
 test('the gates of every configuration and task: the prior entropy counted from train.jsonl (over the answers as trained: spatial ones grounded), accuracies and floors as scored, the drop as real minus grey', () => {
   const rep = finished();
   const train = readJsonl<QaItem>(join(bench, 'train.jsonl'));
-  assert.equal(rep.sizeSettings.spatialAnswer, 'grounded');
-  const trained = (it: QaItem): string => (it.task === 'spatial' ? groundedSpatialAnswer(it) : it.answer);
+  assert.equal(rep.sizeSettings.spatialAnswer, 'boxes');
+  const trained = (it: QaItem): string => (it.task === 'spatial' ? groundedSpatialAnswer(it, 'boxes') : it.answer);
   for (const task of taskNames()) {
     const counts = new Map<string, number>();
     for (const it of train) if (it.task === task) counts.set(trained(it), (counts.get(trained(it)) ?? 0) + 1);

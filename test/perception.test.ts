@@ -268,14 +268,19 @@ test('spatial curriculum questions: every option, drills and superlatives agree 
       assert.ok(relations.includes(d.relation!), d.prompt);
       assert.equal(d.answer, holds(d.relation!, d.boxes[0]!, d.boxes[1]!) > 0 ? 'yes' : 'no', d.prompt);
       assert.deepEqual(d.boxes, d.classes.map(boxOf));
-      // Grounded, the answer is both boxes then the yes/no, and it scores like the plain one.
-      const grounded = groundedSpatialAnswer(d);
+      // Grounded, the answer is both boxes (or both centres) then the yes/no, and it scores like the plain one.
+      const grounded = groundedSpatialAnswer(d, 'boxes');
       assert.equal(grounded, `${formatBox(boxOf(d.classes[0]!), HAND.size)}${formatBox(boxOf(d.classes[1]!), HAND.size)} ${d.answer}`);
-      assert.deepEqual([scoreItem(d, grounded).correct, scoreItem(d, grounded.replace(/(yes|no)$/, (a) => (a === 'yes' ? 'no' : 'yes'))).correct], [true, false]);
+      const centres = groundedSpatialAnswer(d, 'centres');
+      const point = (name: string): string => centre(boxOf(name)).map((v) => `<loc_${Math.round((v / HAND.size) * 31)}>`).join('');
+      assert.equal(centres, `${point(d.classes[0]!)}${point(d.classes[1]!)} ${d.answer}`);
+      for (const answer of [grounded, centres]) {
+        assert.deepEqual([scoreItem(d, answer).correct, scoreItem(d, answer.replace(/(yes|no)$/, (a) => (a === 'yes' ? 'no' : 'yes'))).correct], [true, false]);
+      }
     }
   }
   const sup1 = superlativeItems(HAND, 'x.png', ['left'], new Rng(3))[0]!;
-  assert.throws(() => groundedSpatialAnswer(sup1), /-leftmost-yes: a grounded answer needs a spatial question about two objects/);
+  assert.throws(() => groundedSpatialAnswer(sup1, 'centres'), /-leftmost-yes: a grounded answer needs a spatial question about two objects/);
 
   const sup = (rels: Relation[]): string[] => superlativeItems(HAND, 'x.png', rels, new Rng(3)).map((it) => `${it.prompt} ${it.answer}`);
   // Leftmost: the frog (centre x 10), 25 px before the next object (a fish at 35).

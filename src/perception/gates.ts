@@ -18,7 +18,7 @@
  *
  * Grounding answers are boxes: their "prior" is the entropy of the exact box strings, which is
  * high for any box distribution, so gate 1 is read on the other tasks; so are spatial answers
- * given with the objects' boxes (`target`, groundedSpatialAnswer).
+ * given with the objects' locations (`target`, groundedSpatialAnswer).
  */
 import { tf } from '../engine/tf.js';
 import { buildSequence, FLAG_LOSS_SFT } from '../data/sequence.js';
@@ -107,7 +107,7 @@ export interface ItemGateResult {
   correctGrey: boolean;
 }
 
-/** Longest greedy answer generated (a box is 4 tokens; a grounded spatial answer 8 and its yes/no; four class names and their commas, as naming and ordering answer, at most 10 with the experiment's 512-id tokenizer). */
+/** Longest greedy answer generated (a box is 4 tokens; a grounded spatial answer at most 8 and its yes/no; four class names and their commas, as naming and ordering answer, at most 10 with the experiment's 512-id tokenizer). */
 export const ANSWER_TOKENS = 12;
 
 /**

@@ -256,17 +256,24 @@ export function spatialDrillItems(scene: Scene, image: string, relations: readon
   }));
 }
 
+/** How a grounded spatial answer locates the two objects: their boxes (as grounding answers) or their box centres. */
+export const GROUNDED_FORMS = ['boxes', 'centres'] as const;
+export type GroundedForm = (typeof GROUNDED_FORMS)[number];
+
 /**
- * The grounded answer to a two-object spatial question (`--set spatialAnswer=grounded` in the
- * experiment): both named objects' boxes, then the yes/no, "<loc_x0>…<loc_y1><loc_x0>…<loc_y1> yes".
- * The model then answers by comparing two boxes it has just written (grounding, which it learns)
- * instead of reading the relation off the image in one token, the step no probe could make
- * reliably (BENCHMARKS.md, probes 15–28). Scoring reads the answer's yes/no word (parseYesNo),
- * so the benchmark's test items score either form.
+ * The grounded answer to a two-object spatial question (`--set spatialAnswer=boxes|centres` in
+ * the experiment): where both named objects are, then the yes/no — their boxes,
+ * "<loc_x0><loc_y0><loc_x1><loc_y1><loc_x0>…<loc_y1> yes", or their box centres,
+ * "<loc_cx><loc_cy><loc_cx><loc_cy> yes". The model then answers by comparing locations it has
+ * just written instead of reading the relation off the image in one token, the step no probe
+ * could make reliably (BENCHMARKS.md, probes 15–28); with centres the comparison is of two
+ * tokens, with boxes of two sums of two. Scoring reads the answer's yes/no word (parseYesNo), so
+ * the benchmark's test items score every form.
  */
-export function groundedSpatialAnswer(item: Pick<QaItem, 'id' | 'task' | 'answer' | 'boxes' | 'size'>): string {
+export function groundedSpatialAnswer(item: Pick<QaItem, 'id' | 'task' | 'answer' | 'boxes' | 'size'>, form: GroundedForm): string {
   if (item.task !== 'spatial' || item.boxes.length !== 2) throw new Error(`${item.id}: a grounded answer needs a spatial question about two objects`);
-  return `${formatBox(item.boxes[0]!, item.size)}${formatBox(item.boxes[1]!, item.size)} ${item.answer}`;
+  const where = (box: Box): string => (form === 'boxes' ? formatBox(box, item.size) : centre(box).map((v) => `<loc_${locBin(v, item.size)}>`).join(''));
+  return `${where(item.boxes[0]!)}${where(item.boxes[1]!)} ${item.answer}`;
 }
 
 /** The superlative of each relation: "Is the frog the leftmost object?" asks for `left` of every other object. */
