@@ -156,7 +156,7 @@ const SIZES: Record<'tiny' | 'small' | 'medium' | 'large' | 'default', Size> = {
   tiny: { regime: 'in-distribution', trainScenes: 16, testScenes: 8, K: 64, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 30, textDocs: 2, textVocab: 300, pretrainSteps: 4, agnosticSteps: 2, spatialSteps: 4, spatialAnswer: 'boxes', sftSteps: 3, cooldownSteps: 3, dialogs: 1, batch: 2, context: 256, evalPerTask: 3, gateTrainItems: 2, config: 'configs/tiny.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
   small: SMALL,
   medium: MEDIUM,
-  large: { ...MEDIUM, trainScenes: 18000, sftSteps: 10000, cooldownSteps: 2000 },
+  large: { ...MEDIUM, trainScenes: 18000, sftSteps: 10000, cooldownSteps: 2000, spatialAnswer: 'boxes' },
   default: { regime: 'hard', trainScenes: 2000, testScenes: 500, K: 1024, kmeansInit: 'kmeans++', kmeansSample: 0, kmeansIters: 25, vqSteps: 1500, textDocs: 40, textVocab: 1024, pretrainSteps: 300, agnosticSteps: 0, spatialSteps: 0, spatialAnswer: 'yes-no', sftSteps: 200, cooldownSteps: 0, dialogs: 0, batch: 8, context: 256, evalPerTask: 150, gateTrainItems: 100, config: 'configs/reference.json', lr: 0, wImg: 0.5, tasks: 'all', backgrounds: 'photos', variants: ['uvu', 'text-only', 'ar-vq'] },
 };
 
