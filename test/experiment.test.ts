@@ -511,6 +511,7 @@ test('bad experiment options are refused with one line before any work', () => {
       [['--curve', '0'], /--curve: expected a positive whole number of steps/],
       [['--set', 'tasks=counting-any,colour'], /--set tasks=counting-any,colour: unknown task "colour"/],
       [['--set', 'backgrounds=noise'], /backgrounds must be photos or plain/],
+      [['--set', 'spatialAnswer=points'], /--set spatialAnswer=points: spatialAnswer must be one of yes-no, boxes, centres/],
       [['--set', 'backgrounds=plain', '--backgrounds', 'x'], /--backgrounds DIR and plain backgrounds .* exclude each other/],
     ] as const) {
       const r = spawnSync(process.execPath, [script, '--size', 'tiny', '--out', empty, ...args], { encoding: 'utf8' });
