@@ -9,6 +9,8 @@
  *   - per task over all seeds: each configuration's accuracy and each paired difference over every
  *     scored item, with a bootstrap interval stratified by seed (each seed keeps its weight), and
  *     the paired difference's mean over seeds with a t interval across seeds (training noise);
+ *   - the spatial drills (each test scene asked the spatial question several ways), per seed and
+ *     pooled, when every run scored them, with intervals that resample scenes;
  *   - the two image tokenizers on the test scenes' patches (PRP, PSNR) per seed;
  *   - the distribution of the gradient angle θ(∇L_image, ∇L_text) of every pretraining run with
  *     image targets, with a PNG: the angle against the step, and its empirical CDF per configuration.
@@ -21,7 +23,7 @@ import { z } from 'zod';
 import { machine, writeSection } from '../bench/report.js';
 import { quantile } from '../src/codebook/metrics.js';
 import { passesImageGate } from '../src/perception/gates.js';
-import { stratifiedBootstrapInterval } from '../src/perception/score.js';
+import { clusterBootstrapInterval, stratifiedBootstrapInterval } from '../src/perception/score.js';
 import { hashSeed } from '../src/perception/scenes.js';
 import { LOG_FILE, readLog } from '../src/serve/runs.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
@@ -45,6 +47,9 @@ const ReportSchema = z.object({
   codebook: z.object({ test: tokenizerTest }),
   vq: z.object({ test: tokenizerTest }).nullable(),
   evals: z.record(z.string(), z.object({ items: z.array(z.object({ id: z.string(), task: z.string(), correct: z.boolean() })) })),
+  /** The spatial drills on the test scenes (reports written before they were scored have none). */
+  spatialDrills: z.object({ floor: z.object({ accuracy: z.number() }) }).nullable().optional(),
+  spatialDrillItems: z.record(z.string(), z.array(z.object({ id: z.string(), scene: z.string(), correct: z.boolean() }))).optional(),
 });
 type Report = z.output<typeof ReportSchema>;
 
@@ -152,6 +157,37 @@ for (const task of tasks) {
   pooled[task] = { floor: mean(reports.map((r) => r.tasks[task]!.floor!.accuracy)), variants: byVariant, paired, pairedAcrossSeeds, gate2 };
 }
 
+/**
+ * The spatial drills (every test scene asked SPATIAL_DRILLS_PER_SCENE ways), when every run scored
+ * them: per seed and pooled, with intervals that resample scenes (a scene of each seed is one
+ * cluster) since a scene's questions share its image.
+ */
+const drillRuns = reports.every((r) => r.spatialDrills && r.spatialDrillItems) ? reports : [];
+/** Per-item values of a run's drills, grouped by scene. */
+const byScene = (r: Report, values: number[]): number[][] => {
+  const groups = new Map<string, number[]>();
+  r.spatialDrillItems!.uvu!.forEach((it, i) => groups.set(it.scene, [...(groups.get(it.scene) ?? []), values[i]!]));
+  return [...groups.values()];
+};
+const drillCorrect = (r: Report, v: string): number[] => r.spatialDrillItems![v]!.map((it) => Number(it.correct));
+const drillDiffs = (r: Report, o: string): number[] => {
+  const a = r.spatialDrillItems!.uvu!, b = r.spatialDrillItems![o]!;
+  if (a.some((it, i) => it.id !== b[i]?.id)) throw new Error(`seed ${r.seed}: uvu and ${o} were asked different drills`);
+  return a.map((it, i) => Number(it.correct) - Number(b[i]!.correct));
+};
+const drillScore = (runs: Report[], values: (r: Report) => number[], salt: string): Pooled => {
+  const all = runs.flatMap(values);
+  return { n: all.length, accuracy: mean(all), ci95: clusterBootstrapInterval(runs.flatMap((r) => byScene(r, values(r))), { seed: hashSeed(0, `seeds/drills/${salt}`) }) };
+};
+const drillRow = (label: string, seedLabel: string, runs: Report[]): string =>
+  `| ${label} | ${seedLabel} | ${pct(mean(runs.map((r) => r.spatialDrills!.floor.accuracy)))} | ${variants.map((v) => { const d = drillScore(runs, (r) => drillCorrect(r, v), v); return withCi(d.accuracy, d.ci95); }).join(' | ')} | ${others.map((o) => { const d = drillScore(runs, (r) => drillDiffs(r, o), `paired/${o}`); return signed(d.accuracy, d.ci95); }).join(' | ')} | — |`;
+const pooledDrills = drillRuns.length === 0 ? null : {
+  floor: mean(drillRuns.map((r) => r.spatialDrills!.floor.accuracy)),
+  variants: Object.fromEntries(variants.map((v) => [v, drillScore(drillRuns, (r) => drillCorrect(r, v), v)])),
+  paired: Object.fromEntries(others.map((o) => [`uvu - ${o}`, drillScore(drillRuns, (r) => drillDiffs(r, o), `paired/${o}`)])),
+  pairedAcrossSeeds: Object.fromEntries(others.map((o) => [`uvu - ${o}`, acrossSeeds(drillRuns.map((r) => mean(drillDiffs(r, o))))])),
+};
+
 const pairNames = others.map((o) => `uvu - ${o}`);
 const accuracyTable = [
   `| task | seed | floor | ${variants.join(' | ')} | ${pairNames.map((p) => `${p}, paired`).join(' | ')} | gate 2 (${variants.join(' / ')}) |`,
@@ -166,6 +202,10 @@ const accuracyTable = [
       return `| **${task}** | **all ${reports.length}** | ${pct(p.floor)} | ${variants.map((v) => withCi(p.variants[v]!.accuracy, p.variants[v]!.ci95)).join(' | ')} | ${pairNames.map((n) => `**${signed(p.paired[n]!.accuracy, p.paired[n]!.ci95)}**; over seeds ${signed(p.pairedAcrossSeeds[n]!.mean, p.pairedAcrossSeeds[n]!.ci95)}`).join(' | ')} | ${variants.map((v) => `${p.gate2[v]}/${reports.length}`).join(' / ')} |`;
     })(),
   ]),
+  ...(pooledDrills ? [
+    ...drillRuns.map((r) => drillRow('spatial, drills', String(r.seed), [r])),
+    `| **spatial, drills** | **all ${drillRuns.length}** | ${pct(pooledDrills.floor)} | ${variants.map((v) => withCi(pooledDrills.variants[v]!.accuracy, pooledDrills.variants[v]!.ci95)).join(' | ')} | ${pairNames.map((n) => `**${signed(pooledDrills.paired[n]!.accuracy, pooledDrills.paired[n]!.ci95)}**; over seeds ${signed(pooledDrills.pairedAcrossSeeds[n]!.mean, pooledDrills.pairedAcrossSeeds[n]!.ci95)}`).join(' | ')} | — |`,
+  ] : []),
 ].join('\n');
 
 const tokenizerTable = [
@@ -231,7 +271,7 @@ say(tokenizerTable);
 say('');
 say(angleTable);
 say(`plot: ${plot}`);
-const summary = { seeds: reports.map((r) => r.seed), dirs, configurations: variants, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
+const summary = { seeds: reports.map((r) => r.seed), dirs, configurations: variants, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, spatialDrills: pooledDrills, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
 if (opts.json) console.log(JSON.stringify(summary, null, 2));
 
 if (opts.write) {
@@ -246,7 +286,7 @@ if (opts.write) {
       return `\`npm run experiment -- --size ${size} --seed S --out DIR\` for seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')}`;
     }).join(' and ')}, with the same settings (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,
     '',
-    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed (test items resampled, training runs fixed); "over seeds" is the mean of the per-seed differences with a 95 % t interval across seeds (each training run one draw); paired differences are uvu − other on the same items; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0) and its interval lies above the floor:`,
+    `Accuracy in % with 95 % bootstrap intervals (${reports[0]!.settings.evalPerTask} test items per task and seed at most); "all" rows pool every seed's items, with the interval stratified by seed (test items resampled, training runs fixed); "over seeds" is the mean of the per-seed differences with a 95 % t interval across seeds (each training run one draw); paired differences are uvu − other on the same items; "spatial, drills" asks every test scene the spatial question several ways, its intervals resampling scenes; gate 2 passes when the answer's accuracy drops with a grey image (paired interval above 0) and its interval lies above the floor:`,
     '',
     accuracyTable,
     '',

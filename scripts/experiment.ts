@@ -10,7 +10,8 @@
  *   ar-vq      image targets are the ids of a patch VQ-VAE with the same K
  * — then scored on the benchmark's test scenes, with the majority-answer floor and the two gates
  * of src/perception/gates.ts (answer loss vs the answer prior's entropy; accuracy with the real
- * image vs a grey one) for every task.
+ * image vs a grey one) for every task, and on a second spatial set four times the benchmark's
+ * (every test scene asked SPATIAL_DRILLS_PER_SCENE ways, scenes resampled for the intervals).
  *
  * Sizes: `tiny` runs the whole pipeline in about a minute (CI); `small` trains the three
  * configurations on the in-distribution regime, one seed, in the setting issue 14's probes found learnable
@@ -48,7 +49,7 @@ import { initEngine } from '../src/engine/tf.js';
 import { ModelSession } from '../src/infer/session.js';
 import { REGIMES, type Regime } from '../src/perception/build.js';
 import { evaluateBench, readBenchItems, readBenchScenes, type EvalReport, type TaskScore } from '../src/perception/eval.js';
-import { bootstrapInterval } from '../src/perception/score.js';
+import { bootstrapInterval, clusterBootstrapInterval, groundedSpatialParts, scoreItem } from '../src/perception/score.js';
 import { readLog } from '../src/serve/runs.js';
 import type { StepLog } from '../src/train/train.js';
 import { evaluateGates, gateVerdicts, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
@@ -505,6 +506,65 @@ for (const other of size.variants.filter((v) => v !== 'uvu')) {
 const majorityAnswer = majorityAnswers(trainItems);
 const majority = await evaluateBench(bench, { split: 'test', perTask: size.evalPerTask, tasks: tasksRun, seed, answer: async (item) => majorityAnswer.get(item.task)! });
 
+/**
+ * A second spatial measurement on four times the benchmark's items: SPATIAL_DRILLS_PER_SCENE
+ * drill questions about every test scene (all four relations, half "yes": spatialDrillItems),
+ * scored on the yes/no word as the benchmark's are. A scene's questions share its image, so the
+ * intervals resample scenes. With a grounded `spatialAnswer` each answer is also taken apart
+ * (groundedSpatialParts): do its locations stand in the true relation, does its yes/no follow
+ * from them. Unparseable answers count as wrong in both.
+ */
+interface DrillResult { id: string; scene: string; prompt: string; answer: string; prediction: string; correct: boolean; located: boolean | null; consistent: boolean | null }
+interface DrillScore { n: number; accuracy: number; ci95: [number, number]; located: number | null; consistent: number | null }
+const drillItems = tasksRun.includes('spatial')
+  ? readBenchScenes(bench, 'test').flatMap((scene) => spatialDrillItems(scene, `scenes/${scene.id}.png`, RELATIONS, SPATIAL_DRILLS_PER_SCENE, new Rng(hashSeed(seed, `test-drills/${scene.id}`))))
+  : [];
+const drillScenes = [...new Set(drillItems.map((it) => it.scene))];
+/** Per-item values grouped by scene, for the scene bootstrap. */
+const byDrillScene = (values: number[]): number[][] => {
+  const groups = new Map(drillScenes.map((sc) => [sc, [] as number[]]));
+  drillItems.forEach((it, i) => groups.get(it.scene)!.push(values[i]!));
+  return [...groups.values()];
+};
+const drillScore = (results: Pick<DrillResult, 'correct' | 'located' | 'consistent'>[], salt: string): DrillScore => {
+  const mean = (xs: boolean[]): number => xs.filter(Boolean).length / xs.length;
+  const correct = results.map((r) => Number(r.correct));
+  return {
+    n: results.length, accuracy: mean(results.map((r) => r.correct)), ci95: clusterBootstrapInterval(byDrillScene(correct), { seed: hashSeed(seed, `drills/${salt}`) }),
+    located: size.spatialAnswer === 'yes-no' ? null : mean(results.map((r) => r.located === true)),
+    consistent: size.spatialAnswer === 'yes-no' ? null : mean(results.map((r) => r.consistent === true)),
+  };
+};
+const drills: Partial<Record<Variant, DrillResult[]>> = {};
+if (drillItems.length) {
+  for (const variant of size.variants) {
+    drills[variant] = await cachedAsync(`drills-${variant}`, join(run(variant, finalStage), 'eval-test.png'), async () => {
+      const session = ModelSession.load(join(run(variant, finalStage), 'checkpoint'));
+      try {
+        const results: DrillResult[] = [];
+        for (const it of drillItems) {
+          const prediction = await session.ask(join(bench, it.image), it.prompt, { maxNewTokens: ANSWER_TOKENS });
+          const parts = size.spatialAnswer === 'yes-no' ? null : groundedSpatialParts(it, prediction, size.spatialAnswer);
+          results.push({ id: it.id, scene: it.scene, prompt: it.prompt, answer: it.answer, prediction, correct: scoreItem(it, prediction).correct, located: parts?.located ?? null, consistent: parts?.consistent ?? null });
+        }
+        return results;
+      } finally {
+        session.dispose();
+      }
+    });
+  }
+}
+const drillSummary = drillItems.length === 0 ? null : {
+  n: drillItems.length,
+  scenes: drillScenes.length,
+  floor: drillScore(drillItems.map((it) => ({ correct: scoreItem(it, majorityAnswer.get('spatial')!).correct, located: null, consistent: null })), 'floor'),
+  variants: Object.fromEntries(size.variants.map((v) => [v, drillScore(drills[v]!, v)])) as Partial<Record<Variant, DrillScore>>,
+  paired: Object.fromEntries(size.variants.includes('uvu') ? size.variants.filter((v) => v !== 'uvu').map((other) => {
+    const diffs = drills.uvu!.map((r, i) => Number(r.correct) - Number(drills[other]![i]!.correct));
+    return [`uvu - ${other}`, { n: diffs.length, difference: diffs.reduce((a, b) => a + b, 0) / diffs.length, ci95: clusterBootstrapInterval(byDrillScene(diffs), { seed: hashSeed(seed, `drills/paired/${other}`) }) }];
+  }) : []) as Record<string, { n: number; difference: number; ci95: [number, number] }>,
+};
+
 // 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
 const timings: Record<string, number> = {};
 for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
@@ -608,6 +668,7 @@ const summary = {
     })),
   }])),
   paired,
+  spatialDrills: drillSummary,
   curves,
   codebookPrp: (codebookEval.prp as number | undefined) ?? null,
   vqPrp: (vqEval?.prp as number | undefined) ?? null,
@@ -620,6 +681,7 @@ const report = {
   runs: summaries,
   evals,
   gates,
+  spatialDrillItems: drills,
   majority: { answers: Object.fromEntries(majorityAnswer), tasks: majority.tasks, overall: majority.overall },
   timings,
 };
@@ -636,6 +698,18 @@ const pairedTable = Object.keys(paired).length === 0 ? '' : [
 if (pairedTable) {
   say('');
   say(pairedTable);
+}
+const pctOf = (x: number | null): string => (x === null ? '—' : (100 * x).toFixed(1));
+const drillTable = !drillSummary ? '' : [
+  `| configuration | spatial, drills (${drillSummary.n} questions on ${drillSummary.scenes} test scenes; scenes resampled) | locations in the true relation | yes/no follows its locations |`,
+  '|---|---|---|---|',
+  ...size.variants.map((v) => { const d = drillSummary.variants[v]!; return `| ${v} | ${pct(d)} | ${pctOf(d.located)} | ${pctOf(d.consistent)} |`; }),
+  `| majority answer of the train split (no model) | ${pct(drillSummary.floor)} | — | — |`,
+  ...Object.entries(drillSummary.paired).map(([name, p]) => `| ${name} (points, paired) | ${(100 * p.difference).toFixed(1)} [${(100 * p.ci95[0]).toFixed(1)}, ${(100 * p.ci95[1]).toFixed(1)}] | — | — |`),
+].join('\n');
+if (drillTable) {
+  say('');
+  say(drillTable);
 }
 say(`codebook PRP on test-scene patches ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `, VQ-VAE PRP ${f3(summary.vqPrp ?? NaN)}` : ''}; ${minutes.toFixed(1)} min`);
 if (opts.json) console.log(JSON.stringify(summary, null, 2));
@@ -666,6 +740,7 @@ if (opts.write && opts.size !== 'tiny' && opts.set.length === 0 && !opts.variant
       gateTable,
       '',
       ...(pairedTable ? [pairedTable, ''] : []),
+      ...(drillTable ? [`The spatial question asked ${SPATIAL_DRILLS_PER_SCENE} ways per test scene (all four relations, half "yes"), with 95 % intervals that resample scenes${size.spatialAnswer === 'yes-no' ? '' : `; a grounded answer (${size.spatialAnswer}) taken apart into its locations and its yes/no`}:`, '', drillTable, ''] : []),
       `![losses](docs/experiment/losses${suffix}.png)`,
     ].join('\n'),
   );

@@ -208,6 +208,56 @@ test('the experiment runs end to end at the tiny size: three configurations pret
   assert.ok(!again.stderr.includes('[experiment] train-'), 'a finished experiment reruns no training step');
   ran = report;
 });
+test('the spatial drills on the test scenes: each question agrees with its scene, and accuracies, parts and paired differences equal a hand-scoring', () => {
+  const rep = finished();
+  const scenes = new Map(readJsonl<{ id: string; split: string; objects: { className: string; box: [number, number, number, number] }[] }>(join(bench, 'scenes.jsonl')).map((sc) => [sc.id, sc]));
+  const d = rep.spatialDrills as { n: number; scenes: number; floor: Score; variants: Record<string, Score & { located: number; consistent: number }>; paired: Record<string, { n: number; difference: number }> };
+  const items = rep.spatialDrillItems as Record<string, { id: string; scene: string; prompt: string; answer: string; prediction: string; correct: boolean }[]>;
+  assert.ok(d.n > 0 && d.scenes > 0 && d.n <= 4 * d.scenes, `${d.n} questions on ${d.scenes} scenes`);
+  /** Does the point a stand in the prompt's relation to b (y grows downwards)? */
+  const holds = (rel: string, a: number[], b: number[]): boolean => ({ 'left of': a[0]! < b[0]!, 'right of': a[0]! > b[0]!, above: a[1]! < b[1]!, below: a[1]! > b[1]! })[rel]!;
+  for (const variant of VARIANTS) {
+    const rs = items[variant]!;
+    assert.deepEqual(rs.map((r) => r.id), items.uvu!.map((r) => r.id), `${variant}: the same questions`);
+    assert.equal(rs.length, d.n);
+    let right = 0, located = 0, consistent = 0;
+    for (const r of rs) {
+      const scene = scenes.get(r.scene)!;
+      assert.equal(scene.split, 'test', r.id);
+      const [, a, rel, b] = /^Is the (.+) (left of|right of|above|below) the (.+)\?$/.exec(r.prompt)!;
+      const centreOf = (name: string): number[] => {
+        const found = scene.objects.filter((o) => o.className === name);
+        assert.equal(found.length, 1, `${r.id}: one ${name} in the scene`);
+        const [x0, y0, x1, y1] = found[0]!.box;
+        return [x0 + x1, y0 + y1];
+      };
+      const truth = holds(rel!, centreOf(a!), centreOf(b!));
+      assert.equal(r.answer, truth ? 'yes' : 'no', r.prompt);
+      const word = /\b(yes|no)\b/i.exec(r.prediction)?.[1]?.toLowerCase();
+      assert.equal(r.correct, word === r.answer, `${variant} ${r.id}: "${r.prediction}"`);
+      right += Number(r.correct);
+      // The answer's two boxes (8 loc tokens), compared by their centres.
+      const bins = [...r.prediction.matchAll(/<loc_(\d+)>/g)].map((m) => Number(m[1]));
+      if (bins.length >= 8 && word) {
+        const said = holds(rel!, [bins[0]! + bins[2]!, bins[1]! + bins[3]!], [bins[4]! + bins[6]!, bins[5]! + bins[7]!]);
+        located += Number(said === truth);
+        consistent += Number(said === (word === 'yes'));
+      }
+    }
+    const v = d.variants[variant]!;
+    assert.equal(v.accuracy, right / rs.length, `${variant}: accuracy`);
+    assert.ok(v.ci95[0] <= v.accuracy && v.accuracy <= v.ci95[1], `${variant}: interval ${v.ci95}`);
+    // The tiny size answers grounded with boxes, so every answer is taken apart.
+    assert.equal(v.located, located / rs.length, `${variant}: located`);
+    assert.equal(v.consistent, consistent / rs.length, `${variant}: consistent`);
+  }
+  const majority = rep.majority.answers.spatial;
+  assert.equal(d.floor.accuracy, items.uvu!.filter((r) => r.answer === majority).length / d.n);
+  for (const other of ['text-only', 'ar-vq']) {
+    const diff = items.uvu!.reduce((s, r, i) => s + Number(r.correct) - Number(items[other]![i]!.correct), 0) / d.n;
+    assert.ok(Math.abs(d.paired[`uvu - ${other}`]!.difference - diff) < 1e-12, other);
+  }
+});
 test('each configuration\'s recorded accuracies equal a hand-scoring of the answers it recorded, item by item', () => {
   const rep = finished();
   const scored = firstPerTask(readJsonl<QaItem>(join(bench, 'test.jsonl')), rep.sizeSettings.evalPerTask);
@@ -294,6 +344,7 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const b: Report = JSON.parse(JSON.stringify(rep));
     b.seed = 1;
     for (const it of b.evals.uvu.items) it.correct = true;
+    for (const it of b.spatialDrillItems.uvu) it.correct = true;
     for (const [d, r] of [[dirA, rep], [dirB, b], [dirC, { ...rep, settings: { ...rep.settings, sftSteps: 99 } }]] as const) {
       mkdirSync(d);
       writeFileSync(join(d, 'report.json'), JSON.stringify(r));
@@ -323,6 +374,13 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
       assert.ok(Math.abs(across.mean - (perSeed[0]! + perSeed[1]!) / 2) < 1e-12 && Math.abs(across.sd - sd) < 1e-12, `${task}: across seeds ${JSON.stringify(across)}`);
       assert.ok(Math.abs(across.ci95[1] - across.mean - (12.706 * sd) / Math.SQRT2) < 1e-9);
     }
+    // The spatial drills pool the same way: seed 0 as scored, seed 1 with uvu all right.
+    const drills = (JSON.parse(r.stdout) as { spatialDrills: { variants: Record<string, Score>; paired: Record<string, Score> } }).spatialDrills;
+    const da = rep.spatialDrillItems.uvu as { correct: boolean }[], dt = rep.spatialDrillItems['text-only'] as { correct: boolean }[];
+    assert.ok(Math.abs(drills.variants.uvu!.accuracy - (da.filter((x) => x.correct).length + da.length) / (2 * da.length)) < 1e-12, 'drills: pooled uvu');
+    const drillDiff = (da.reduce((s, x, i) => s + Number(x.correct) - Number(dt[i]!.correct), 0) + dt.reduce((s, x) => s + 1 - Number(x.correct), 0)) / (2 * da.length);
+    assert.ok(Math.abs(drills.paired['uvu - text-only']!.accuracy - drillDiff) < 1e-12, 'drills: pooled paired difference');
+    assert.match(r.stderr, /\| \*\*spatial, drills\*\* \| \*\*all 2\*\* \|/);
     assert.ok(existsSync(join(seeds, 'angles.png')));
     // A run that trained fewer configurations is merged on those every run has.
     const dirD = join(seeds, 'd');

@@ -9,7 +9,7 @@ import { buildBench, readBenchManifest } from '../src/perception/build.js';
 import { evaluateBench, readBenchScenes } from '../src/perception/eval.js';
 import { answerPriorEntropy, gateVerdicts, majorityAnswers, passesImageGate, totalVariation } from '../src/perception/gates.js';
 import { makeScene, prepareSplit, splitInstances, writePlainBackgrounds, MAX_IOU, MIN_VISIBLE, type BackgroundSource, type Box, type Scene } from '../src/perception/scenes.js';
-import { bootstrapInterval, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
+import { bootstrapInterval, clusterBootstrapInterval, groundedSpatialParts, iou, stratifiedBootstrapInterval, parseBox, parseCount, parseYesNo, scoreItem } from '../src/perception/score.js';
 import { DEFAULT_STAMPS_DIR, listStamps, loadPhotoStampList, photoStats, proposePhoto, tuxpaintLibrary, PHOTO_STAMPS_LIST, STAMPS_INSTALL_HINT } from '../src/perception/stamps.js';
 import { loadRgba } from '../src/image/io.js';
 import { AGNOSTIC_TASKS, centre, formatBox, groundedSpatialAnswer, spatialDrillItems, spatialOptions, superlativeItems, SPATIAL_MARGIN, TASKS, type QaItem, type Relation } from '../src/perception/tasks.js';
@@ -274,9 +274,21 @@ test('spatial curriculum questions: every option, drills and superlatives agree 
       const centres = groundedSpatialAnswer(d, 'centres');
       const point = (name: string): string => centre(boxOf(name)).map((v) => `<loc_${Math.round((v / HAND.size) * 31)}>`).join('');
       assert.equal(centres, `${point(d.classes[0]!)}${point(d.classes[1]!)} ${d.answer}`);
-      for (const answer of [grounded, centres]) {
-        assert.deepEqual([scoreItem(d, answer).correct, scoreItem(d, answer.replace(/(yes|no)$/, (a) => (a === 'yes' ? 'no' : 'yes'))).correct], [true, false]);
+      const flip = (answer: string): string => answer.replace(/(yes|no)$/, (a) => (a === 'yes' ? 'no' : 'yes'));
+      for (const answer of [grounded, centres]) assert.deepEqual([scoreItem(d, answer).correct, scoreItem(d, flip(answer)).correct], [true, false]);
+      // Taken apart: the true locations are located, and a yes/no that contradicts them is not consistent;
+      // the objects' locations swapped put them in the opposite relation, so the flipped word is consistent with them.
+      const swapped = (form: 'boxes' | 'centres'): string => groundedSpatialAnswer({ ...d, boxes: [d.boxes[1]!, d.boxes[0]!] }, form);
+      for (const form of ['boxes', 'centres'] as const) {
+        const truth = groundedSpatialAnswer(d, form);
+        assert.deepEqual(groundedSpatialParts(d, truth, form), { located: true, consistent: true }, `${form} ${d.prompt}`);
+        assert.deepEqual(groundedSpatialParts(d, flip(truth), form), { located: true, consistent: false });
+        assert.deepEqual(groundedSpatialParts(d, swapped(form), form), { located: false, consistent: false });
+        assert.deepEqual(groundedSpatialParts(d, flip(swapped(form)), form), { located: false, consistent: true });
+        assert.equal(groundedSpatialParts(d, d.answer, form), null, 'no locations');
+        assert.equal(groundedSpatialParts(d, truth.replace(/ (yes|no)$/, ''), form), null, 'no yes/no');
       }
+      assert.equal(groundedSpatialParts(d, centres, 'boxes'), null, 'four locations are not two boxes');
     }
   }
   const sup1 = superlativeItems(HAND, 'x.png', ['left'], new Rng(3))[0]!;
@@ -372,6 +384,17 @@ test('score: bootstrap intervals', () => {
   const pooled = bootstrapInterval([0, 1, 1, 1], { seed: 3 });
   assert.ok(pooled[0] < 0.75 && pooled[1] === 1, `pooled [${pooled}]`);
   assert.ok(Number.isNaN(stratifiedBootstrapInterval([[], []])[0]));
+  // Clusters: 20 scenes of 5 questions each, a scene all right or all wrong. Resampling scenes sees
+  // 20 draws, resampling items 100 as if independent, so the scene interval is about √5 times as wide.
+  const scenes = Array.from({ length: 20 }, (_, c) => new Array(5).fill(c % 2));
+  const [clo, chi] = clusterBootstrapInterval(scenes, { seed: 5 });
+  const [ilo, ihi] = bootstrapInterval(scenes.flat(), { seed: 5 });
+  assert.ok(clo <= 0.5 && chi >= 0.5 && (chi - clo) / (ihi - ilo) > 1.7 && (chi - clo) / (ihi - ilo) < 2.8, `scenes [${clo}, ${chi}], items [${ilo}, ${ihi}]`);
+  assert.deepEqual(clusterBootstrapInterval(scenes, { seed: 5 }), [clo, chi]);
+  // Unequal clusters weigh by their items: the mean of a resample is Σ right / Σ asked.
+  assert.deepEqual(clusterBootstrapInterval([[1, 1, 1], [1]], { seed: 2 }), [1, 1]);
+  assert.ok(Number.isNaN(clusterBootstrapInterval([])[0]));
+  assert.ok(Number.isNaN(clusterBootstrapInterval([[], []])[0]));
 });
 
 test('evaluateBench: oracle scores 1, constant "no" scores the no-rate; sheet is drawn', async () => {

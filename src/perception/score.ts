@@ -11,7 +11,7 @@
 import { LOC_BINS } from '../tokens/vocab.js';
 import { Rng } from '../util/rng.js';
 import type { Box } from './scenes.js';
-import { namingAnswer, type QaItem } from './tasks.js';
+import { namingAnswer, type GroundedForm, type QaItem, type Relation } from './tasks.js';
 
 export const IOU_THRESHOLD = 0.5;
 export const BOOTSTRAP_RESAMPLES = 1000;
@@ -116,6 +116,35 @@ export function scoreItem(item: Pick<QaItem, 'task' | 'answer' | 'boxes' | 'size
   }
 }
 
+/**
+ * A grounded spatial answer ("<loc…><loc…> yes", groundedSpatialAnswer) taken apart into its two
+ * steps: `located`, whether the locations it wrote put the two objects in the relation the truth
+ * does (boxes compared by their centres, in loc bins), and `consistent`, whether its yes/no word
+ * follows from those locations. Both right makes the answer right; null when the prediction has
+ * too few loc tokens or no yes/no word.
+ */
+export function groundedSpatialParts(item: Pick<QaItem, 'id' | 'answer' | 'relation'>, prediction: string, form: GroundedForm): { located: boolean; consistent: boolean } | null {
+  if (!item.relation) throw new Error(`${item.id}: a grounded spatial answer needs the item's relation`);
+  const bins = [...prediction.matchAll(/<loc_(\d+)>/g)].map((m) => Number(m[1]));
+  const word = parseYesNo(prediction);
+  const perObject = form === 'boxes' ? 4 : 2;
+  if (bins.length < 2 * perObject || word === null) return null;
+  // A box's centre in loc bins, doubled (x0 + x1, y0 + y1): only the order matters.
+  const point = (k: number): [number, number] => (form === 'boxes' ? [bins[k]! + bins[k + 2]!, bins[k + 1]! + bins[k + 3]!] : [bins[k]!, bins[k + 1]!]);
+  const said = relationHolds(item.relation, point(0), point(perObject));
+  return { located: said === (item.answer === 'yes'), consistent: (word === 'yes') === said };
+}
+
+/** Does point a stand in `relation` to point b (image coordinates: y grows downwards)? */
+function relationHolds(relation: Relation, a: [number, number], b: [number, number]): boolean {
+  switch (relation) {
+    case 'left': return a[0] < b[0];
+    case 'right': return a[0] > b[0];
+    case 'above': return a[1] < b[1];
+    case 'below': return a[1] > b[1];
+  }
+}
+
 /** Fraction of true entries (NaN for none). */
 export function accuracy(correct: ArrayLike<boolean | number>): number {
   let k = 0;
@@ -152,7 +181,41 @@ export function stratifiedBootstrapInterval(groups: ArrayLike<boolean | number>[
     for (const v of values) for (let i = 0; i < v.length; i++) k += v[rng.int(v.length)]!;
     means[r] = k / total;
   }
-  means.sort();
-  const at = (q: number) => means[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
+  return percentiles(means, alpha);
+}
+
+/** The (α/2, 1 − α/2) percentiles of R resampled means: the order statistics at floor(q·(R − 1)); a NaN mean (a resample of empty clusters only) is left out. */
+function percentiles(means: Float64Array, alpha: number): [number, number] {
+  const sorted = means.filter(Number.isFinite).sort();
+  const R = sorted.length;
+  if (R === 0) return [NaN, NaN];
+  const at = (q: number) => sorted[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
   return [at(alpha / 2), at(1 - alpha / 2)];
+}
+
+/**
+ * Cluster (e.g. scene) percentile bootstrap of the mean: each resample draws as many clusters as
+ * there are, with replacement, and takes the mean over all their items. For items that share a
+ * cluster and are not independent (several questions about one image), where resampling items
+ * would give too narrow an interval.
+ */
+export function clusterBootstrapInterval(clusters: ArrayLike<boolean | number>[], opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
+  const C = clusters.length;
+  const sums = Float64Array.from(clusters, (c) => { let k = 0; for (let i = 0; i < c.length; i++) k += Number(c[i]); return k; });
+  const counts = Float64Array.from(clusters, (c) => c.length);
+  if (C === 0 || counts.every((n) => n === 0)) return [NaN, NaN];
+  const R = opts.resamples ?? BOOTSTRAP_RESAMPLES;
+  const alpha = 1 - (opts.level ?? 0.95);
+  const rng = new Rng(opts.seed ?? 0);
+  const means = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    let k = 0, n = 0;
+    for (let c = 0; c < C; c++) {
+      const j = rng.int(C);
+      k += sums[j]!;
+      n += counts[j]!;
+    }
+    means[r] = n ? k / n : NaN;
+  }
+  return percentiles(means, alpha);
 }

@@ -105,9 +105,14 @@ export function locBin(v: number, size: number): number {
   return Math.min(LOC_BINS - 1, Math.max(0, Math.round((v / size) * (LOC_BINS - 1))));
 }
 
+/** "<loc_a><loc_b>…" for pixel coordinates, each as its bin. */
+export function formatLocs(values: readonly number[], size: number): string {
+  return values.map((v) => `<loc_${locBin(v, size)}>`).join('');
+}
+
 /** "<loc_x0><loc_y0><loc_x1><loc_y1>" for a pixel box. */
 export function formatBox(box: Box, size: number): string {
-  return box.map((v) => `<loc_${locBin(v, size)}>`).join('');
+  return formatLocs(box, size);
 }
 
 const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
@@ -272,7 +277,7 @@ export type GroundedForm = (typeof GROUNDED_FORMS)[number];
  */
 export function groundedSpatialAnswer(item: Pick<QaItem, 'id' | 'task' | 'answer' | 'boxes' | 'size'>, form: GroundedForm): string {
   if (item.task !== 'spatial' || item.boxes.length !== 2) throw new Error(`${item.id}: a grounded answer needs a spatial question about two objects`);
-  const where = (box: Box): string => (form === 'boxes' ? formatBox(box, item.size) : centre(box).map((v) => `<loc_${locBin(v, item.size)}>`).join(''));
+  const where = (box: Box): string => formatLocs(form === 'boxes' ? box : centre(box), item.size);
   return `${where(item.boxes[0]!)}${where(item.boxes[1]!)} ${item.answer}`;
 }
 
