@@ -163,10 +163,10 @@ for (const task of tasks) {
  * cluster) since a scene's questions share its image.
  */
 const drillRuns = reports.every((r) => r.spatialDrills && r.spatialDrillItems) ? reports : [];
-/** Per-item values of a run's drills, grouped by scene. */
+/** Per-item values of a run's drills (every configuration is asked the same drills in the same order), grouped by scene. */
 const byScene = (r: Report, values: number[]): number[][] => {
   const groups = new Map<string, number[]>();
-  r.spatialDrillItems!.uvu!.forEach((it, i) => groups.set(it.scene, [...(groups.get(it.scene) ?? []), values[i]!]));
+  r.spatialDrillItems![variants[0]!]!.forEach((it, i) => groups.set(it.scene, [...(groups.get(it.scene) ?? []), values[i]!]));
   return [...groups.values()];
 };
 const drillCorrect = (r: Report, v: string): number[] => r.spatialDrillItems![v]!.map((it) => Number(it.correct));
