@@ -163,12 +163,8 @@ for (const task of tasks) {
  * cluster) since a scene's questions share its image.
  */
 const drillRuns = reports.every((r) => r.spatialDrills && r.spatialDrillItems) ? reports : [];
-/** Per-item values of a run's drills (every configuration is asked the same drills in the same order), grouped by scene. */
-const byScene = (r: Report, values: number[]): number[][] => {
-  const groups = new Map<string, number[]>();
-  r.spatialDrillItems![variants[0]!]!.forEach((it, i) => groups.set(it.scene, [...(groups.get(it.scene) ?? []), values[i]!]));
-  return [...groups.values()];
-};
+/** The cluster of each of a run's drill questions, its seed and scene (every configuration is asked the same drills in the same order). */
+const drillScenes = (r: Report): string[] => r.spatialDrillItems![variants[0]!]!.map((it) => `${r.seed}/${it.scene}`);
 const drillCorrect = (r: Report, v: string): number[] => r.spatialDrillItems![v]!.map((it) => Number(it.correct));
 const drillDiffs = (r: Report, o: string): number[] => {
   const a = r.spatialDrillItems!.uvu!, b = r.spatialDrillItems![o]!;
@@ -177,7 +173,7 @@ const drillDiffs = (r: Report, o: string): number[] => {
 };
 const drillScore = (runs: Report[], values: (r: Report) => number[], salt: string): Pooled => {
   const all = runs.flatMap(values);
-  return { n: all.length, accuracy: mean(all), ci95: clusterBootstrapInterval(runs.flatMap((r) => byScene(r, values(r))), { seed: hashSeed(0, `seeds/drills/${salt}`) }) };
+  return { n: all.length, accuracy: mean(all), ci95: clusterBootstrapInterval(all, runs.flatMap(drillScenes), { seed: hashSeed(0, `seeds/drills/${salt}`) }) };
 };
 const drillRow = (label: string, seedLabel: string, runs: Report[]): string =>
   `| ${label} | ${seedLabel} | ${pct(mean(runs.map((r) => r.spatialDrills!.floor.accuracy)))} | ${variants.map((v) => { const d = drillScore(runs, (r) => drillCorrect(r, v), v); return withCi(d.accuracy, d.ci95); }).join(' | ')} | ${others.map((o) => { const d = drillScore(runs, (r) => drillDiffs(r, o), `paired/${o}`); return signed(d.accuracy, d.ci95); }).join(' | ')} | — |`;

@@ -48,7 +48,7 @@ import { withAddedFields } from './experiment-settings.js';
 import { initEngine } from '../src/engine/tf.js';
 import { ModelSession } from '../src/infer/session.js';
 import { REGIMES, type Regime } from '../src/perception/build.js';
-import { evaluateBench, readBenchItems, readBenchScenes, type EvalReport, type TaskScore } from '../src/perception/eval.js';
+import { answerItems, evaluateBench, readBenchItems, readBenchScenes, type EvalReport, type TaskScore } from '../src/perception/eval.js';
 import { bootstrapInterval, clusterBootstrapInterval, groundedSpatialParts, scoreItem } from '../src/perception/score.js';
 import { readLog } from '../src/serve/runs.js';
 import type { StepLog } from '../src/train/train.js';
@@ -519,18 +519,13 @@ interface DrillScore { n: number; accuracy: number; ci95: [number, number]; loca
 const drillItems = tasksRun.includes('spatial')
   ? readBenchScenes(bench, 'test').flatMap((scene) => spatialDrillItems(scene, `scenes/${scene.id}.png`, RELATIONS, SPATIAL_DRILLS_PER_SCENE, new Rng(hashSeed(seed, `test-drills/${scene.id}`))))
   : [];
-const drillScenes = [...new Set(drillItems.map((it) => it.scene))];
-/** Per-item values grouped by scene, for the scene bootstrap. */
-const byDrillScene = (values: number[]): number[][] => {
-  const groups = new Map(drillScenes.map((sc) => [sc, [] as number[]]));
-  drillItems.forEach((it, i) => groups.get(it.scene)!.push(values[i]!));
-  return [...groups.values()];
-};
+/** The scene of each drill question: the bootstrap's clusters. */
+const drillScenes = drillItems.map((it) => it.scene);
 const drillScore = (results: Pick<DrillResult, 'correct' | 'located' | 'consistent'>[], salt: string): DrillScore => {
   const mean = (xs: boolean[]): number => xs.filter(Boolean).length / xs.length;
   const correct = results.map((r) => Number(r.correct));
   return {
-    n: results.length, accuracy: mean(results.map((r) => r.correct)), ci95: clusterBootstrapInterval(byDrillScene(correct), { seed: hashSeed(seed, `drills/${salt}`) }),
+    n: results.length, accuracy: mean(results.map((r) => r.correct)), ci95: clusterBootstrapInterval(correct, drillScenes, { seed: hashSeed(seed, `drills/${salt}`) }),
     located: size.spatialAnswer === 'yes-no' ? null : mean(results.map((r) => r.located === true)),
     consistent: size.spatialAnswer === 'yes-no' ? null : mean(results.map((r) => r.consistent === true)),
   };
@@ -541,13 +536,11 @@ if (drillItems.length) {
     drills[variant] = await cachedAsync(`drills-${variant}`, join(run(variant, finalStage), 'eval-test.png'), async () => {
       const session = ModelSession.load(join(run(variant, finalStage), 'checkpoint'));
       try {
-        const results: DrillResult[] = [];
-        for (const it of drillItems) {
-          const prediction = await session.ask(join(bench, it.image), it.prompt, { maxNewTokens: ANSWER_TOKENS });
-          const parts = size.spatialAnswer === 'yes-no' ? null : groundedSpatialParts(it, prediction, size.spatialAnswer);
-          results.push({ id: it.id, scene: it.scene, prompt: it.prompt, answer: it.answer, prediction, correct: scoreItem(it, prediction).correct, located: parts?.located ?? null, consistent: parts?.consistent ?? null });
-        }
-        return results;
+        const scored = await answerItems(drillItems, (it) => session.ask(join(bench, it.image), it.prompt, { maxNewTokens: ANSWER_TOKENS }));
+        return scored.map((r, i): DrillResult => {
+          const parts = size.spatialAnswer === 'yes-no' ? null : groundedSpatialParts(drillItems[i]!, r.prediction, size.spatialAnswer);
+          return { id: r.id, scene: drillItems[i]!.scene, prompt: r.prompt, answer: r.answer, prediction: r.prediction, correct: r.correct, located: parts?.located ?? null, consistent: parts?.consistent ?? null };
+        });
       } finally {
         session.dispose();
       }
@@ -556,12 +549,12 @@ if (drillItems.length) {
 }
 const drillSummary = drillItems.length === 0 ? null : {
   n: drillItems.length,
-  scenes: drillScenes.length,
+  scenes: new Set(drillScenes).size,
   floor: drillScore(drillItems.map((it) => ({ correct: scoreItem(it, majorityAnswer.get('spatial')!).correct, located: null, consistent: null })), 'floor'),
   variants: Object.fromEntries(size.variants.map((v) => [v, drillScore(drills[v]!, v)])) as Partial<Record<Variant, DrillScore>>,
   paired: Object.fromEntries(size.variants.includes('uvu') ? size.variants.filter((v) => v !== 'uvu').map((other) => {
     const diffs = drills.uvu!.map((r, i) => Number(r.correct) - Number(drills[other]![i]!.correct));
-    return [`uvu - ${other}`, { n: diffs.length, difference: diffs.reduce((a, b) => a + b, 0) / diffs.length, ci95: clusterBootstrapInterval(byDrillScene(diffs), { seed: hashSeed(seed, `drills/paired/${other}`) }) }];
+    return [`uvu - ${other}`, { n: diffs.length, difference: diffs.reduce((a, b) => a + b, 0) / diffs.length, ci95: clusterBootstrapInterval(diffs, drillScenes, { seed: hashSeed(seed, `drills/paired/${other}`) }) }];
   }) : []) as Record<string, { n: number; difference: number; ci95: [number, number] }>,
 };
 

@@ -386,15 +386,20 @@ test('score: bootstrap intervals', () => {
   assert.ok(Number.isNaN(stratifiedBootstrapInterval([[], []])[0]));
   // Clusters: 20 scenes of 5 questions each, a scene all right or all wrong. Resampling scenes sees
   // 20 draws, resampling items 100 as if independent, so the scene interval is about √5 times as wide.
-  const scenes = Array.from({ length: 20 }, (_, c) => new Array(5).fill(c % 2));
-  const [clo, chi] = clusterBootstrapInterval(scenes, { seed: 5 });
-  const [ilo, ihi] = bootstrapInterval(scenes.flat(), { seed: 5 });
+  const answers = Array.from({ length: 100 }, (_, i) => Math.floor(i / 5) % 2);
+  const sceneOf = answers.map((_, i) => `scene-${Math.floor(i / 5)}`);
+  const [clo, chi] = clusterBootstrapInterval(answers, sceneOf, { seed: 5 });
+  const [ilo, ihi] = bootstrapInterval(answers, { seed: 5 });
   assert.ok(clo <= 0.5 && chi >= 0.5 && (chi - clo) / (ihi - ilo) > 1.7 && (chi - clo) / (ihi - ilo) < 2.8, `scenes [${clo}, ${chi}], items [${ilo}, ${ihi}]`);
-  assert.deepEqual(clusterBootstrapInterval(scenes, { seed: 5 }), [clo, chi]);
+  assert.deepEqual(clusterBootstrapInterval(answers, sceneOf, { seed: 5 }), [clo, chi]);
+  // The clusters are the keys, wherever their items sit: shuffled with their keys, the answers still resample 20 scenes.
+  const order = new Rng(9).shuffle(Array.from({ length: 100 }, (_, i) => i));
+  const [slo, shi] = clusterBootstrapInterval(order.map((i) => answers[i]!), order.map((i) => sceneOf[i]!), { seed: 5 });
+  assert.ok((shi - slo) / (ihi - ilo) > 1.7, `shuffled scenes [${slo}, ${shi}], items [${ilo}, ${ihi}]`);
   // Unequal clusters weigh by their items: the mean of a resample is Σ right / Σ asked.
-  assert.deepEqual(clusterBootstrapInterval([[1, 1, 1], [1]], { seed: 2 }), [1, 1]);
-  assert.ok(Number.isNaN(clusterBootstrapInterval([])[0]));
-  assert.ok(Number.isNaN(clusterBootstrapInterval([[], []])[0]));
+  assert.deepEqual(clusterBootstrapInterval([1, 1, 1, 1], ['a', 'a', 'a', 'b'], { seed: 2 }), [1, 1]);
+  assert.ok(Number.isNaN(clusterBootstrapInterval([], [])[0]));
+  assert.throws(() => clusterBootstrapInterval([1, 0], ['a']), /2 values but 1 cluster keys/);
 });
 
 test('evaluateBench: oracle scores 1, constant "no" scores the no-rate; sheet is drawn', async () => {

@@ -148,6 +148,21 @@ export function taskScore(correct: boolean[], seed: number): TaskScore {
   return { n, accuracy: n ? k / n : NaN, ci95: bootstrapInterval(correct, { seed }) };
 }
 
+/** Each item answered by `answer` and scored, in order. */
+export async function answerItems(items: readonly QaItem[], answer: (item: QaItem) => Promise<string>, onItem?: (done: number, total: number) => void): Promise<EvalItemResult[]> {
+  const results: EvalItemResult[] = [];
+  for (const item of items) {
+    const prediction = await answer(item);
+    const s = scoreItem(item, prediction);
+    results.push({
+      id: item.id, task: item.task, image: item.image, prompt: item.prompt, answer: item.answer, prediction, correct: s.correct,
+      ...(isBoxTask(item.task) ? { iou: s.iou!, predictedBox: s.parsed as Box | null } : {}),
+    });
+    onItem?.(results.length, items.length);
+  }
+  return results;
+}
+
 export async function evaluateBench(benchDir: string, opts: EvalOptions): Promise<EvalReport> {
   const t0 = performance.now();
   const seed = opts.seed ?? 0;
@@ -156,16 +171,7 @@ export async function evaluateBench(benchDir: string, opts: EvalOptions): Promis
   if (opts.perTask !== undefined) items = capPerTask(items, opts.perTask);
   if (opts.limit !== undefined) items = items.slice(0, opts.limit);
   if (items.length === 0) throw new UvuError(`${join(benchDir, `${opts.split}.jsonl`)}: no items to evaluate`);
-  const results: EvalItemResult[] = [];
-  for (const item of items) {
-    const prediction = await opts.answer(item);
-    const s = scoreItem(item, prediction);
-    results.push({
-      id: item.id, task: item.task, image: item.image, prompt: item.prompt, answer: item.answer, prediction, correct: s.correct,
-      ...(isBoxTask(item.task) ? { iou: s.iou!, predictedBox: s.parsed as Box | null } : {}),
-    });
-    opts.onItem?.(results.length, items.length);
-  }
+  const results = await answerItems(items, opts.answer, opts.onItem);
   const tasks: Partial<Record<Task, TaskScore>> = {};
   for (const t of TASKS) {
     const c = results.filter((r) => r.task === t).map((r) => r.correct);

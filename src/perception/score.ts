@@ -184,26 +184,38 @@ export function stratifiedBootstrapInterval(groups: ArrayLike<boolean | number>[
   return percentiles(means, alpha);
 }
 
-/** The (α/2, 1 − α/2) percentiles of R resampled means: the order statistics at floor(q·(R − 1)); a NaN mean (a resample of empty clusters only) is left out. */
+/** The (α/2, 1 − α/2) percentiles of R resampled means: the order statistics at floor(q·(R − 1)) after sorting. */
 function percentiles(means: Float64Array, alpha: number): [number, number] {
-  const sorted = means.filter(Number.isFinite).sort();
+  const sorted = means.sort();
   const R = sorted.length;
-  if (R === 0) return [NaN, NaN];
   const at = (q: number) => sorted[Math.min(R - 1, Math.max(0, Math.floor(q * (R - 1))))]!;
   return [at(alpha / 2), at(1 - alpha / 2)];
 }
 
 /**
- * Cluster (e.g. scene) percentile bootstrap of the mean: each resample draws as many clusters as
- * there are, with replacement, and takes the mean over all their items. For items that share a
- * cluster and are not independent (several questions about one image), where resampling items
- * would give too narrow an interval.
+ * Cluster (e.g. scene) percentile bootstrap of the mean: `values[i]` belongs to cluster
+ * `clusterOf[i]`; each resample draws as many clusters as there are, with replacement, and takes
+ * the mean over all their items. For items that share a cluster and are not independent (several
+ * questions about one image), where resampling items would give too narrow an interval.
  */
-export function clusterBootstrapInterval(clusters: ArrayLike<boolean | number>[], opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
-  const C = clusters.length;
-  const sums = Float64Array.from(clusters, (c) => { let k = 0; for (let i = 0; i < c.length; i++) k += Number(c[i]); return k; });
-  const counts = Float64Array.from(clusters, (c) => c.length);
-  if (C === 0 || counts.every((n) => n === 0)) return [NaN, NaN];
+export function clusterBootstrapInterval(values: ArrayLike<boolean | number>, clusterOf: ArrayLike<string>, opts: { resamples?: number; seed?: number; level?: number } = {}): [number, number] {
+  if (values.length !== clusterOf.length) throw new Error(`clusterBootstrapInterval: ${values.length} values but ${clusterOf.length} cluster keys`);
+  if (values.length === 0) return [NaN, NaN];
+  // Per cluster, in order of first appearance: the sum of its values and its item count.
+  const index = new Map<string, number>();
+  const sums: number[] = [], counts: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    let c = index.get(clusterOf[i]!);
+    if (c === undefined) {
+      c = sums.length;
+      index.set(clusterOf[i]!, c);
+      sums.push(0);
+      counts.push(0);
+    }
+    sums[c]! += Number(values[i]);
+    counts[c]!++;
+  }
+  const C = sums.length;
   const R = opts.resamples ?? BOOTSTRAP_RESAMPLES;
   const alpha = 1 - (opts.level ?? 0.95);
   const rng = new Rng(opts.seed ?? 0);
@@ -215,7 +227,7 @@ export function clusterBootstrapInterval(clusters: ArrayLike<boolean | number>[]
       k += sums[j]!;
       n += counts[j]!;
     }
-    means[r] = n ? k / n : NaN;
+    means[r] = k / n;
   }
   return percentiles(means, alpha);
 }
