@@ -41,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { writeFileAtomic } from '../src/util/atomic.js';
+import { cpuSecondsSoFar } from '../src/util/cputime.js';
 import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { machine, writeSection } from '../bench/report.js';
@@ -264,18 +265,22 @@ const say = (line: string): void => (opts.json ? console.error(line) : console.l
 /** Run `uvu ARGS --json` and return its JSON result; a failure stops the experiment with its message. */
 function uvu(name: string, args: string[]): Record<string, unknown> {
   const t0 = performance.now();
+  const cpu0 = cpuSecondsSoFar();
   console.error(`[experiment] ${name}: uvu ${args.join(' ')}`);
   const r = spawnSync(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 30 });
   if (r.status !== 0) {
     console.error(`[experiment] ${name} failed (exit ${r.status}); rerun to resume from this step`);
     process.exit(1);
   }
-  recordSeconds(name, t0);
+  recordSeconds(name, t0, cpu0);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
-function recordSeconds(name: string, t0: number): void {
+/** A step's wall time (`NAME.seconds`) and CPU time (`NAME.cpu-seconds`: this process and the step's child, where it can be read). */
+function recordSeconds(name: string, t0: number, cpu0: number | null): void {
   writeFileAtomic(join(OUT, 'steps', `${name}.seconds`), `${((performance.now() - t0) / 1000).toFixed(1)}\n`);
+  const cpu1 = cpuSecondsSoFar();
+  if (cpu0 !== null && cpu1 !== null) writeFileAtomic(join(OUT, 'steps', `${name}.cpu-seconds`), `${(cpu1 - cpu0).toFixed(1)}\n`);
 }
 
 /** Cached step: the JSON result (and the step's wall time) is stored and reused on a rerun. */
@@ -295,8 +300,9 @@ async function cachedAsync<T>(name: string, done: string, make: () => Promise<T>
   const cache = join(OUT, 'steps', `${name}.json`);
   if (existsSync(done) && existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as T;
   const t0 = performance.now();
+  const cpu0 = cpuSecondsSoFar();
   const result = await make();
-  recordSeconds(name, t0);
+  recordSeconds(name, t0, cpu0);
   writeFileAtomic(cache, JSON.stringify(result) + '\n');
   return result;
 }
@@ -561,6 +567,27 @@ const drillSummary = drillItems.length === 0 ? null : {
 // 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.
 const timings: Record<string, number> = {};
 for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.seconds'))) timings[f.slice(0, -8)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
+const cpuTimings: Record<string, number> = {};
+for (const f of readdirSync(join(OUT, 'steps')).filter((f) => f.endsWith('.cpu-seconds'))) cpuTimings[f.slice(0, -12)] = Number(readFileSync(join(OUT, 'steps', f), 'utf8'));
+/**
+ * The configuration whose cost a step is: its training runs, scoring and drills, and ar-vq's VQ-VAE
+ * and datasets; null for what every configuration shares (benchmark, patches, codebook, datasets).
+ */
+function ownerOf(stepName: string): Variant | null {
+  const own = VARIANTS.find((v) => stepName.startsWith(`train-${v}-`) || stepName.startsWith(`curve-${v}-`) || stepName === `eval-${v}` || stepName === `drills-${v}`);
+  return own ?? (stepName === 'vq' || stepName.startsWith('vq-') || stepName.endsWith('-vq') ? 'ar-vq' : null);
+}
+/** Wall and CPU minutes of some steps; CPU is null when a step has no record (begun before CPU times were recorded, or not on Linux). */
+function costOf(stepNames: string[]): { steps: number; wallMinutes: number; cpuMinutes: number | null } {
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  const cpuKnown = stepNames.every((n) => n in cpuTimings);
+  return { steps: stepNames.length, wallMinutes: sum(stepNames.map((n) => timings[n]!)) / 60, cpuMinutes: cpuKnown ? sum(stepNames.map((n) => cpuTimings[n]!)) / 60 : null };
+}
+/** What the run cost: the shared steps, and each configuration's own (the budget of issue 14 is per configuration). */
+const cost = {
+  shared: costOf(Object.keys(timings).filter((n) => ownerOf(n) === null)),
+  ...Object.fromEntries(size.variants.map((v) => [v, costOf(Object.keys(timings).filter((n) => ownerOf(n) === v))])),
+} as Record<'shared' | Variant, ReturnType<typeof costOf>>;
 /** Each run's training log, read once. */
 const logs = new Map<string, StepLog[]>();
 const logOf = (variant: Variant, stage: Stage): StepLog[] => {
@@ -662,6 +689,7 @@ const summary = {
   }])),
   paired,
   spatialDrills: drillSummary,
+  cost,
   curves,
   codebookPrp: (codebookEval.prp as number | undefined) ?? null,
   vqPrp: (vqEval?.prp as number | undefined) ?? null,
@@ -677,6 +705,7 @@ const report = {
   spatialDrillItems: drills,
   majority: { answers: Object.fromEntries(majorityAnswer), tasks: majority.tasks, overall: majority.overall },
   timings,
+  cpuTimings,
 };
 writeFileAtomic(join(OUT, 'report.json'), JSON.stringify(report, null, 2) + '\n');
 writeFileAtomic(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
@@ -692,6 +721,8 @@ if (pairedTable) {
   say('');
   say(pairedTable);
 }
+const minutesOf = (c: ReturnType<typeof costOf>): string => `${c.wallMinutes.toFixed(1)} / ${c.cpuMinutes === null ? '—' : c.cpuMinutes.toFixed(1)}`;
+const costLine = [...size.variants.map((v) => `${v} ${minutesOf(cost[v])}`), `shared data ${minutesOf(cost.shared)}`].join(', ');
 const pctOf = (x: number | null): string => (x === null ? '—' : (100 * x).toFixed(1));
 const drillTable = !drillSummary ? '' : [
   `| configuration | spatial, drills (${drillSummary.n} questions on ${drillSummary.scenes} test scenes; scenes resampled) | locations in the true relation | yes/no follows its locations |`,
@@ -705,6 +736,7 @@ if (drillTable) {
   say(drillTable);
 }
 say(`codebook PRP on test-scene patches ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `, VQ-VAE PRP ${f3(summary.vqPrp ?? NaN)}` : ''}; ${minutes.toFixed(1)} min`);
+say(`time (wall / CPU min): ${costLine}`);
 if (opts.json) console.log(JSON.stringify(summary, null, 2));
 
 if (opts.write && opts.size !== 'tiny' && opts.set.length === 0 && !opts.variants && !opts.regime && !curveEvery && opts.backgrounds.length === 0) {
@@ -721,6 +753,8 @@ if (opts.write && opts.size !== 'tiny' && opts.set.length === 0 && !opts.variant
       `Command: \`npm run experiment -- --size ${opts.size}\` (seed ${seed}) — measured ${new Date().toISOString().slice(0, 10)} in ${minutes.toFixed(0)} min on: ${machine()}.`,
       '',
       `Data: regime \`${size.regime}\`, ${size.trainScenes} train / ${size.testScenes} test scenes (${sceneSide}×${sceneSide}) on ${size.backgrounds === 'plain' ? `${PLAIN_BACKGROUNDS} plain-colour backgrounds` : 'photo backgrounds'}, at most ${size.evalPerTask} test items per task scored per configuration. Pretraining: ${size.pretrainSteps > 0 ? `captions of the train scenes + ${size.textDocs} Moby Dick chapters, ${size.pretrainSteps} steps` : 'none'}; fine-tuning: ${curriculum ? `${size.agnosticSteps} steps on the class-agnostic questions, then ` : ''}${spatialQuestions.size ? `${size.spatialSteps} steps of the spatial curriculum (${[...spatialQuestions.keys()].map((st) => `${st} ${stepsOf[st]}`).join(', ')}), then ` : ''}${size.sftSteps} steps on ${size.tasks === 'all' ? 'all train questions' : `the ${size.tasks.split(',').join(', ')} questions`}${spatialDrills ? ` (the spatial ones: up to ${SPATIAL_DRILLS_PER_SCENE} drills per scene, all four relations)` : ''}${size.cooldownSteps ? ` at the constant peak learning rate, then ${size.cooldownSteps} steps on them decaying it (cosine to 0.1×)` : ''} (${size.dialogs ? 'one dialog per scene' : 'one question per sequence'}); batch ${size.batch} × ${size.context} tokens; model \`${size.config}\` (${summaries[`${size.variants[0]}-sft`]!.parameters} parameters).`,
+      '',
+      `Time per configuration, its own steps (training, scoring; ar-vq's VQ-VAE and datasets too), wall / CPU minutes (CPU summed over threads): ${costLine}.`,
       '',
       `Image tokenizers (K = ${size.K}), on the test scenes' patches: pixel codebook PRP ${f3(summary.codebookPrp ?? NaN)}${vqEval ? `; VQ-VAE (${size.vqSteps} steps) PRP ${f3(summary.vqPrp ?? NaN)}` : ''}.`,
       '',

@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../src/engine/tf.js';
@@ -21,6 +21,7 @@ import { evaluateBench, type EvalItemResult } from '../src/perception/eval.js';
 import { scoreAnswer, totalVariation } from '../src/perception/gates.js';
 import { formatBox, groundedSpatialAnswer, type QaItem, type Task } from '../src/perception/tasks.js';
 import { readLog } from '../src/serve/runs.js';
+import { cpuSecondsSoFar } from '../src/util/cputime.js';
 import { Rng } from '../src/util/rng.js';
 
 const script = fileURLToPath(new URL('../scripts/experiment.js', import.meta.url));
@@ -207,6 +208,40 @@ test('the experiment runs end to end at the tiny size: three configurations pret
   assert.equal(again.status, 0);
   assert.ok(!again.stderr.includes('[experiment] train-'), 'a finished experiment reruns no training step');
   ran = report;
+});
+test('what the run cost: every step\'s wall and CPU time recorded, split between the shared data and each configuration\'s own steps', () => {
+  const rep = finished();
+  const steps = join(out, 'steps');
+  const secondsOf = (ext: string): Record<string, number> => Object.fromEntries(readdirSync(steps).filter((f) => f.endsWith(ext)).map((f) => [f.slice(0, -ext.length), Number(readFileSync(join(steps, f), 'utf8'))]));
+  const wall = secondsOf('.seconds');
+  const cpu = secondsOf('.cpu-seconds');
+  assert.deepEqual(Object.keys(cpu).sort(), Object.keys(wall).sort(), 'every timed step has its CPU time');
+  // A step's CPU time is at most every core busy for its wall time (both rounded to 0.1 s).
+  for (const [name, s] of Object.entries(cpu)) assert.ok(s >= 0 && s <= wall[name]! * cpus().length + 0.2, `${name}: ${s} s CPU in ${wall[name]} s`);
+  // The split is a partition: the groups' steps and minutes add up to all of them.
+  const groups = ['shared', ...VARIANTS].map((g) => rep.cost[g] as { steps: number; wallMinutes: number; cpuMinutes: number });
+  assert.equal(groups.reduce((n, g) => n + g.steps, 0), Object.keys(wall).length);
+  const total = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(total(groups.map((g) => g.wallMinutes)) - rep.minutes) < 1e-9);
+  assert.ok(Math.abs(total(groups.map((g) => g.cpuMinutes)) - total(Object.values(cpu)) / 60) < 1e-9);
+  // Each configuration owns its training stages, its scoring and its drills; ar-vq also its VQ-VAE, the VQ-VAE's evaluation and its datasets.
+  const trained = (v: string): number => readdirSync(join(out, 'runs')).filter((r) => r.startsWith(`${v}-`)).length;
+  for (const v of ['uvu', 'text-only']) assert.equal(rep.cost[v].steps, trained(v) + 2, v);
+  const vqDatasets = readdirSync(join(out, 'data')).filter((d) => d.endsWith('-vq')).length;
+  assert.ok(vqDatasets >= 3);
+  assert.equal(rep.cost['ar-vq'].steps, trained('ar-vq') + 2 + 2 + vqDatasets);
+  for (const g of groups) assert.ok(g.cpuMinutes > 0);
+});
+test('cpuSecondsSoFar counts this process and a child it waited for', () => {
+  // The child burns 0.5 s of its own CPU (not of wall time, which a busy machine would stretch).
+  const burn = 'const t = process.cpuUsage(); while (process.cpuUsage(t).user < 5e5);';
+  const before = cpuSecondsSoFar()!;
+  assert.equal(spawnSync(process.execPath, ['-e', burn]).status, 0);
+  const afterChild = cpuSecondsSoFar()!;
+  assert.ok(afterChild - before >= 0.45, `a child of 0.5 s CPU counted ${afterChild - before} s`);
+  const own = process.cpuUsage();
+  while (process.cpuUsage(own).user < 3e5);
+  assert.ok(cpuSecondsSoFar()! - afterChild >= 0.25, 'this process\'s own 0.3 s');
 });
 test('the spatial drills on the test scenes: each question agrees with its scene, and accuracies, parts and paired differences equal a hand-scoring', () => {
   const rep = finished();
