@@ -48,7 +48,11 @@ const ReportSchema = z.object({
   vq: z.object({ test: tokenizerTest }).nullable(),
   evals: z.record(z.string(), z.object({ items: z.array(z.object({ id: z.string(), task: z.string(), correct: z.boolean() })) })),
   /** The spatial drills on the test scenes (reports written before they were scored have none). */
-  spatialDrills: z.object({ floor: z.object({ accuracy: z.number() }) }).nullable().optional(),
+  spatialDrills: z.object({
+    floor: z.object({ accuracy: z.number() }),
+    variants: z.record(z.string(), z.object({ accuracy: z.number(), ci95: interval })),
+    paired: z.record(z.string(), z.object({ difference: z.number(), ci95: interval })),
+  }).nullable().optional(),
   spatialDrillItems: z.record(z.string(), z.array(z.object({ id: z.string(), scene: z.string(), correct: z.boolean() }))).optional(),
 });
 type Report = z.output<typeof ReportSchema>;
@@ -175,8 +179,11 @@ const drillScore = (runs: Report[], values: (r: Report) => number[], salt: strin
   const all = runs.flatMap(values);
   return { n: all.length, accuracy: mean(all), ci95: clusterBootstrapInterval(all, runs.flatMap(drillScenes), { seed: hashSeed(0, `seeds/drills/${salt}`) }) };
 };
-const drillRow = (label: string, seedLabel: string, runs: Report[]): string =>
-  `| ${label} | ${seedLabel} | ${pct(mean(runs.map((r) => r.spatialDrills!.floor.accuracy)))} | ${variants.map((v) => { const d = drillScore(runs, (r) => drillCorrect(r, v), v); return withCi(d.accuracy, d.ci95); }).join(' | ')} | ${others.map((o) => { const d = drillScore(runs, (r) => drillDiffs(r, o), `paired/${o}`); return signed(d.accuracy, d.ci95); }).join(' | ')} | — |`;
+/** One seed's drills as its experiment recorded them (the same numbers as its own table). */
+const drillRow = (r: Report): string => {
+  const d = r.spatialDrills!;
+  return `| spatial, drills | ${r.seed} | ${pct(d.floor.accuracy)} | ${variants.map((v) => withCi(d.variants[v]!.accuracy, d.variants[v]!.ci95)).join(' | ')} | ${others.map((o) => signed(d.paired[`uvu - ${o}`]!.difference, d.paired[`uvu - ${o}`]!.ci95)).join(' | ')} | — |`;
+};
 const pooledDrills = drillRuns.length === 0 ? null : {
   floor: mean(drillRuns.map((r) => r.spatialDrills!.floor.accuracy)),
   variants: Object.fromEntries(variants.map((v) => [v, drillScore(drillRuns, (r) => drillCorrect(r, v), v)])),
@@ -199,7 +206,7 @@ const accuracyTable = [
     })(),
   ]),
   ...(pooledDrills ? [
-    ...drillRuns.map((r) => drillRow('spatial, drills', String(r.seed), [r])),
+    ...drillRuns.map(drillRow),
     `| **spatial, drills** | **all ${drillRuns.length}** | ${pct(pooledDrills.floor)} | ${variants.map((v) => withCi(pooledDrills.variants[v]!.accuracy, pooledDrills.variants[v]!.ci95)).join(' | ')} | ${pairNames.map((n) => `**${signed(pooledDrills.paired[n]!.accuracy, pooledDrills.paired[n]!.ci95)}**; over seeds ${signed(pooledDrills.pairedAcrossSeeds[n]!.mean, pooledDrills.pairedAcrossSeeds[n]!.ci95)}`).join(' | ')} | — |`,
   ] : []),
 ].join('\n');

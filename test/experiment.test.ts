@@ -416,6 +416,10 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const drillDiff = (da.reduce((s, x, i) => s + Number(x.correct) - Number(dt[i]!.correct), 0) + dt.reduce((s, x) => s + 1 - Number(x.correct), 0)) / (2 * da.length);
     assert.ok(Math.abs(drills.paired['uvu - text-only']!.accuracy - drillDiff) < 1e-12, 'drills: pooled paired difference');
     assert.match(r.stderr, /\| \*\*spatial, drills\*\* \| \*\*all 2\*\* \|/);
+    // A seed's own row shows the drills as its experiment recorded them.
+    const p1 = (x: number): string => (100 * x).toFixed(1);
+    const recorded = rep.spatialDrills.variants.uvu as Score;
+    assert.ok(r.stderr.split('\n').some((l: string) => l.startsWith('| spatial, drills | 0 |') && l.includes(`${p1(recorded.accuracy)} [${p1(recorded.ci95[0])}, ${p1(recorded.ci95[1])}]`)), 'seed 0 drills row');
     assert.ok(existsSync(join(seeds, 'angles.png')));
     // A run that trained fewer configurations is merged on those every run has.
     const dirD = join(seeds, 'd');
