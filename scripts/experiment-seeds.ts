@@ -1,9 +1,11 @@
 /**
- * `npm run experiment:seeds -- DIR DIR… [--json] [--write NAME] [--plot FILE]`
+ * `npm run experiment:seeds -- RUN RUN… [--json] [--write NAME] [--plot FILE]`
  *
- * One comparison run with several seeds (issue 14, item 3): reads the report.json that
- * `npm run experiment` leaves in each DIR (same size and settings, different `--seed`; a
- * configuration not trained in every run is left out of the merge) and prints
+ * One comparison run with several seeds (issue 14, item 3): reads each RUN's results, an output
+ * folder of `npm run experiment` or the results.json it leaves there (committed under
+ * docs/experiment/results/ so that runs of past sessions can be merged; scripts/experiment-results.ts),
+ * all of the same size and settings with different `--seed`s (a configuration not trained in
+ * every run is left out of the merge), and prints
  *   - per task and seed: the majority floor, every configuration's accuracy, the paired
  *     differences uvu − other, and gate 2 (does the answer use the image?);
  *   - per task over all seeds: each configuration's accuracy and each paired difference over every
@@ -16,64 +18,35 @@
  *     image targets, with a PNG: the angle against the step, and its empirical CDF per configuration.
  * `--write NAME` also writes the tables into BENCHMARKS.md (section NAME) and the plot into docs/experiment/.
  */
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
-import { z } from 'zod';
 import { machine, writeSection } from '../bench/report.js';
 import { quantile } from '../src/codebook/metrics.js';
 import { passesImageGate } from '../src/perception/gates.js';
 import { clusterBootstrapInterval, stratifiedBootstrapInterval } from '../src/perception/score.js';
 import { hashSeed } from '../src/perception/scenes.js';
-import { LOG_FILE, readLog } from '../src/serve/runs.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { UsageError } from '../src/util/errors.js';
-import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
+import { RESULTS_FILE, readRunResults, type RunResults } from './experiment-results.js';
 import { withAddedFields } from './experiment-settings.js';
 
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'];
-
-/** The parts of an experiment's report.json read here (scripts/experiment.ts writes it). */
-const interval = z.tuple([z.number(), z.number()]);
-const tokenizerTest = z.object({ prp: z.number(), psnr: z.number() });
-const ReportSchema = z.object({
-  size: z.string(),
-  seed: z.number().int(),
-  minutes: z.number(),
-  settings: z.looseObject({ variants: z.array(z.string()), evalPerTask: z.number() }),
-  /** Per task: the majority floor, and per configuration its accuracy and gates. */
-  tasks: z.record(z.string(), z.object({ floor: z.object({ accuracy: z.number() }).nullable() }).catchall(z.object({ accuracy: z.number(), ci95: interval, gates: z.object({ imageSensitive: z.boolean() }) }))),
-  paired: z.record(z.string(), z.record(z.string(), z.object({ n: z.number(), difference: z.number(), ci95: interval }))),
-  codebook: z.object({ test: tokenizerTest }),
-  vq: z.object({ test: tokenizerTest }).nullable(),
-  evals: z.record(z.string(), z.object({ items: z.array(z.object({ id: z.string(), task: z.string(), correct: z.boolean() })) })),
-  /** The spatial drills on the test scenes (reports written before they were scored have none). */
-  spatialDrills: z.object({
-    floor: z.object({ accuracy: z.number() }),
-    variants: z.record(z.string(), z.object({ accuracy: z.number(), ci95: interval })),
-    paired: z.record(z.string(), z.object({ difference: z.number(), ci95: interval })),
-  }).nullable().optional(),
-  spatialDrillItems: z.record(z.string(), z.array(z.object({ id: z.string(), scene: z.string(), correct: z.boolean() }))).optional(),
-});
-type Report = z.output<typeof ReportSchema>;
+type Report = RunResults;
 
 const program = new Command('experiment:seeds')
   .description('merge the reports of one experiment run with several seeds: per-seed and pooled accuracies, paired differences, tokenizers, gradient angles')
-  .argument('<dirs...>', 'experiment output folders (each with report.json), one per seed')
+  .argument('<runs...>', `experiment output folders or their ${RESULTS_FILE} files, one per seed`)
   .option('--json', 'print the merged summary as JSON on stdout, nothing else')
   .option('--write <name>', 'write the tables into BENCHMARKS.md section NAME and the plot into docs/experiment/NAME-angles.png')
-  .option('--plot <file>', 'gradient-angle plot (default: DIR1/angles-seeds.png)');
+  .option('--plot <file>', 'gradient-angle plot (default: angles-seeds.png beside the first run)');
 program.parse();
 const opts = program.opts<{ json?: boolean; write?: string; plot?: string }>();
-const dirs = program.args.map((d) => resolve(d));
+const inputs = program.args.map((d) => resolve(d));
 
 /** The reports, checked to be one comparison: same size and settings (configurations may differ); distinct seeds. */
 function readReports(): Report[] {
-  const reports = dirs.map((d) => {
-    const f = join(d, 'report.json');
-    if (!existsSync(f)) throw new UsageError(`${f}: no report.json (run npm run experiment with --out ${d} first)`);
-    return parseOrFail(ReportSchema, readJsonFile(f, 'experiment report'), `${f}: not an experiment report`);
-  });
+  const reports = inputs.map(readRunResults);
   // The settings that define the comparison: the tasks as the set scored (a run made as `--size small
   // --set tasks=all` before a size named them is the same run), the size's name not at all; fields
   // added since a run was made count as off for it.
@@ -82,7 +55,7 @@ function readReports(): Report[] {
     return JSON.stringify(Object.keys(settings).sort().map((k) => [k, settings[k]]));
   };
   reports.forEach((r, i) => {
-    if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${dirs[i]}: its size or settings differ from ${dirs[0]}'s; only seeds (and configurations) may differ`);
+    if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${inputs[i]}: its size or settings differ from ${inputs[0]}'s; only seeds (and configurations) may differ`);
   });
   const seeds = reports.map((r) => r.seed);
   if (new Set(seeds).size !== seeds.length) throw new UsageError(`seeds repeat (${seeds.join(', ')}): give one folder per seed`);
@@ -91,7 +64,7 @@ function readReports(): Report[] {
 
 let reports: Report[];
 try {
-  if (dirs.length < 2) throw new UsageError('give at least two experiment folders (one per seed)');
+  if (inputs.length < 2) throw new UsageError('give at least two experiment runs (one per seed)');
   reports = readReports();
 } catch (err) {
   console.error(`experiment:seeds: ${(err as Error).message}`);
@@ -110,7 +83,7 @@ const signed = (x: number, ci: [number, number]): string => `${x >= 0 ? '+' : ''
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** Per-item correctness (0/1) of a configuration on a task, per seed, in the order the items were scored. */
-const correctOf = (r: Report, v: string, task: string): number[] => r.evals[v]!.items.filter((it) => it.task === task).map((it) => Number(it.correct));
+const correctOf = (r: Report, v: string, task: string): number[] => [...r.items[task]!.correct[v]!].map(Number);
 /** Gate 2 from the report's numbers, so that reports written before it required the floor read the same. */
 const gate2Of = (r: Report, task: string, v: string): boolean => {
   const t = r.tasks[task]!;
@@ -166,14 +139,13 @@ for (const task of tasks) {
  * them: per seed and pooled, with intervals that resample scenes (a scene of each seed is one
  * cluster) since a scene's questions share its image.
  */
-const drillRuns = reports.every((r) => r.spatialDrills && r.spatialDrillItems) ? reports : [];
+const drillRuns = reports.every((r) => r.spatialDrills && r.drillItems) ? reports : [];
 /** The cluster of each of a run's drill questions, its seed and scene (every configuration is asked the same drills in the same order). */
-const drillScenes = (r: Report): string[] => r.spatialDrillItems![variants[0]!]!.map((it) => `${r.seed}/${it.scene}`);
-const drillCorrect = (r: Report, v: string): number[] => r.spatialDrillItems![v]!.map((it) => Number(it.correct));
+const drillScenes = (r: Report): string[] => r.drillItems!.scenes.map((scene) => `${r.seed}/${scene}`);
+const drillCorrect = (r: Report, v: string): number[] => [...r.drillItems!.correct[v]!].map(Number);
 const drillDiffs = (r: Report, o: string): number[] => {
-  const a = r.spatialDrillItems!.uvu!, b = r.spatialDrillItems![o]!;
-  if (a.some((it, i) => it.id !== b[i]?.id)) throw new Error(`seed ${r.seed}: uvu and ${o} were asked different drills`);
-  return a.map((it, i) => Number(it.correct) - Number(b[i]!.correct));
+  const b = drillCorrect(r, o);
+  return drillCorrect(r, 'uvu').map((x, i) => x - b[i]!);
 };
 const drillScore = (runs: Report[], values: (r: Report) => number[], salt: string): Pooled => {
   const all = runs.flatMap(values);
@@ -220,11 +192,7 @@ const tokenizerTable = [
 // Gradient angles of the pretraining runs with image targets (every `angle_every` steps).
 const imageVariants = variants.filter((v) => v !== 'text-only');
 /** Per configuration, per seed: the measured angles of its pretraining run, [step, degrees]. */
-const angles = new Map(imageVariants.map((v) => [v, dirs.map((d) => {
-  const run = join(d, 'runs', `${v}-pretrain`);
-  if (!existsSync(join(run, LOG_FILE))) return [];
-  return readLog(run, 0).lines.flatMap((l) => (l.angle_deg === null ? [] : [[l.step, l.angle_deg] as const]));
-})]));
+const angles = new Map(imageVariants.map((v) => [v, reports.map((r) => r.angles[v] ?? [])]));
 /** Per configuration: every seed's angles, ascending. */
 const sortedAngles = new Map(imageVariants.map((v) => [v, angles.get(v)!.flat().map(([, deg]) => deg).sort((a, b) => a - b)]));
 const angleStats = Object.fromEntries(imageVariants.map((v) => {
@@ -244,7 +212,7 @@ const angleTable = [
   }),
 ].join('\n');
 
-const plot = resolve(opts.plot ?? join(dirs[0]!, 'angles-seeds.png'));
+const plot = resolve(opts.plot ?? join(inputs[0]!.endsWith('.json') ? dirname(inputs[0]!) : inputs[0]!, 'angles-seeds.png'));
 const colorOf = (v: string): string => PLOT_COLORS[VARIANTS.indexOf(v)]!;
 await writeLinePlotPng(plot, {
   title: `θ(∇L_image, ∇L_text) in pretraining, ${reports.length} seeds`,
@@ -274,7 +242,7 @@ say(tokenizerTable);
 say('');
 say(angleTable);
 say(`plot: ${plot}`);
-const summary = { seeds: reports.map((r) => r.seed), dirs, configurations: variants, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, spatialDrills: pooledDrills, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
+const summary = { seeds: reports.map((r) => r.seed), runs: inputs, configurations: variants, size: reports[0]!.size, settings: reports[0]!.settings, minutes: reports.map((r) => r.minutes), pooled, spatialDrills: pooledDrills, tokenizers: reports.map((r) => ({ seed: r.seed, codebook: r.codebook.test, vq: r.vq?.test ?? null })), angles: angleStats, plot };
 if (opts.json) console.log(JSON.stringify(summary, null, 2));
 
 if (opts.write) {
@@ -284,7 +252,7 @@ if (opts.write) {
   writeSection(opts.write, [
     `### ${opts.write}`,
     '',
-    `Command: \`npm run experiment:seeds -- ${dirs.map((d) => `out/${basename(d)}`).join(' ')} --write ${opts.write}\`, merging ${[...new Set(reports.map((r) => r.size))].map((size) => {
+    `Command: \`npm run experiment:seeds -- ${inputs.map((d) => relative(process.cwd(), d)).join(' ')} --write ${opts.write}\`, merging ${[...new Set(reports.map((r) => r.size))].map((size) => {
       const seeds = reports.filter((r) => r.size === size).map((r) => r.seed);
       return `\`npm run experiment -- --size ${size} --seed S --out DIR\` for seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')}`;
     }).join(' and ')}, with the same settings (${reports.map((r) => r.minutes.toFixed(0)).join(', ')} min of steps) — merged ${new Date().toISOString().slice(0, 10)} on: ${machine()}.`,

@@ -448,6 +448,44 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const olderRun = run(dirF, dirG, '--json');
     assert.equal(olderRun.status, 0, olderRun.stderr);
     assert.deepEqual((JSON.parse(olderRun.stdout) as { seeds: number[] }).seeds, [5, 6]);
+    // The run's own results.json (what docs/experiment/results/ keeps) merges as its report does:
+    // a copy of the file alone gives the same pooled numbers as folder a (report.json only), and it
+    // carries the pretraining's gradient angles as the training logs recorded them.
+    const resultsCopy = join(seeds, 'seed0-results.json');
+    writeFileSync(resultsCopy, readFileSync(join(out, 'results.json')));
+    assert.ok(readFileSync(resultsCopy).length * 5 < readFileSync(join(out, 'report.json')).length, 'results.json is a fraction of report.json');
+    const fromFile = run(resultsCopy, dirB, '--json', '--plot', join(seeds, 'angles-file.png'));
+    assert.equal(fromFile.status, 0, fromFile.stderr);
+    const { runs: _runs, plot: _plot, angles: anglesFromFile, ...pooledFromFile } = JSON.parse(fromFile.stdout) as Record<string, unknown>;
+    const { runs: _runs2, plot: _plot2, angles: _angles, ...pooledFromDirs } = merged as unknown as Record<string, unknown>;
+    assert.deepEqual(pooledFromFile, pooledFromDirs);
+    // Its angles are the pretraining logs' (the tiny run's few steps may hold none: then none).
+    const angles = (JSON.parse(readFileSync(resultsCopy, 'utf8')) as { angles: Record<string, [number, number][]> }).angles;
+    const loggedAngles = (dir: string, v: string): [number, number][] => readLog(join(dir, 'runs', `${v}-pretrain`), 0).lines.flatMap((l) => (l.angle_deg === null ? [] : [[l.step, l.angle_deg] as [number, number]]));
+    for (const v of ['uvu', 'ar-vq']) assert.deepEqual(angles[v], loggedAngles(out, v), `${v}: angles`);
+    assert.equal((anglesFromFile as Record<string, { n: number } | null>).uvu?.n ?? 0, angles.uvu!.length, 'the file\'s angles (folder b has no training logs)');
+    // A folder with report.json only takes its angles from its training logs: here uvu's, with a
+    // known angle on every other step.
+    const dirH = join(seeds, 'h'), logH = join(dirH, 'runs', 'uvu-pretrain');
+    mkdirSync(logH, { recursive: true });
+    writeFileSync(join(dirH, 'report.json'), JSON.stringify({ ...rep, seed: 7 }));
+    const steps = readFileSync(join(out, 'runs', 'uvu-pretrain', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    writeFileSync(join(logH, 'log.jsonl'), steps.map((l, i) => JSON.stringify({ ...l, angle_deg: i % 2 === 0 ? 80 + i : null }) + '\n').join(''));
+    const known = steps.flatMap((_, i) => (i % 2 === 0 ? [80 + i] : []));
+    const withLogs = run(dirH, dirB, '--json', '--plot', join(seeds, 'angles-h.png'));
+    assert.equal(withLogs.status, 0, withLogs.stderr);
+    const statsH = (JSON.parse(withLogs.stdout) as { angles: Record<string, { n: number; meanDeg: number }> }).angles.uvu!;
+    assert.deepEqual([statsH.n, statsH.meanDeg], [known.length, known.reduce((a, b) => a + b, 0) / known.length]);
+    // A results file whose bits do not match its items is refused, named, in one line.
+    const results = JSON.parse(readFileSync(resultsCopy, 'utf8')) as { items: Record<string, { correct: Record<string, string> }> };
+    const firstTask = Object.keys(results.items)[0]!;
+    results.items[firstTask]!.correct.uvu += '1';
+    const badResults = join(seeds, 'bad-results.json');
+    writeFileSync(badResults, JSON.stringify(results));
+    const badBits = run(badResults, dirB);
+    assert.equal(badBits.status, 1, badBits.stderr);
+    assert.match(badBits.stderr, /bad-results\.json: not experiment results: items\.\S+: every configuration has one bit per item/);
+    assert.equal(badBits.stderr.trim().split('\n').length, 1, badBits.stderr);
     // A report that is not one (here: no evals) is an input error, named in one line.
     const dirBad = join(seeds, 'bad');
     mkdirSync(dirBad);
@@ -459,7 +497,7 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     for (const [args, message] of [
       [[dirA, dirC], /size or settings differ/],
       [[dirA, dirA], /seeds repeat/],
-      [[dirA, join(seeds, 'none')], /no report\.json/],
+      [[dirA, join(seeds, 'none')], /none: no such file or folder/],
       [[dirA], /at least two/],
     ] as const) {
       const bad = run(...args);

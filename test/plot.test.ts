@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { computeAxis, PLOT_COLORS, renderLinePlotSvg, writeLinePlotPng, type PlotSpec } from '../src/util/plot.js';
+import { computeAxis, escapeXml, PLOT_COLORS, renderLinePlotSvg, writeLinePlotPng, type PlotSpec } from '../src/util/plot.js';
 import { Rng } from '../src/util/rng.js';
 import { UvuError } from '../src/util/errors.js';
 
@@ -113,4 +113,13 @@ test('plot: empty panels and series render without throwing; bad input is refuse
   assert.ok(renderLinePlotSvg({ panels: [{ title: 'p', xLabel: 'x', yLabel: 'y', series: [{ name: 'p', x: [3], y: [4] }] }] }).includes('<circle'));
   assert.throws(() => renderLinePlotSvg({ panels: [{ title: 'p', xLabel: 'x', yLabel: 'y', series: [{ name: 's', x: [1, 2], y: [1] }] }] }), UvuError);
   assert.throws(() => renderLinePlotSvg({ width: 10, panels: [] }), UvuError);
+});
+
+test('plot text: markup escaped, characters XML forbids (a model answer can hold any) shown as U+FFFD, so the SVG still renders', async () => {
+  // \u001c is what a tiny model once answered; a lone high and a lone low surrogate; a valid pair stays.
+  const hostile = 'a<b>&"c\u001c\u0000d\uD83D e\uDE00 f\uD83D\uDE00 g\uFFFF';
+  assert.equal(escapeXml(hostile), 'a&lt;b&gt;&amp;&quot;c\uFFFD\uFFFDd\uFFFD e\uFFFD f\uD83D\uDE00 g\uFFFD');
+  const path = join(work, 'hostile.png');
+  await writeLinePlotPng(path, { title: hostile, panels: [{ title: hostile, xLabel: hostile, yLabel: 'y', series: [{ name: hostile, x: [1, 2], y: [3, 4] }] }] });
+  assert.equal((await sharp(path).metadata()).format, 'png');
 });

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import sharp, { type OverlayOptions } from 'sharp';
 import { writeFileAtomic } from '../util/atomic.js';
+import { escapeXml } from '../util/plot.js';
 import type { Box } from './scenes.js';
 import type { QaItem, Task } from './tasks.js';
 import { isBoxTask, TASKS } from './tasks.js';
@@ -29,7 +30,6 @@ export interface SheetOptions {
 const TEXT_H = 58;
 const PAD = 6;
 
-const escapeXml = (s: string): string => s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
 const clip = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 const fmtBox = (b: Box): string => `[${b.map((v) => Math.round(v)).join(',')}]`;
 

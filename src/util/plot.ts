@@ -113,8 +113,15 @@ function formatTick(v: number): string {
   return Number(v.toPrecision(6)).toExponential();
 }
 
-function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
+/**
+ * Text as SVG character data: markup escaped, and the characters XML 1.0 forbids (control
+ * characters, lone surrogates, U+FFFE/U+FFFF: a model's byte-level answer can hold any of them)
+ * shown as U+FFFD, since a single one makes the whole SVG unparseable.
+ */
+export function escapeXml(s: string): string {
+  return s
+    .replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!)
+    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 const f1 = (v: number) => v.toFixed(1);
