@@ -32,10 +32,9 @@ import { RESULTS_FILE, readRunResults, type RunResults } from './experiment-resu
 import { withAddedFields } from './experiment-settings.js';
 
 const VARIANTS = ['uvu', 'text-only', 'ar-vq'];
-type Report = RunResults;
 
 const program = new Command('experiment:seeds')
-  .description('merge the reports of one experiment run with several seeds: per-seed and pooled accuracies, paired differences, tokenizers, gradient angles')
+  .description('merge the results of one experiment run with several seeds: per-seed and pooled accuracies, paired differences, tokenizers, gradient angles')
   .argument('<runs...>', `experiment output folders or their ${RESULTS_FILE} files, one per seed`)
   .option('--json', 'print the merged summary as JSON on stdout, nothing else')
   .option('--write <name>', 'write the tables into BENCHMARKS.md section NAME and the plot into docs/experiment/NAME-angles.png')
@@ -45,12 +44,12 @@ const opts = program.opts<{ json?: boolean; write?: string; plot?: string }>();
 const inputs = program.args.map((d) => resolve(d));
 
 /** The reports, checked to be one comparison: same size and settings (configurations may differ); distinct seeds. */
-function readReports(): Report[] {
+function readReports(): RunResults[] {
   const reports = inputs.map(readRunResults);
   // The settings that define the comparison: the tasks as the set scored (a run made as `--size small
   // --set tasks=all` before a size named them is the same run), the size's name not at all; fields
   // added since a run was made count as off for it.
-  const fixed = (r: Report): string => {
+  const fixed = (r: RunResults): string => {
     const settings: Record<string, unknown> = { ...withAddedFields(r.settings), variants: undefined, tasks: Object.keys(r.tasks).sort() };
     return JSON.stringify(Object.keys(settings).sort().map((k) => [k, settings[k]]));
   };
@@ -58,11 +57,11 @@ function readReports(): Report[] {
     if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${inputs[i]}: its size or settings differ from ${inputs[0]}'s; only seeds (and configurations) may differ`);
   });
   const seeds = reports.map((r) => r.seed);
-  if (new Set(seeds).size !== seeds.length) throw new UsageError(`seeds repeat (${seeds.join(', ')}): give one folder per seed`);
+  if (new Set(seeds).size !== seeds.length) throw new UsageError(`seeds repeat (${seeds.join(', ')}): give one run per seed`);
   return reports;
 }
 
-let reports: Report[];
+let reports: RunResults[];
 try {
   if (inputs.length < 2) throw new UsageError('give at least two experiment runs (one per seed)');
   reports = readReports();
@@ -83,9 +82,9 @@ const signed = (x: number, ci: [number, number]): string => `${x >= 0 ? '+' : ''
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** Per-item correctness (0/1) of a configuration on a task, per seed, in the order the items were scored. */
-const correctOf = (r: Report, v: string, task: string): number[] => [...r.items[task]!.correct[v]!].map(Number);
+const correctOf = (r: RunResults, v: string, task: string): number[] => [...r.items[task]!.correct[v]!].map(Number);
 /** Gate 2 from the report's numbers, so that reports written before it required the floor read the same. */
-const gate2Of = (r: Report, task: string, v: string): boolean => {
+const gate2Of = (r: RunResults, task: string, v: string): boolean => {
   const t = r.tasks[task]!;
   return passesImageGate({ imageSensitive: t[v]!.gates.imageSensitive, ci95: t[v]!.ci95, floor: t.floor!.accuracy });
 };
@@ -141,18 +140,18 @@ for (const task of tasks) {
  */
 const drillRuns = reports.every((r) => r.spatialDrills && r.drillItems) ? reports : [];
 /** The cluster of each of a run's drill questions, its seed and scene (every configuration is asked the same drills in the same order). */
-const drillScenes = (r: Report): string[] => r.drillItems!.scenes.map((scene) => `${r.seed}/${scene}`);
-const drillCorrect = (r: Report, v: string): number[] => [...r.drillItems!.correct[v]!].map(Number);
-const drillDiffs = (r: Report, o: string): number[] => {
+const drillScenes = (r: RunResults): string[] => r.drillItems!.scenes.map((scene) => `${r.seed}/${scene}`);
+const drillCorrect = (r: RunResults, v: string): number[] => [...r.drillItems!.correct[v]!].map(Number);
+const drillDiffs = (r: RunResults, o: string): number[] => {
   const b = drillCorrect(r, o);
   return drillCorrect(r, 'uvu').map((x, i) => x - b[i]!);
 };
-const drillScore = (runs: Report[], values: (r: Report) => number[], salt: string): Pooled => {
+const drillScore = (runs: RunResults[], values: (r: RunResults) => number[], salt: string): Pooled => {
   const all = runs.flatMap(values);
   return { n: all.length, accuracy: mean(all), ci95: clusterBootstrapInterval(all, runs.flatMap(drillScenes), { seed: hashSeed(0, `seeds/drills/${salt}`) }) };
 };
 /** One seed's drills as its experiment recorded them (the same numbers as its own table). */
-const drillRow = (r: Report): string => {
+const drillRow = (r: RunResults): string => {
   const d = r.spatialDrills!;
   return `| spatial, drills | ${r.seed} | ${pct(d.floor.accuracy)} | ${variants.map((v) => withCi(d.variants[v]!.accuracy, d.variants[v]!.ci95)).join(' | ')} | ${others.map((o) => signed(d.paired[`uvu - ${o}`]!.difference, d.paired[`uvu - ${o}`]!.ci95)).join(' | ')} | — |`;
 };
