@@ -15,6 +15,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { LOG_FILE, readLog } from '../src/serve/runs.js';
+import type { StepLog } from '../src/train/train.js';
 import { UsageError } from '../src/util/errors.js';
 import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
 
@@ -124,12 +125,14 @@ export function resultsOfReport(report: ReportForResults, angles: Record<string,
   };
 }
 
+/** The gradient angles a training log measured, [step, degrees]. */
+export const anglesOfLog = (lines: StepLog[]): [number, number][] => lines.flatMap((l) => (l.angle_deg === null ? [] : [[l.step, l.angle_deg] as [number, number]]));
+
 /** The gradient angles of a run folder's pretraining runs with image targets, from their logs. */
-export function anglesOfRunFolder(dir: string, variants: string[]): Record<string, [number, number][]> {
+function anglesOfRunFolder(dir: string, variants: string[]): Record<string, [number, number][]> {
   return Object.fromEntries(variants.filter((v) => v !== 'text-only').map((v) => {
     const run = join(dir, 'runs', `${v}-pretrain`);
-    if (!existsSync(join(run, LOG_FILE))) return [v, []];
-    return [v, readLog(run, 0).lines.flatMap((l) => (l.angle_deg === null ? [] : [[l.step, l.angle_deg] as [number, number]]))];
+    return [v, existsSync(join(run, LOG_FILE)) ? anglesOfLog(readLog(run, 0).lines) : []];
   }));
 }
 

@@ -18,7 +18,7 @@
  *     image targets, with a PNG: the angle against the step, and its empirical CDF per configuration.
  * `--write NAME` also writes the tables into BENCHMARKS.md (section NAME) and the plot into docs/experiment/.
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { machine, writeSection } from '../bench/report.js';
@@ -211,7 +211,7 @@ const angleTable = [
   }),
 ].join('\n');
 
-const plot = resolve(opts.plot ?? join(inputs[0]!.endsWith('.json') ? dirname(inputs[0]!) : inputs[0]!, 'angles-seeds.png'));
+const plot = resolve(opts.plot ?? join(statSync(inputs[0]!).isFile() ? dirname(inputs[0]!) : inputs[0]!, 'angles-seeds.png'));
 const colorOf = (v: string): string => PLOT_COLORS[VARIANTS.indexOf(v)]!;
 await writeLinePlotPng(plot, {
   title: `θ(∇L_image, ∇L_text) in pretraining, ${reports.length} seeds`,

@@ -45,7 +45,7 @@ import { cpuSecondsSoFar } from '../src/util/cputime.js';
 import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { machine, writeSection } from '../bench/report.js';
-import { anglesOfRunFolder, parseReport, RESULTS_FILE, resultsOfReport } from './experiment-results.js';
+import { anglesOfLog, parseReport, RESULTS_FILE, resultsOfReport } from './experiment-results.js';
 import { withAddedFields } from './experiment-settings.js';
 import { initEngine } from '../src/engine/tf.js';
 import { ModelSession } from '../src/infer/session.js';
@@ -710,7 +710,8 @@ const report = {
 };
 writeFileAtomic(join(OUT, 'report.json'), JSON.stringify(report, null, 2) + '\n');
 // The compact record of this run that experiment:seeds merges: small enough to commit, so that seeds run in other sessions can still be pooled item by item.
-writeFileAtomic(join(OUT, RESULTS_FILE), JSON.stringify(resultsOfReport(parseReport(report), anglesOfRunFolder(OUT, size.variants)), null, 1) + '\n');
+const pretrainAngles = Object.fromEntries(imageVariants.map((v) => [v, anglesOfLog(logOf(v, 'pretrain'))]));
+writeFileAtomic(join(OUT, RESULTS_FILE), JSON.stringify(resultsOfReport(parseReport(report), pretrainAngles), null, 1) + '\n');
 writeFileAtomic(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 say(accuracyTable);
 say('');
