@@ -9,15 +9,19 @@
  * tokenizers' PRP/PSNR on the test patches, and each pretraining run's gradient angles.
  *
  * `readRunResults` reads a results file, or a run folder: its results.json, else (runs made before
- * results.json existed) its report.json and the pretraining logs, converted.
+ * results.json existed) its report.json and the pretraining logs, converted. `mergeSameSeed` joins
+ * runs of one seed that trained different configurations on the same data.
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { bootstrapInterval, clusterBootstrapInterval } from '../src/perception/score.js';
+import { hashSeed } from '../src/perception/scenes.js';
 import { LOG_FILE, readLog } from '../src/serve/runs.js';
 import type { StepLog } from '../src/train/train.js';
 import { UsageError } from '../src/util/errors.js';
 import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
+import { VARIANTS } from './experiment-settings.js';
 
 export const RESULTS_FILE = 'results.json';
 export const RESULTS_FORMAT = 'uvu-experiment-results/1';
@@ -82,6 +86,20 @@ const ReportSchema = z.object({
 export type ReportForResults = z.output<typeof ReportSchema>;
 /** A report as scripts/experiment.ts builds it, checked and narrowed to what results.json keeps. */
 export const parseReport = (report: unknown): ReportForResults => ReportSchema.parse(report);
+
+/** A paired difference uvu − other: over how many items, the mean per-item difference in correctness, its 95 % interval. */
+export interface PairedDifference { n: number; difference: number; ci95: [number, number] }
+const meanOf = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+/**
+ * uvu − other on one task's test items, from the per-item differences in correctness (−1, 0, 1),
+ * with a paired bootstrap interval over items. The experiment's own numbers: a same-seed merge
+ * recomputes them with the same resampling seed, and so gets what one run of both would record.
+ */
+export const pairedOnTask = (diffs: number[], seed: number, other: string, task: string): PairedDifference =>
+  ({ n: diffs.length, difference: meanOf(diffs), ci95: bootstrapInterval(diffs, { seed: hashSeed(seed, `paired/${other}/${task}`) }) });
+/** The same on the spatial drills, the interval resampling scenes (a scene's drills share its image). */
+export const pairedOnDrills = (diffs: number[], scenes: string[], seed: number, other: string): PairedDifference =>
+  ({ n: diffs.length, difference: meanOf(diffs), ci95: clusterBootstrapInterval(diffs, scenes, { seed: hashSeed(seed, `drills/paired/${other}`) }) });
 
 const toBits = (xs: { correct: boolean }[]): string => xs.map((x) => (x.correct ? '1' : '0')).join('');
 
@@ -149,4 +167,63 @@ export function readRunResults(path: string): RunResults {
   if (!existsSync(reportFile)) throw new UsageError(`${path}: no ${RESULTS_FILE} or report.json (run npm run experiment with --out ${path} first)`);
   const report = parseOrFail(ReportSchema, readJsonFile(reportFile, 'experiment report'), `${reportFile}: not an experiment report`);
   return resultsOfReport(report, anglesOfRunFolder(path, report.settings.variants));
+}
+
+/** Per-item differences uvu − other from two bit strings of correctness. */
+const bitDiffs = (uvu: string, other: string): number[] => [...uvu].map((x, i) => Number(x) - Number(other[i]));
+
+/**
+ * One seed's results from runs that trained different configurations on the same data (made
+ * separately: in different sessions, or on different machines): the union of their configurations,
+ * with the paired differences uvu − other recomputed over the items as the experiment computes
+ * them, so that the merge equals what one run of all of them records. Runs that share a
+ * configuration, or whose test items, floors or codebook differ (not one seed's data), are refused
+ * naming the file.
+ */
+export function mergeSameSeed(runs: { path: string; results: RunResults }[]): RunResults {
+  const { path: firstPath, results: base } = runs[0]!;
+  const refuse = (path: string, why: string): never => {
+    throw new UsageError(`${path}: ${why} not the same as in ${firstPath}, also seed ${base.seed} (runs of one seed merge only when made from the same data, with different configurations)`);
+  };
+  const variants: string[] = [];
+  for (const { path, results } of runs) {
+    for (const v of results.settings.variants) {
+      if (variants.includes(v)) throw new UsageError(`${path}: ${v} of seed ${base.seed} is in another run too (give each configuration of a seed once)`);
+      variants.push(v);
+    }
+  }
+  const order = (v: string): number => (VARIANTS as readonly string[]).indexOf(v);
+  variants.sort((a, b) => order(a) - order(b));
+  const sameList = (a: string[], b: string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+  for (const { path, results } of runs.slice(1)) {
+    for (const task of Object.keys(base.items)) {
+      if (!results.items[task] || !sameList(results.items[task].ids, base.items[task]!.ids)) refuse(path, `${task} test items`);
+      if (results.tasks[task]!.floor?.accuracy !== base.tasks[task]!.floor?.accuracy) refuse(path, `${task} floor`);
+    }
+    if (results.codebook.test.prp !== base.codebook.test.prp || results.codebook.test.psnr !== base.codebook.test.psnr) refuse(path, 'pixel codebook PRP/PSNR');
+    if (results.drillItems && base.drillItems && !(sameList(results.drillItems.ids, base.drillItems.ids) && sameList(results.drillItems.scenes, base.drillItems.scenes))) refuse(path, 'spatial drills');
+  }
+  const all = runs.map((r) => r.results);
+  const others = variants.includes('uvu') ? variants.filter((v) => v !== 'uvu') : [];
+  const items: RunResults['items'] = Object.fromEntries(Object.entries(base.items).map(([task, it]) => [task, { ids: it.ids, correct: Object.assign({}, ...all.map((r) => r.items[task]!.correct)) as Record<string, string> }]));
+  const paired: RunResults['paired'] = Object.fromEntries(others.map((o) => [`uvu - ${o}`, Object.fromEntries(Object.entries(items).map(([task, it]) => [task, pairedOnTask(bitDiffs(it.correct.uvu!, it.correct[o]!), base.seed, o, task)]))]));
+  const withDrills = all.every((r) => r.drillItems && r.spatialDrills);
+  const drillItems = withDrills ? { ...base.drillItems!, correct: Object.assign({}, ...all.map((r) => r.drillItems!.correct)) as Record<string, string> } : null;
+  // Parsed like a results file, so that the recomputed parts keep the fields results.json keeps.
+  return ResultsSchema.parse({
+    ...base,
+    minutes: all.reduce((a, r) => a + r.minutes, 0),
+    settings: { ...base.settings, variants },
+    tasks: Object.fromEntries(Object.keys(base.tasks).map((task) => [task, { ...Object.assign({}, ...all.map((r) => r.tasks[task])), floor: base.tasks[task]!.floor }])),
+    paired,
+    vq: all.find((r) => r.vq)?.vq ?? null,
+    items,
+    spatialDrills: drillItems ? {
+      floor: base.spatialDrills!.floor,
+      variants: Object.assign({}, ...all.map((r) => r.spatialDrills!.variants)),
+      paired: Object.fromEntries(others.map((o) => [`uvu - ${o}`, pairedOnDrills(bitDiffs(drillItems.correct.uvu!, drillItems.correct[o]!), drillItems.scenes, base.seed, o)])),
+    } : null,
+    drillItems,
+    angles: Object.assign({}, ...all.map((r) => r.angles)),
+  });
 }

@@ -4,8 +4,9 @@
  * One comparison run with several seeds (issue 14, item 3): reads each RUN's results, an output
  * folder of `npm run experiment` or the results.json it leaves there (committed under
  * docs/experiment/results/ so that runs of past sessions can be merged; scripts/experiment-results.ts),
- * all of the same size and settings with different `--seed`s (a configuration not trained in
- * every run is left out of the merge), and prints
+ * all of the same size and settings with different `--seed`s (a configuration not trained for
+ * every seed is left out of the merge). Runs of one seed that trained different configurations
+ * on the same data (`--variants`, made separately) are joined into that seed first. It prints
  *   - per task and seed: the majority floor, every configuration's accuracy, the paired
  *     differences uvu − other, and gate 2 (does the answer use the image?);
  *   - per task over all seeds: each configuration's accuracy and each paired difference over every
@@ -28,14 +29,12 @@ import { clusterBootstrapInterval, stratifiedBootstrapInterval } from '../src/pe
 import { hashSeed } from '../src/perception/scenes.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { UsageError } from '../src/util/errors.js';
-import { RESULTS_FILE, readRunResults, type RunResults } from './experiment-results.js';
-import { withAddedFields } from './experiment-settings.js';
-
-const VARIANTS = ['uvu', 'text-only', 'ar-vq'];
+import { mergeSameSeed, RESULTS_FILE, readRunResults, type RunResults } from './experiment-results.js';
+import { VARIANTS, withAddedFields } from './experiment-settings.js';
 
 const program = new Command('experiment:seeds')
   .description('merge the results of one experiment run with several seeds: per-seed and pooled accuracies, paired differences, tokenizers, gradient angles')
-  .argument('<runs...>', `experiment output folders or their ${RESULTS_FILE} files, one per seed`)
+  .argument('<runs...>', `experiment output folders or their ${RESULTS_FILE} files: one per seed, or several of one seed with different configurations`)
   .option('--json', 'print the merged summary as JSON on stdout, nothing else')
   .option('--write <name>', 'write the tables into BENCHMARKS.md section NAME and the plot into docs/experiment/NAME-angles.png')
   .option('--plot <file>', 'gradient-angle plot (default: angles-seeds.png beside the first run)');
@@ -43,7 +42,10 @@ program.parse();
 const opts = program.opts<{ json?: boolean; write?: string; plot?: string }>();
 const inputs = program.args.map((d) => resolve(d));
 
-/** The reports, checked to be one comparison: same size and settings (configurations may differ); distinct seeds. */
+/**
+ * The reports, one per seed, checked to be one comparison: same size and settings (configurations
+ * may differ); runs of the same seed joined (mergeSameSeed).
+ */
 function readReports(): RunResults[] {
   const reports = inputs.map(readRunResults);
   // The settings that define the comparison: the tasks as the set scored (a run made as `--size small
@@ -56,9 +58,10 @@ function readReports(): RunResults[] {
   reports.forEach((r, i) => {
     if (fixed(r) !== fixed(reports[0]!)) throw new UsageError(`${inputs[i]}: its size or settings differ from ${inputs[0]}'s; only seeds (and configurations) may differ`);
   });
-  const seeds = reports.map((r) => r.seed);
-  if (new Set(seeds).size !== seeds.length) throw new UsageError(`seeds repeat (${seeds.join(', ')}): give one run per seed`);
-  return reports;
+  const bySeed = new Map<number, { path: string; results: RunResults }[]>();
+  reports.forEach((results, i) => bySeed.set(results.seed, [...(bySeed.get(results.seed) ?? []), { path: inputs[i]!, results }]));
+  if (bySeed.size < 2) throw new UsageError(`give runs of at least two seeds (these are all seed ${reports[0]!.seed})`);
+  return [...bySeed.values()].map((runs) => (runs.length === 1 ? runs[0]!.results : mergeSameSeed(runs)));
 }
 
 let reports: RunResults[];
@@ -70,10 +73,10 @@ try {
   process.exit(err instanceof UsageError ? 2 : 1);
 }
 const say = (line: string): void => (opts.json ? console.error(line) : console.log(line));
-/** The configurations every run trained (a run with fewer leaves the others out of the merge). */
-const variants = VARIANTS.filter((v) => reports.every((r) => r.settings.variants.includes(v)));
+/** The configurations trained for every seed (a seed with fewer leaves the others out of the merge). */
+const variants: string[] = VARIANTS.filter((v) => reports.every((r) => r.settings.variants.includes(v)));
 const dropped = VARIANTS.filter((v) => !variants.includes(v) && reports.some((r) => r.settings.variants.includes(v)));
-if (dropped.length) say(`experiment:seeds: ${dropped.join(', ')} left out: not trained in every run`);
+if (dropped.length) say(`experiment:seeds: ${dropped.join(', ')} left out: not trained for every seed`);
 const others = variants.includes('uvu') ? variants.filter((v) => v !== 'uvu') : [];
 const tasks = Object.keys(reports[0]!.tasks);
 const pct = (x: number): string => (100 * x).toFixed(1);
@@ -212,7 +215,7 @@ const angleTable = [
 ].join('\n');
 
 const plot = resolve(opts.plot ?? join(statSync(inputs[0]!).isFile() ? dirname(inputs[0]!) : inputs[0]!, 'angles-seeds.png'));
-const colorOf = (v: string): string => PLOT_COLORS[VARIANTS.indexOf(v)]!;
+const colorOf = (v: string): string => PLOT_COLORS[(VARIANTS as readonly string[]).indexOf(v)]!;
 await writeLinePlotPng(plot, {
   title: `θ(∇L_image, ∇L_text) in pretraining, ${reports.length} seeds`,
   width: 640,

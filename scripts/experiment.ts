@@ -45,13 +45,13 @@ import { cpuSecondsSoFar } from '../src/util/cputime.js';
 import { parseOrFail, readJsonFile } from '../src/util/fsio.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { machine, writeSection } from '../bench/report.js';
-import { anglesOfLog, parseReport, RESULTS_FILE, resultsOfReport } from './experiment-results.js';
-import { withAddedFields } from './experiment-settings.js';
+import { anglesOfLog, pairedOnDrills, pairedOnTask, parseReport, RESULTS_FILE, resultsOfReport, type PairedDifference } from './experiment-results.js';
+import { VARIANTS, withAddedFields, type Variant } from './experiment-settings.js';
 import { initEngine } from '../src/engine/tf.js';
 import { ModelSession } from '../src/infer/session.js';
 import { REGIMES, type Regime } from '../src/perception/build.js';
 import { answerItems, evaluateBench, readBenchItems, readBenchScenes, type EvalReport, type TaskScore } from '../src/perception/eval.js';
-import { bootstrapInterval, clusterBootstrapInterval, groundedSpatialParts, scoreItem } from '../src/perception/score.js';
+import { clusterBootstrapInterval, groundedSpatialParts, scoreItem } from '../src/perception/score.js';
 import { readLog } from '../src/serve/runs.js';
 import type { StepLog } from '../src/train/train.js';
 import { evaluateGates, gateVerdicts, majorityAnswers, writeGreyScene, ANSWER_TOKENS, type TaskGates } from '../src/perception/gates.js';
@@ -63,10 +63,8 @@ import { UsageError } from '../src/util/errors.js';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
-const VARIANTS = ['uvu', 'text-only', 'ar-vq'] as const;
 /** Uniform-colour backgrounds written for `backgrounds: 'plain'` (a quarter of them are the test split's). */
 const PLAIN_BACKGROUNDS = 24;
-type Variant = (typeof VARIANTS)[number];
 const SPATIAL_ANSWERS = ['yes-no', ...GROUNDED_FORMS] as const;
 type SpatialAnswer = (typeof SPATIAL_ANSWERS)[number];
 
@@ -496,15 +494,15 @@ for (const variant of size.variants) {
  * Paired differences uvu − other on the same test items: the mean per-item difference in
  * correctness per task, with its paired bootstrap 95 % interval.
  */
-const paired: Record<string, Partial<Record<Task, { n: number; difference: number; ci95: [number, number] }>>> = {};
+const paired: Record<string, Partial<Record<Task, PairedDifference>>> = {};
 for (const other of size.variants.filter((v) => v !== 'uvu')) {
   if (!size.variants.includes('uvu')) break;
   const a = evals.uvu!.items, b = evals[other]!.items;
-  const pair: Partial<Record<Task, { n: number; difference: number; ci95: [number, number] }>> = {};
+  const pair: Partial<Record<Task, PairedDifference>> = {};
   for (const task of tasksRun) {
     const diffs = a.flatMap((r, i) => (r.task === task ? [Number(r.correct) - Number(b[i]!.correct)] : []));
     if (a.some((r, i) => r.id !== b[i]!.id)) throw new Error(`internal: uvu and ${other} were scored on different items`);
-    if (diffs.length) pair[task] = { n: diffs.length, difference: diffs.reduce((x, y) => x + y, 0) / diffs.length, ci95: bootstrapInterval(diffs, { seed: hashSeed(seed, `paired/${other}/${task}`) }) };
+    if (diffs.length) pair[task] = pairedOnTask(diffs, seed, other, task);
   }
   paired[`uvu - ${other}`] = pair;
 }
@@ -561,8 +559,8 @@ const drillSummary = drillItems.length === 0 ? null : {
   variants: Object.fromEntries(size.variants.map((v) => [v, drillScore(drills[v]!, v)])) as Partial<Record<Variant, DrillScore>>,
   paired: Object.fromEntries(size.variants.includes('uvu') ? size.variants.filter((v) => v !== 'uvu').map((other) => {
     const diffs = drills.uvu!.map((r, i) => Number(r.correct) - Number(drills[other]![i]!.correct));
-    return [`uvu - ${other}`, { n: diffs.length, difference: diffs.reduce((a, b) => a + b, 0) / diffs.length, ci95: clusterBootstrapInterval(diffs, drillScenes, { seed: hashSeed(seed, `drills/paired/${other}`) }) }];
-  }) : []) as Record<string, { n: number; difference: number; ci95: [number, number] }>,
+    return [`uvu - ${other}`, pairedOnDrills(diffs, drillScenes, seed, other)];
+  }) : []) as Record<string, PairedDifference>,
 };
 
 // 7. Report: curves, tables, JSON summary, BENCHMARKS.md. Time: the sum of the steps' wall times, however many reruns it took.

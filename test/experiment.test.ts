@@ -21,6 +21,7 @@ import { evaluateBench, type EvalItemResult } from '../src/perception/eval.js';
 import { scoreAnswer, totalVariation } from '../src/perception/gates.js';
 import { formatBox, groundedSpatialAnswer, type QaItem, type Task } from '../src/perception/tasks.js';
 import { readLog } from '../src/serve/runs.js';
+import { mergeSameSeed, type RunResults } from '../scripts/experiment-results.js';
 import { cpuSecondsSoFar } from '../src/util/cputime.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -427,7 +428,7 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     writeFileSync(join(dirD, 'report.json'), JSON.stringify({ ...b, seed: 3, settings: { ...rep.settings, variants: ['text-only', 'uvu'] } }));
     const fewer = run(dirA, dirD, '--json');
     assert.equal(fewer.status, 0, fewer.stderr);
-    assert.match(fewer.stderr, /ar-vq left out: not trained in every run/);
+    assert.match(fewer.stderr, /ar-vq left out: not trained for every seed/);
     const mergedFewer = JSON.parse(fewer.stdout) as { configurations: string[]; pooled: Record<string, { variants: Record<string, Score>; paired: Record<string, Score> }> };
     assert.deepEqual(mergedFewer.configurations, ['uvu', 'text-only']);
     for (const p of Object.values(mergedFewer.pooled)) assert.deepEqual([Object.keys(p.variants), Object.keys(p.paired)], [['uvu', 'text-only'], ['uvu - text-only']]);
@@ -459,6 +460,33 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     const { runs: _runs, plot: _plot, angles: anglesFromFile, ...pooledFromFile } = JSON.parse(fromFile.stdout) as Record<string, unknown>;
     const { runs: _runs2, plot: _plot2, angles: _angles, ...pooledFromDirs } = merged as unknown as Record<string, unknown>;
     assert.deepEqual(pooledFromFile, pooledFromDirs);
+    // One seed made as two runs that trained different configurations (`--variants`, run apart)
+    // joins into that seed: the join equals the run of all three, its paired differences recomputed
+    // as the experiment computed them, and it merges with seed 1 as the whole run does.
+    const whole = JSON.parse(readFileSync(resultsCopy, 'utf8')) as RunResults;
+    const [uvuOnly, othersOnly] = [['uvu'], ['text-only', 'ar-vq']].map((keep) => onlyConfigurations(whole, keep));
+    assert.deepEqual(mergeSameSeed([{ path: 'u', results: uvuOnly! }, { path: 'o', results: othersOnly! }]), whole);
+    const [partU, partO] = [join(seeds, 'seed0-uvu.json'), join(seeds, 'seed0-others.json')];
+    writeFileSync(partU, JSON.stringify(uvuOnly));
+    writeFileSync(partO, JSON.stringify(othersOnly));
+    const joined = run(partO, dirB, partU, '--json', '--plot', join(seeds, 'angles-joined.png'));
+    assert.equal(joined.status, 0, joined.stderr);
+    const { runs: _runs3, plot: _plot3, ...pooledJoined } = JSON.parse(joined.stdout) as Record<string, unknown>;
+    assert.deepEqual(pooledJoined, { ...pooledFromFile, angles: anglesFromFile });
+    // Runs of one seed made from other data, or that share a configuration, are refused naming the file.
+    const otherItems = structuredClone(othersOnly!);
+    otherItems.items[firstTaskOf(whole)]!.ids[0] += '-elsewhere';
+    const partX = join(seeds, 'seed0-other-data.json');
+    writeFileSync(partX, JSON.stringify(otherItems));
+    for (const [args, message] of [
+      [[partU, partX, dirB], new RegExp(`seed0-other-data\\.json: ${firstTaskOf(whole)} test items not the same as in \\S+seed0-uvu\\.json, also seed 0`)],
+      [[partU, resultsCopy, dirB], /seed0-results\.json: uvu of seed 0 is in another run too/],
+    ] as const) {
+      const refused = run(...args);
+      assert.equal(refused.status, 2, refused.stderr);
+      assert.match(refused.stderr, message);
+      assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+    }
     // Its angles are the pretraining logs' (the tiny run's few steps may hold none: then none).
     const angles = (JSON.parse(readFileSync(resultsCopy, 'utf8')) as { angles: Record<string, [number, number][]> }).angles;
     const loggedAngles = (dir: string, v: string): [number, number][] => readLog(join(dir, 'runs', `${v}-pretrain`), 0).lines.flatMap((l) => (l.angle_deg === null ? [] : [[l.step, l.angle_deg] as [number, number]]));
@@ -496,7 +524,7 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
     for (const [args, message] of [
       [[dirA, dirC], /size or settings differ/],
-      [[dirA, dirA], /seeds repeat/],
+      [[dirA, dirA], /at least two seeds \(these are all seed 0\)/],
       [[dirA, join(seeds, 'none')], /none: no such file or folder/],
       [[dirA], /at least two/],
     ] as const) {
@@ -509,6 +537,26 @@ test('experiment:seeds merges runs of several seeds: pooled accuracies and paire
     rmSync(seeds, { recursive: true, force: true });
   }
 });
+
+const firstTaskOf = (r: RunResults): string => Object.keys(r.items)[0]!;
+
+/** A run's results as if it had trained only some of its configurations, in half its time. */
+function onlyConfigurations(r: RunResults, keep: string[]): RunResults {
+  const pick = <T>(rec: Record<string, T>): Record<string, T> => Object.fromEntries(Object.entries(rec).filter(([k]) => keep.includes(k)));
+  const pickPairs = <T>(rec: Record<string, T>): Record<string, T> => Object.fromEntries(Object.entries(rec).filter(([pair]) => pair.split(' - ').every((v) => keep.includes(v))));
+  return {
+    ...r,
+    minutes: r.minutes / 2,
+    settings: { ...r.settings, variants: keep },
+    tasks: Object.fromEntries(Object.entries(r.tasks).map(([task, t]) => [task, { ...pick(t as Record<string, unknown>), floor: t.floor }])) as RunResults['tasks'],
+    paired: pickPairs(r.paired),
+    vq: keep.includes('ar-vq') ? r.vq : null,
+    items: Object.fromEntries(Object.entries(r.items).map(([task, it]) => [task, { ids: it.ids, correct: pick(it.correct) }])),
+    spatialDrills: r.spatialDrills && { ...r.spatialDrills, variants: pick(r.spatialDrills.variants), paired: pickPairs(r.spatialDrills.paired) },
+    drillItems: r.drillItems && { ...r.drillItems, correct: pick(r.drillItems.correct) },
+    angles: pick(r.angles),
+  };
+}
 
 /**
  * The i-th test item's answer, right or wrong by construction (not by any scorer), in varied
