@@ -206,12 +206,14 @@ export function mergeSameSeed(runs: { path: string; results: RunResults }[]): Ru
   const all = runs.map((r) => r.results);
   const others = variants.includes('uvu') ? variants.filter((v) => v !== 'uvu') : [];
   const items: RunResults['items'] = Object.fromEntries(Object.entries(base.items).map(([task, it]) => [task, { ids: it.ids, correct: Object.assign({}, ...all.map((r) => r.items[task]!.correct)) as Record<string, string> }]));
-  const paired: RunResults['paired'] = Object.fromEntries(others.map((o) => [`uvu - ${o}`, Object.fromEntries(Object.entries(items).map(([task, it]) => [task, pairedOnTask(bitDiffs(it.correct.uvu!, it.correct[o]!), base.seed, o, task)]))]));
+  // As the experiment records them: per task with scored items.
+  const paired: RunResults['paired'] = Object.fromEntries(others.map((o) => [`uvu - ${o}`, Object.fromEntries(Object.entries(items).filter(([, it]) => it.ids.length > 0).map(([task, it]) => [task, pairedOnTask(bitDiffs(it.correct.uvu!, it.correct[o]!), base.seed, o, task)]))]));
   const withDrills = all.every((r) => r.drillItems && r.spatialDrills);
   const drillItems = withDrills ? { ...base.drillItems!, correct: Object.assign({}, ...all.map((r) => r.drillItems!.correct)) as Record<string, string> } : null;
   // Parsed like a results file, so that the recomputed parts keep the fields results.json keeps.
   return ResultsSchema.parse({
     ...base,
+    // Each run's own record, summed: steps two runs both ran or found in a shared folder count twice.
     minutes: all.reduce((a, r) => a + r.minutes, 0),
     settings: { ...base.settings, variants },
     tasks: Object.fromEntries(Object.keys(base.tasks).map((task) => [task, { ...Object.assign({}, ...all.map((r) => r.tasks[task])), floor: base.tasks[task]!.floor }])),
