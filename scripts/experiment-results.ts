@@ -170,7 +170,7 @@ export function readRunResults(path: string): RunResults {
 }
 
 /** Per-item differences uvu − other from two bit strings of correctness. */
-const bitDiffs = (uvu: string, other: string): number[] => [...uvu].map((x, i) => Number(x) - Number(other[i]));
+export const bitDiffs = (uvu: string, other: string): number[] => [...uvu].map((x, i) => Number(x) - Number(other[i]));
 
 /**
  * One seed's results from runs that trained different configurations on the same data (made

@@ -29,7 +29,7 @@ import { clusterBootstrapInterval, stratifiedBootstrapInterval } from '../src/pe
 import { hashSeed } from '../src/perception/scenes.js';
 import { PLOT_COLORS, writeLinePlotPng } from '../src/util/plot.js';
 import { UsageError } from '../src/util/errors.js';
-import { mergeSameSeed, RESULTS_FILE, readRunResults, type RunResults } from './experiment-results.js';
+import { bitDiffs, mergeSameSeed, RESULTS_FILE, readRunResults, type RunResults } from './experiment-results.js';
 import { VARIANTS, withAddedFields } from './experiment-settings.js';
 
 const program = new Command('experiment:seeds')
@@ -122,10 +122,7 @@ for (const task of tasks) {
     return [v, { n: all.length, accuracy: mean(all), ci95: stratifiedBootstrapInterval(groups, { seed: hashSeed(0, `seeds/${v}/${task}`) }) }];
   }));
   // Per configuration other than uvu: per seed, uvu's correctness minus its on each item.
-  const differences = new Map(others.map((o) => [o, reports.map((r) => {
-    const a = correctOf(r, 'uvu', task), b = correctOf(r, o, task);
-    return a.map((x, i) => x - b[i]!);
-  })]));
+  const differences = new Map(others.map((o) => [o, reports.map((r) => bitDiffs(r.items[task]!.correct.uvu!, r.items[task]!.correct[o]!))]));
   const paired = Object.fromEntries(others.map((o) => {
     const groups = differences.get(o)!;
     const all = groups.flat();
@@ -145,10 +142,7 @@ const drillRuns = reports.every((r) => r.spatialDrills && r.drillItems) ? report
 /** The cluster of each of a run's drill questions, its seed and scene (every configuration is asked the same drills in the same order). */
 const drillScenes = (r: RunResults): string[] => r.drillItems!.scenes.map((scene) => `${r.seed}/${scene}`);
 const drillCorrect = (r: RunResults, v: string): number[] => [...r.drillItems!.correct[v]!].map(Number);
-const drillDiffs = (r: RunResults, o: string): number[] => {
-  const b = drillCorrect(r, o);
-  return drillCorrect(r, 'uvu').map((x, i) => x - b[i]!);
-};
+const drillDiffs = (r: RunResults, o: string): number[] => bitDiffs(r.drillItems!.correct.uvu!, r.drillItems!.correct[o]!);
 const drillScore = (runs: RunResults[], values: (r: RunResults) => number[], salt: string): Pooled => {
   const all = runs.flatMap(values);
   return { n: all.length, accuracy: mean(all), ci95: clusterBootstrapInterval(all, runs.flatMap(drillScenes), { seed: hashSeed(0, `seeds/drills/${salt}`) }) };
